@@ -1,0 +1,48 @@
+//! The contract between the SE-Vault Mini hypervisor (`hv/`) and the vault VM (`guest/`).
+//!
+//! Everything both sides must agree on lives here, and nothing else:
+//! - [`memory_map`]: the vault's guest-physical (= guest-virtual) address space, the per-vCPU
+//!   regions and the window through which the vault reaches host memory;
+//! - [`vcpu_state`]: the register state a vault vCPU starts in;
+//! - [`comm`]: the per-vCPU communication block, one 4 KiB page shared with the host, through
+//!   which the host posts a request and the vault answers;
+//! - [`status`]: the status codes the vault answers with;
+//! - [`validate`]: the pure function that turns a snapshot of a (hostile) request into a
+//!   validated one, or a status.
+//!
+//! In the life of a request, the HV fills the comm block and runs the vCPU; the vault snapshots
+//! it once, validates it here, executes it, writes the response and leaves with VMGEXIT.
+//! Every layout is pinned by compile-time asserts.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod comm;
+pub mod memory_map;
+pub mod status;
+pub mod validate;
+pub mod vcpu_state;
+
+pub use comm::{CommBlock, KeyLen, Mode, Op, Request, Response, SgEntry};
+pub use status::Status;
+pub use validate::{validate, KeySlotIndex, KeySlots, ValidRequest};
+
+/// `"SVLT"` in little-endian: written by the HV when it sets a comm block up.
+pub const ABI_MAGIC: u32 = u32::from_le_bytes(*b"SVLT");
+/// Bumped whenever a layout or a meaning in this crate changes.
+pub const ABI_VERSION: u32 = 1;
+/// AES block size in bytes.
+pub const AES_BLOCK: usize = 16;
+/// Most scatter-list entries one request (one exit) can carry: as many as fit the comm page.
+pub const MAX_ENTRIES: usize = 160;
+/// Most bytes one request (one VMRUN) may process: bounds the time a vCPU runs per entry.
+/// Larger kernel requests are split by the HV and continue with the chained IV.
+pub const MAX_BYTES_PER_EXIT: u32 = 64 * 1024;
+/// Key slots the vault holds, shared by all vCPUs (one per kernel transform).
+pub const KEY_SLOT_COUNT: u32 = 1024;
+/// Bytes of private memory per key slot (encryption and decryption schedules + state).
+pub const KEY_SLOT_SIZE: u64 = 512;
+/// RAX of the VMMCALL NAE event with which the vault reports "request done" through its
+/// GHCB: `"SVLTDONE"` read as a little-endian u64.
+pub const HYPERCALL_REQUEST_DONE: u64 = u64::from_le_bytes(*b"SVLTDONE");
+/// Most vCPUs (one per host logical CPU) the memory map has room for.
+pub const MAX_VCPUS: u32 = 512;

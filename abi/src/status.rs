@@ -1,0 +1,150 @@
+//! What the vault answers in [`crate::Response::status`].
+//!
+//! Zero is deliberately not a status: a response the vault never wrote reads as zero and is
+//! rejected by [`Status::try_from`], so "no answer" cannot pass for success.
+use core::fmt;
+
+/// Outcome of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Status {
+    /// Done: `bytes_done` and (CBC) `iv_out` are valid.
+    Ok = 1,
+    /// `Header::magic` is not [`crate::ABI_MAGIC`].
+    BadMagic = 2,
+    /// `Header::version` is not [`crate::ABI_VERSION`].
+    BadVersion = 3,
+    /// Unknown operation.
+    BadOp = 4,
+    /// Unknown mode.
+    BadMode = 5,
+    /// Key length is not 16, 24 or 32.
+    BadKeyLen = 6,
+    /// Key slot index out of range.
+    BadSlot = 7,
+    /// The slot holds no key.
+    NoKey = 8,
+    /// The slot holds a key of another length than the request names.
+    KeyLenMismatch = 9,
+    /// Total length is zero.
+    ZeroLength = 10,
+    /// Total length is not a multiple of the AES block size.
+    UnalignedLength = 11,
+    /// Total length exceeds [`crate::MAX_BYTES_PER_EXIT`].
+    TooLarge = 12,
+    /// Entry count is zero (for encrypt/decrypt), above [`crate::MAX_ENTRIES`], or non-zero
+    /// for a key operation.
+    BadEntryCount = 13,
+    /// An entry has length zero.
+    EmptyEntry = 14,
+    /// The entries' lengths do not add up to the total length.
+    LengthMismatch = 15,
+    /// `addr + len` overflows.
+    AddressOverflow = 16,
+    /// A range lies (partly) outside the host window.
+    OutsideWindow = 17,
+    /// A range touches the vault's own memory.
+    TouchesVault = 18,
+    /// A reserved field is not zero.
+    ReservedNotZero = 19,
+    /// Another vCPU holds the key slot (a set/clear racing a request on the same slot: an
+    /// honest host never does that).
+    SlotBusy = 20,
+}
+
+impl Status {
+    /// Short name for logs and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::BadMagic => "bad magic",
+            Self::BadVersion => "bad ABI version",
+            Self::BadOp => "bad operation",
+            Self::BadMode => "bad mode",
+            Self::BadKeyLen => "bad key length",
+            Self::BadSlot => "bad key slot",
+            Self::NoKey => "no key in slot",
+            Self::KeyLenMismatch => "key length mismatch",
+            Self::ZeroLength => "zero length",
+            Self::UnalignedLength => "length not a multiple of 16",
+            Self::TooLarge => "request too large",
+            Self::BadEntryCount => "bad entry count",
+            Self::EmptyEntry => "empty entry",
+            Self::LengthMismatch => "entry lengths do not sum to total",
+            Self::AddressOverflow => "address overflow",
+            Self::OutsideWindow => "address outside host window",
+            Self::TouchesVault => "address touches vault memory",
+            Self::ReservedNotZero => "reserved field not zero",
+            Self::SlotBusy => "key slot busy",
+        }
+    }
+
+    /// Every status, for tests and tools.
+    pub const ALL: [Status; 20] = [
+        Self::Ok,
+        Self::BadMagic,
+        Self::BadVersion,
+        Self::BadOp,
+        Self::BadMode,
+        Self::BadKeyLen,
+        Self::BadSlot,
+        Self::NoKey,
+        Self::KeyLenMismatch,
+        Self::ZeroLength,
+        Self::UnalignedLength,
+        Self::TooLarge,
+        Self::BadEntryCount,
+        Self::EmptyEntry,
+        Self::LengthMismatch,
+        Self::AddressOverflow,
+        Self::OutsideWindow,
+        Self::TouchesVault,
+        Self::ReservedNotZero,
+        Self::SlotBusy,
+    ];
+}
+
+/// A status code that is not one of [`Status`]'s (including 0, "never answered").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownStatus(pub u32);
+
+impl TryFrom<u32> for Status {
+    type Error = UnknownStatus;
+    fn try_from(raw: u32) -> Result<Self, UnknownStatus> {
+        Self::ALL.iter().copied().find(|s| *s as u32 == raw).ok_or(UnknownStatus(raw))
+    }
+}
+
+impl From<Status> for u32 {
+    fn from(status: Status) -> u32 {
+        status as u32
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown vault status {:#x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_and_zero_is_not_one() {
+        for (i, status) in Status::ALL.iter().enumerate() {
+            assert_eq!(*status as u32, i as u32 + 1, "codes are dense from 1");
+            assert_eq!(Status::try_from(u32::from(*status)), Ok(*status));
+        }
+        assert_eq!(Status::try_from(0), Err(UnknownStatus(0)));
+        assert_eq!(Status::try_from(21), Err(UnknownStatus(21)));
+        assert_eq!(Status::try_from(u32::MAX), Err(UnknownStatus(u32::MAX)));
+    }
+}

@@ -1,0 +1,103 @@
+//! The vault image: entry point, main loop and exit path of a vault vCPU.
+//!
+//! Built only for `x86_64-unknown-none` (`cargo xtask build-guest`), linked at `IMAGE_BASE`
+//! by `vault.ld`, which fails the link if the image exceeds 4096 bytes. The HV starts every
+//! vCPU at `_start` in 64-bit mode with the state `sevault_abi::vcpu_state` documents; the
+//! only per-vCPU register is RSP, the top of that vCPU's stack, from which the vault derives
+//! its vCPU index and so its comm block and GHCB.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::arch::global_asm;
+use core::ptr::NonNull;
+
+use sevault_abi::comm::{CommBlock, CommBlockPtr};
+use sevault_abi::memory_map::{VcpuIndex, HOST_WINDOW_BASE, KEY_SLOTS_BASE};
+use sevault_abi::HYPERCALL_REQUEST_DONE;
+use sevault_ghcb::{GhcbPage, GhcbPtr};
+use sevault_guest::slots::{KeySlot, KeyStore, SLOT_COUNT};
+use sevault_guest::vault::Vault;
+use sevault_guest::walk::HostWindow;
+
+global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .globl _start
+    _start:
+        mov rdi, rsp
+        call {main}
+        ud2
+
+    .text
+    // Scrubs the vector registers (the vault's AES state and round keys), then VMGEXIT
+    // (`rep vmmcall`, F3 0F 01 D9). Under SEV-ES that is the Automatic Exit 0x403; on plain
+    // SVM it exits as VMMCALL (0x81). The HV resumes the vault after it.
+    .globl sevault_vmgexit
+    sevault_vmgexit:
+        pxor xmm0, xmm0
+        pxor xmm1, xmm1
+        pxor xmm2, xmm2
+        pxor xmm3, xmm3
+        pxor xmm4, xmm4
+        pxor xmm5, xmm5
+        pxor xmm6, xmm6
+        pxor xmm7, xmm7
+        pxor xmm8, xmm8
+        pxor xmm9, xmm9
+        pxor xmm10, xmm10
+        pxor xmm11, xmm11
+        pxor xmm12, xmm12
+        pxor xmm13, xmm13
+        pxor xmm14, xmm14
+        pxor xmm15, xmm15
+        .byte 0xf3, 0x0f, 0x01, 0xd9
+        ret
+    "#,
+    main = sym vault_main,
+);
+
+extern "sysv64" {
+    fn sevault_vmgexit();
+}
+
+/// Stops the vault for good: #UD with no IDT is a triple fault, so the HV sees a SHUTDOWN exit
+/// and rebuilds the vault. Used only when the HV broke the launch contract.
+fn fatal() -> ! {
+    loop {
+        // SAFETY: raises #UD on purpose; nothing after it runs.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack, noreturn)) }
+    }
+}
+
+extern "sysv64" fn vault_main(stack_top: u64) -> ! {
+    let Some(vcpu) = VcpuIndex::from_stack_top(stack_top) else { fatal() };
+    let (Some(comm), Some(ghcb)) = (
+        NonNull::new(vcpu.comm_block_gpa() as *mut CommBlock),
+        NonNull::new(vcpu.ghcb_gpa() as *mut GhcbPage),
+    ) else {
+        fatal()
+    };
+    // SAFETY: the memory map (sevault_abi::memory_map) that the HV builds the vault's page
+    // tables from maps this vCPU's comm block and GHCB, writable, for the vault's lifetime.
+    let (comm, ghcb) = unsafe { (CommBlockPtr::new(comm), GhcbPtr::new(ghcb)) };
+    // SAFETY: key slots are private memory mapped at KEY_SLOTS_BASE, zero-filled by the HV
+    // before launch (= empty, unlocked slots), touched by vCPUs only through `KeyStore`.
+    let slots = unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
+    // SAFETY: the window maps host memory only, disjoint from everything the vault's Rust
+    // code references (memory map); requests are validated against its bounds.
+    let window = unsafe { HostWindow::new(HOST_WINDOW_BASE as *mut u8) };
+    let vault = Vault::new(KeyStore::new(slots), window);
+    loop {
+        let response = vault.serve(comm);
+        comm.write_response(&response);
+        ghcb.write_vmmcall_event(HYPERCALL_REQUEST_DONE);
+        // SAFETY: exits to the HV, which resumes right after with the next request posted.
+        unsafe { sevault_vmgexit() };
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    fatal()
+}

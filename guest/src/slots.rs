@@ -1,0 +1,226 @@
+//! The vault's key slots: private memory at `KEY_SLOTS_BASE`, shared by all vCPUs.
+//!
+//! A slot holds the expanded schedules of one key; the host only ever holds the slot's index.
+//! Because any vCPU may run any request, two vCPUs may touch one slot at once — an honest
+//! kernel never does that (it does not race `setkey` with requests on one transform), a
+//! hostile host might, to mix two keys' schedules. So every slot has a non-blocking
+//! reader/writer lock: set/clear take it exclusively, encrypt/decrypt take it shared, and a
+//! vCPU that finds it taken answers [`Status::SlotBusy`] instead of spinning (a host that
+//! deschedules the holder could otherwise stall it forever).
+use core::cell::UnsafeCell;
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use sevault_abi::validate::{KeySlotIndex, KeySlots};
+use sevault_abi::{KeyLen, Status, KEY_SLOT_COUNT, KEY_SLOT_SIZE};
+use zeroize::Zeroize;
+
+use crate::aes::{expand_key, KeySchedule};
+
+/// Lock word: this bit set = a writer holds the slot; else the count of readers.
+const WRITER: u32 = 1 << 31;
+
+/// One key slot, laid out for the vault's private memory.
+#[repr(C, align(64))]
+pub struct KeySlot {
+    schedule: UnsafeCell<KeySchedule>,
+    /// Key length in bytes, 0 = empty. Written only under the write lock.
+    key_len: AtomicU32,
+    lock: AtomicU32,
+    reserved_0x1e8: [u8; 24],
+}
+
+const _: () = {
+    assert!(size_of::<KeySlot>() as u64 == KEY_SLOT_SIZE);
+    assert!(offset_of!(KeySlot, schedule) == 0x000);
+    assert!(offset_of!(KeySlot, key_len) == 0x1E0);
+    assert!(offset_of!(KeySlot, lock) == 0x1E4);
+    assert!(offset_of!(KeySlot, reserved_0x1e8) == 0x1E8);
+};
+
+// SAFETY: the schedule is only written under the exclusive lock and only read under a shared
+// one (see `KeyStore`), so sharing `&KeySlot` across vCPUs/threads does not race.
+unsafe impl Sync for KeySlot {}
+
+impl KeySlot {
+    /// An empty, unlocked slot (what zero-filled memory is).
+    pub const fn empty() -> Self {
+        Self {
+            schedule: UnsafeCell::new(KeySchedule::zeroed()),
+            key_len: AtomicU32::new(0),
+            lock: AtomicU32::new(0),
+            reserved_0x1e8: [0; 24],
+        }
+    }
+
+    fn held_key_len(&self) -> Option<KeyLen> {
+        KeyLen::try_from(self.key_len.load(Ordering::Acquire)).ok()
+    }
+}
+
+/// The table of [`KEY_SLOT_COUNT`] slots.
+pub struct KeyStore<'m> {
+    slots: &'m [KeySlot],
+}
+
+/// A shared hold on a slot's schedule; released on drop.
+pub struct SlotReader<'m> {
+    slot: &'m KeySlot,
+}
+
+impl SlotReader<'_> {
+    /// The schedule, readable while the hold lasts.
+    pub fn schedule(&self) -> &KeySchedule {
+        // SAFETY: a shared hold excludes writers until drop; the borrow ends before that.
+        unsafe { &*self.slot.schedule.get() }
+    }
+}
+
+impl Drop for SlotReader<'_> {
+    fn drop(&mut self) {
+        self.slot.lock.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The exclusive hold on a slot; publishes `key_len` and releases on drop.
+struct SlotWriter<'m> {
+    slot: &'m KeySlot,
+    key_len: u32,
+}
+
+impl SlotWriter<'_> {
+    fn schedule(&mut self) -> &mut KeySchedule {
+        // SAFETY: the exclusive hold excludes every reader and writer until drop; the borrow
+        // of `self` ends before that.
+        unsafe { &mut *self.slot.schedule.get() }
+    }
+}
+
+impl Drop for SlotWriter<'_> {
+    fn drop(&mut self) {
+        self.slot.key_len.store(self.key_len, Ordering::Release);
+        self.slot.lock.store(0, Ordering::Release);
+    }
+}
+
+impl<'m> KeyStore<'m> {
+    /// Uses `slots`, which must have [`KEY_SLOT_COUNT`] entries (shorter tables make the
+    /// missing slots read as empty and refuse keys).
+    pub fn new(slots: &'m [KeySlot]) -> Self {
+        Self { slots }
+    }
+
+    fn slot(&self, index: KeySlotIndex) -> Result<&'m KeySlot, Status> {
+        self.slots.get(index.get() as usize).ok_or(Status::BadSlot)
+    }
+
+    /// The exclusive hold on the slot; the slot then reads as holding `key_len` once dropped.
+    fn write(&self, index: KeySlotIndex) -> Result<SlotWriter<'m>, Status> {
+        let slot = self.slot(index)?;
+        slot.lock.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).map_err(|_| Status::SlotBusy)?;
+        Ok(SlotWriter { slot, key_len: 0 })
+    }
+
+    /// Expands `key` into the slot, replacing what it held.
+    pub fn set(&self, index: KeySlotIndex, key: &[u8]) -> Result<(), Status> {
+        let len = u32::try_from(key.len()).ok().and_then(|l| KeyLen::try_from(l).ok()).ok_or(Status::BadKeyLen)?;
+        let mut writer = self.write(index)?;
+        expand_key(key, len, writer.schedule());
+        writer.key_len = len as u32;
+        Ok(())
+    }
+
+    /// Zeroizes the slot.
+    pub fn clear(&self, index: KeySlotIndex) -> Result<(), Status> {
+        self.write(index)?.schedule().zeroize();
+        Ok(())
+    }
+
+    /// A shared hold on the slot, if it holds a key of `len`.
+    pub fn read(&self, index: KeySlotIndex, len: KeyLen) -> Result<SlotReader<'m>, Status> {
+        let slot = self.slot(index)?;
+        let mut current = slot.lock.load(Ordering::Relaxed);
+        loop {
+            if current & WRITER != 0 || current == WRITER - 1 {
+                return Err(Status::SlotBusy);
+            }
+            match slot.lock.compare_exchange_weak(current, current + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        let reader = SlotReader { slot };
+        // Checked again under the hold: what validation saw may have changed since.
+        match slot.held_key_len() {
+            Some(held) if held == len => Ok(reader),
+            Some(_) => Err(Status::KeyLenMismatch),
+            None => Err(Status::NoKey),
+        }
+    }
+}
+
+impl KeySlots for KeyStore<'_> {
+    fn key_len(&self, index: KeySlotIndex) -> Option<KeyLen> {
+        self.slot(index).ok().and_then(KeySlot::held_key_len)
+    }
+}
+
+/// Number of slots the vault's memory holds.
+pub const SLOT_COUNT: usize = KEY_SLOT_COUNT as usize;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Vec<KeySlot> {
+        (0..4).map(|_| KeySlot::empty()).collect()
+    }
+
+    #[test]
+    fn set_read_clear() {
+        let slots = table();
+        let store = KeyStore::new(&slots);
+        let i = KeySlotIndex::new(2).unwrap();
+        assert_eq!(store.key_len(i), None);
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::NoKey)));
+        store.set(i, &[1; 24]).unwrap();
+        assert_eq!(store.key_len(i), Some(KeyLen::Aes192));
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::KeyLenMismatch)));
+        {
+            let reader = store.read(i, KeyLen::Aes192).unwrap();
+            assert_ne!(reader.schedule().enc.round_key(12), [0; 16]);
+            // A writer is refused while a reader holds the slot, and a second reader is not.
+            assert_eq!(store.set(i, &[2; 16]), Err(Status::SlotBusy));
+            assert_eq!(store.clear(i), Err(Status::SlotBusy));
+            let _second = store.read(i, KeyLen::Aes192).unwrap();
+        }
+        store.clear(i).unwrap();
+        assert_eq!(store.key_len(i), None);
+        // SAFETY: no hold is alive; the test owns the table.
+        let schedule = unsafe { &*slots[2].schedule.get() };
+        assert_eq!(*schedule, KeySchedule::zeroed(), "clear zeroizes the schedules");
+        assert_eq!(slots[2].lock.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn readers_are_refused_while_a_writer_holds_the_slot() {
+        let slots = table();
+        let store = KeyStore::new(&slots);
+        let i = KeySlotIndex::new(0).unwrap();
+        store.set(i, &[1; 16]).unwrap();
+        slots[0].lock.store(WRITER, Ordering::Relaxed);
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::SlotBusy)));
+        slots[0].lock.store(0, Ordering::Relaxed);
+        assert!(store.read(i, KeyLen::Aes128).is_ok());
+    }
+
+    #[test]
+    fn slots_beyond_a_short_table_are_refused() {
+        let slots = table();
+        let store = KeyStore::new(&slots);
+        let i = KeySlotIndex::new(10).unwrap();
+        assert_eq!(store.key_len(i), None);
+        assert_eq!(store.set(i, &[0; 16]), Err(Status::BadSlot));
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::BadSlot)));
+    }
+}
