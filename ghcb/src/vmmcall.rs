@@ -28,12 +28,19 @@ pub const VMMCALL_EVENT_FIELDS: [GhcbField; 5] = [
     GhcbField::SwExitInfo2,
 ];
 
+/// The valid bitmap of a VMMCALL event, computed at compile time (the vault's image budget
+/// has no room for building it at run time).
+pub const VMMCALL_EVENT_BITMAP: ValidBitmap = ValidBitmap::EMPTY.with_all(&VMMCALL_EVENT_FIELDS);
+
 /// Fields the hypervisor marks valid when it completes an event.
 pub const VMMCALL_RESULT_FIELDS: [GhcbField; 3] = [
     GhcbField::Rax,
     GhcbField::SwExitInfo1,
     GhcbField::SwExitInfo2,
 ];
+
+/// The valid bitmap of a completed event.
+pub const VMMCALL_RESULT_BITMAP: ValidBitmap = ValidBitmap::EMPTY.with_all(&VMMCALL_RESULT_FIELDS);
 
 /// SW_EXITINFO1 the hypervisor returns when the event completed.
 pub const EXIT_INFO_SUCCESS: u64 = 0;
@@ -207,7 +214,7 @@ impl GhcbPtr<'_> {
         self.set_sw_exit_code(SwExitCode::VMMCALL);
         self.set_sw_exit_info_1(0);
         self.set_sw_exit_info_2(0);
-        self.set_valid_bitmap(ValidBitmap::EMPTY.with_all(&VMMCALL_EVENT_FIELDS));
+        self.set_valid_bitmap(VMMCALL_EVENT_BITMAP);
         self.set_protocol_version(GHCB_PROTOCOL_VERSION);
         self.set_ghcb_usage(GHCB_USAGE_STANDARD);
     }
@@ -226,7 +233,7 @@ impl GhcbPtr<'_> {
         self.set_rax(rax);
         self.set_sw_exit_info_1(EXIT_INFO_SUCCESS);
         self.set_sw_exit_info_2(0);
-        self.set_valid_bitmap(ValidBitmap::EMPTY.with_all(&VMMCALL_RESULT_FIELDS));
+        self.set_valid_bitmap(VMMCALL_RESULT_BITMAP);
     }
 
     /// Hypervisor side: completes a rejected event: SW_EXITINFO1 = 2 (GHCB

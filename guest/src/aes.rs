@@ -89,6 +89,9 @@ extern "sysv64" {
 
 /// Expands `key` (16, 24 or 32 bytes, as `len` says) into `out`, in place: no copy of the key
 /// or of its words is left anywhere but in `out`.
+// Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
+// into the request loop.
+#[inline(never)]
 pub fn expand_key(key: &[u8], len: KeyLen, out: &mut KeySchedule) {
     let nk = len.bytes() / 4;
     let rounds = len.rounds();

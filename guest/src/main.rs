@@ -89,8 +89,7 @@ extern "sysv64" fn vault_main(stack_top: u64) -> ! {
     let window = unsafe { HostWindow::new(HOST_WINDOW_BASE as *mut u8) };
     let vault = Vault::new(KeyStore::new(slots), window);
     loop {
-        let response = vault.serve(comm);
-        comm.write_response(&response);
+        vault.serve(comm);
         ghcb.write_vmmcall_event(HYPERCALL_REQUEST_DONE);
         // SAFETY: exits to the HV, which resumes right after with the next request posted.
         unsafe { sevault_vmgexit() };

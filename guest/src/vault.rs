@@ -21,27 +21,30 @@ impl<'m> Vault<'m> {
     }
 
     /// Serves the request posted in `comm`: snapshot (each shared field read once), wipe the
-    /// key bytes from the shared page, validate, execute, and return the response to publish.
+    /// key bytes from the shared page, validate, execute, and publish the response.
     /// AES-NI must be present (the HV checks before launching the vault).
-    pub fn serve(&self, comm: CommBlockPtr) -> Response {
+    // Not inlined: keeps the vault image within its 4096-byte budget.
+    #[inline(never)]
+    pub fn serve(&self, comm: CommBlockPtr) {
         let (header, mut request) = comm.snapshot();
         // Taken: no copy of a key stays in memory the host can read.
         comm.wipe_key();
+        let mut response = Response { sequence: header.sequence, ..Response::default() };
         let outcome = match validate(&header, &request, &self.keys) {
-            Ok(ValidRequest::SetKey { slot, key }) => self.keys.set(slot, key).map(|()| (0, [0; 16])),
-            Ok(ValidRequest::ClearKey { slot }) => self.keys.clear(slot).map(|()| (0, [0; 16])),
-            Ok(ValidRequest::Crypt(crypt)) => self.crypt(&crypt),
+            Ok(ValidRequest::SetKey { slot, key_len, key }) => self.keys.set(slot, key, key_len),
+            Ok(ValidRequest::ClearKey { slot }) => self.keys.clear(slot),
+            Ok(ValidRequest::Crypt(crypt)) => self.crypt(&crypt, &mut response),
             Err(status) => Err(status),
         };
         request.key.zeroize();
-        let (status, bytes_done, iv_out) = match outcome {
-            Ok((bytes, iv)) => (Status::Ok, bytes, iv),
-            Err(status) => (status, 0, [0; 16]),
-        };
-        Response { status: status.into(), bytes_done, sequence: header.sequence, iv_out, ..Response::default() }
+        response.status = outcome.err().unwrap_or(Status::Ok).into();
+        comm.write_response(&response);
     }
 
-    fn crypt(&self, crypt: &CryptRequest<'_>) -> Result<(u64, [u8; 16]), Status> {
+    /// Runs an encrypt/decrypt request; on success fills in `bytes_done` and `iv_out`.
+    // Not inlined: keeps the vault image within its 4096-byte budget.
+    #[inline(never)]
+    fn crypt(&self, crypt: &CryptRequest<'_>, response: &mut Response) -> Result<(), Status> {
         let hold = self.keys.read(crypt.slot, crypt.key_len)?;
         let mut cipher = BlockCipher::new(hold.schedule(), crypt.key_len, crypt.direction, crypt.mode, crypt.iv);
         // SAFETY: the window's contract is `Vault::new`'s caller's; the entries are validated
@@ -49,8 +52,9 @@ impl<'m> Vault<'m> {
         let done = unsafe { process(crypt.entries, &self.window, &mut cipher) };
         // Validation guarantees whole blocks; should that ever fail, say so rather than
         // answer with a partial result.
-        let done = done.ok_or(Status::UnalignedLength)?;
-        Ok((done, cipher.iv_out()))
+        response.bytes_done = done.ok_or(Status::UnalignedLength)?;
+        response.iv_out = cipher.iv_out();
+        Ok(())
     }
 }
 
@@ -91,7 +95,8 @@ mod tests {
             // SAFETY: requests in these tests stay inside `memory`.
             let window = unsafe { HostWindow::new(self.memory.as_mut_ptr()) };
             let vault = Vault::new(KeyStore::new(&self.slots), window);
-            let response = vault.serve(comm);
+            vault.serve(comm);
+            let response = comm.read_response();
             assert_eq!(response.sequence, self.sequence);
             assert_eq!(comm.read_key(), [0; 32], "the vault wipes the key bytes it was given");
             (Status::try_from(response.status).unwrap(), response)
