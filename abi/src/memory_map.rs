@@ -100,7 +100,10 @@ impl VcpuIndex {
     /// The vCPU whose initial RSP is `rsp`; `None` for any other value. The vault derives its
     /// own index this way, so the only per-vCPU register the HV sets is RSP.
     pub const fn from_stack_top(rsp: u64) -> Option<Self> {
-        if rsp <= STACKS_BASE || rsp > VAULT_END || (rsp - STACKS_BASE) % STACK_STRIDE != 0 {
+        if rsp <= STACKS_BASE
+            || rsp > VAULT_END
+            || !(rsp - STACKS_BASE).is_multiple_of(STACK_STRIDE)
+        {
             return None;
         }
         Self::new(((rsp - STACKS_BASE) / STACK_STRIDE - 1) as u32)
@@ -138,11 +141,11 @@ const _: () = {
     assert!(GHCBS_BASE + MAX_VCPUS as u64 * PAGE_SIZE <= STACKS_BASE);
     assert!(STACK_SIZE < STACK_STRIDE);
     assert!(VAULT_END <= HOST_WINDOW_BASE);
-    assert!(KEY_SLOTS_BASE % PAGE_SIZE == 0 && KEY_SLOTS_SIZE % PAGE_SIZE == 0);
-    assert!(STACK_STRIDE % PAGE_SIZE == 0 && STACK_SIZE % PAGE_SIZE == 0);
+    assert!(KEY_SLOTS_BASE.is_multiple_of(PAGE_SIZE) && KEY_SLOTS_SIZE.is_multiple_of(PAGE_SIZE));
+    assert!(STACK_STRIDE.is_multiple_of(PAGE_SIZE) && STACK_SIZE.is_multiple_of(PAGE_SIZE));
     // One PML4 entry (512 GiB) covers the window exactly; it ends at 2^40, within the 40
     // physical-address bits QEMU's EPYC models give and below any SEV C-bit position.
-    assert!(HOST_WINDOW_BASE % HOST_WINDOW_SIZE == 0);
+    assert!(HOST_WINDOW_BASE.is_multiple_of(HOST_WINDOW_SIZE));
     assert!(HOST_WINDOW_BASE + HOST_WINDOW_SIZE <= 1 << 40);
 };
 
@@ -155,11 +158,17 @@ mod tests {
         let first = VcpuIndex::new(0).unwrap();
         let last = VcpuIndex::new(MAX_VCPUS - 1).unwrap();
         assert_eq!(first.comm_block_gpa(), COMM_BLOCKS_BASE);
-        assert_eq!(last.comm_block_gpa() + PAGE_SIZE, COMM_BLOCKS_BASE + 0x20_0000);
+        assert_eq!(
+            last.comm_block_gpa() + PAGE_SIZE,
+            COMM_BLOCKS_BASE + 0x20_0000
+        );
         assert_eq!(last.ghcb_gpa() + PAGE_SIZE, GHCBS_BASE + 0x20_0000);
         assert_eq!(last.stack_top(), VAULT_END);
         assert_eq!(first.stack_top() - first.stack_bottom(), STACK_SIZE);
-        assert_eq!(first.stack_bottom(), STACKS_BASE + STACK_STRIDE - STACK_SIZE);
+        assert_eq!(
+            first.stack_bottom(),
+            STACKS_BASE + STACK_STRIDE - STACK_SIZE
+        );
         assert!(VcpuIndex::new(MAX_VCPUS).is_none());
     }
 
@@ -169,7 +178,13 @@ mod tests {
             let v = VcpuIndex::new(i).unwrap();
             assert_eq!(VcpuIndex::from_stack_top(v.stack_top()), Some(v));
         }
-        for rsp in [0, STACKS_BASE, STACKS_BASE + 8, VAULT_END + STACK_STRIDE, u64::MAX] {
+        for rsp in [
+            0,
+            STACKS_BASE,
+            STACKS_BASE + 8,
+            VAULT_END + STACK_STRIDE,
+            u64::MAX,
+        ] {
             assert_eq!(VcpuIndex::from_stack_top(rsp), None, "rsp {rsp:#x}");
         }
     }
@@ -177,7 +192,10 @@ mod tests {
     #[test]
     fn host_window_bounds() {
         assert_eq!(host_window_gpa(0, 16), Some(HOST_WINDOW_BASE));
-        assert_eq!(host_window_gpa(HOST_WINDOW_SIZE - 16, 16), Some(HOST_WINDOW_BASE * 2 - 16));
+        assert_eq!(
+            host_window_gpa(HOST_WINDOW_SIZE - 16, 16),
+            Some(HOST_WINDOW_BASE * 2 - 16)
+        );
         assert_eq!(host_window_gpa(HOST_WINDOW_SIZE - 15, 16), None);
         assert_eq!(host_window_gpa(u64::MAX - 3, 16), None);
         // Every window address is outside the vault.

@@ -401,7 +401,6 @@ impl TryFrom<u64> for MsrResponse {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

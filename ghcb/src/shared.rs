@@ -240,7 +240,6 @@ impl<'a> GhcbPtr<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::layout::GhcbField;

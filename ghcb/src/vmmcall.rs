@@ -256,7 +256,6 @@ impl GhcbPtr<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::layout::GhcbPage;

@@ -64,14 +64,14 @@ extern "sysv64" {
 /// Stops the vault for good: #UD with no IDT is a triple fault, so the HV sees a SHUTDOWN exit
 /// and rebuilds the vault. Used only when the HV broke the launch contract.
 fn fatal() -> ! {
-    loop {
-        // SAFETY: raises #UD on purpose; nothing after it runs.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack, noreturn)) }
-    }
+    // SAFETY: raises #UD on purpose; `noreturn` because nothing after it runs.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack, noreturn)) }
 }
 
 extern "sysv64" fn vault_main(stack_top: u64) -> ! {
-    let Some(vcpu) = VcpuIndex::from_stack_top(stack_top) else { fatal() };
+    let Some(vcpu) = VcpuIndex::from_stack_top(stack_top) else {
+        fatal()
+    };
     let (Some(comm), Some(ghcb)) = (
         NonNull::new(vcpu.comm_block_gpa() as *mut CommBlock),
         NonNull::new(vcpu.ghcb_gpa() as *mut GhcbPage),
@@ -83,7 +83,8 @@ extern "sysv64" fn vault_main(stack_top: u64) -> ! {
     let (comm, ghcb) = unsafe { (CommBlockPtr::new(comm), GhcbPtr::new(ghcb)) };
     // SAFETY: key slots are private memory mapped at KEY_SLOTS_BASE, zero-filled by the HV
     // before launch (= empty, unlocked slots), touched by vCPUs only through `KeyStore`.
-    let slots = unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
+    let slots =
+        unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
     // SAFETY: the window maps host memory only, disjoint from everything the vault's Rust
     // code references (memory map); requests are validated against its bounds.
     let window = unsafe { HostWindow::new(HOST_WINDOW_BASE as *mut u8) };

@@ -1,0 +1,226 @@
+//! `cargo xtask build-guest`: builds the vault (`guest/`, `x86_64-unknown-none`, profile
+//! `vault`), turns its ELF into the flat image the HV loads at `IMAGE_BASE`, checks the
+//! image, and writes it to `target/sevault/guest.bin`.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use object::elf::{FileHeader64, PF_W, PT_LOAD};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::LittleEndian;
+use sevault_abi::memory_map::{IMAGE_BASE, IMAGE_MAX_SIZE};
+
+use crate::{cargo, run_command};
+
+/// Target triple of the vault image.
+pub const TARGET: &str = "x86_64-unknown-none";
+/// Cargo profile of the vault image (size-optimised, see the root Cargo.toml).
+const PROFILE: &str = "vault";
+
+/// Builds the image; returns the path of `guest.bin`.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    build_into(root, &root.join("target"))
+}
+
+/// Builds the image with `target_dir` as cargo's target directory.
+pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
+    run_command(cargo(root).env("CARGO_TARGET_DIR", target_dir).args([
+        "build",
+        "--package",
+        "sevault-guest",
+        "--bin",
+        "sevault-vault",
+        "--features",
+        "vault-image",
+        "--profile",
+        PROFILE,
+        "--target",
+        TARGET,
+    ]))
+    .context("building the vault image (the linker fails if it exceeds 4096 bytes)")?;
+    let elf_path = target_dir.join(TARGET).join(PROFILE).join("sevault-vault");
+    let elf =
+        std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+    let image = flat_image(&elf).with_context(|| format!("checking {}", elf_path.display()))?;
+    let out_dir = target_dir.join("sevault");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join("guest.bin");
+    std::fs::write(&out, &image).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "vault image: {} of {IMAGE_MAX_SIZE} bytes ({} free) -> {}",
+        image.len(),
+        IMAGE_MAX_SIZE as usize - image.len(),
+        out.display()
+    );
+    Ok(out)
+}
+
+/// The flat image of a vault ELF: its loadable segments placed at `vaddr - IMAGE_BASE`, gaps
+/// zero-filled. Refuses an entry point other than `IMAGE_BASE`, writable or zero-filled
+/// (bss) segments, segments outside the image window, and images over the budget.
+pub fn flat_image(elf: &[u8]) -> Result<Vec<u8>> {
+    let header = FileHeader64::<LittleEndian>::parse(elf).context("not an ELF64 file")?;
+    let endian = header.endian().context("not a little-endian ELF")?;
+    ensure!(
+        header.e_entry(endian) == IMAGE_BASE,
+        "entry point {:#x} is not IMAGE_BASE {IMAGE_BASE:#x}",
+        header.e_entry(endian)
+    );
+    let mut image = Vec::new();
+    for segment in header
+        .program_headers(endian, elf)
+        .context("reading program headers")?
+    {
+        if segment.p_type(endian) != PT_LOAD || segment.p_memsz(endian) == 0 {
+            continue;
+        }
+        let (vaddr, filesz, memsz) = (
+            segment.p_vaddr(endian),
+            segment.p_filesz(endian),
+            segment.p_memsz(endian),
+        );
+        if segment.p_flags(endian) & PF_W != 0 {
+            bail!("segment at {vaddr:#x} is writable: the vault image must be read-only");
+        }
+        ensure!(
+            filesz == memsz,
+            "segment at {vaddr:#x} has zero-filled (bss) bytes"
+        );
+        let start = vaddr
+            .checked_sub(IMAGE_BASE)
+            .context("segment below IMAGE_BASE")?;
+        let end = start
+            .checked_add(filesz)
+            .context("segment size overflows")?;
+        ensure!(
+            end <= IMAGE_MAX_SIZE,
+            "image is {end} bytes, over its {IMAGE_MAX_SIZE}-byte budget"
+        );
+        let data = segment
+            .data(endian, elf)
+            .map_err(|()| anyhow::anyhow!("segment at {vaddr:#x} lies outside the file"))?;
+        let (start, end) = (start as usize, end as usize);
+        if image.len() < end {
+            image.resize(end, 0);
+        }
+        image[start..end].copy_from_slice(data);
+    }
+    ensure!(!image.is_empty(), "no loadable segment");
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ELF64 executable with the given entry and (vaddr, flags, bytes, memsz) segments.
+    fn elf(entry: u64, segments: &[(u64, u32, &[u8], u64)]) -> Vec<u8> {
+        let phoff = 64u64;
+        let data_start = phoff + 56 * segments.len() as u64;
+        let mut out = vec![0u8; data_start as usize];
+        out[..4].copy_from_slice(b"\x7fELF");
+        out[4] = 2; // 64-bit
+        out[5] = 1; // little-endian
+        out[6] = 1; // version
+        out[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        out[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        out[20..24].copy_from_slice(&1u32.to_le_bytes());
+        out[24..32].copy_from_slice(&entry.to_le_bytes());
+        out[32..40].copy_from_slice(&phoff.to_le_bytes());
+        out[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        out[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        out[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+        for (i, (vaddr, flags, bytes, memsz)) in segments.iter().enumerate() {
+            let offset = out.len() as u64;
+            out.extend_from_slice(bytes);
+            let ph = &mut out[(phoff as usize + 56 * i)..(phoff as usize + 56 * (i + 1))];
+            ph[0..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+            ph[4..8].copy_from_slice(&flags.to_le_bytes());
+            ph[8..16].copy_from_slice(&offset.to_le_bytes());
+            ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
+            ph[24..32].copy_from_slice(&vaddr.to_le_bytes());
+            ph[32..40].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        out
+    }
+
+    const RX: u32 = 5;
+    const R: u32 = 4;
+
+    #[test]
+    fn places_segments_at_their_offsets_and_fills_gaps() {
+        let image = flat_image(&elf(
+            IMAGE_BASE,
+            &[
+                (IMAGE_BASE, RX, &[1, 2, 3], 3),
+                (IMAGE_BASE + 8, R, &[9], 1),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(image, [1, 2, 3, 0, 0, 0, 0, 0, 9]);
+    }
+
+    #[test]
+    fn refuses_what_the_hv_could_not_load_as_is() {
+        let code: &[u8] = &[0x90; 16];
+        let cases: [(Vec<u8>, &str); 5] = [
+            (
+                elf(IMAGE_BASE + 1, &[(IMAGE_BASE, RX, code, 16)]),
+                "entry point",
+            ),
+            (
+                elf(IMAGE_BASE, &[(IMAGE_BASE, RX | PF_W, code, 16)]),
+                "writable",
+            ),
+            (elf(IMAGE_BASE, &[(IMAGE_BASE, RX, code, 32)]), "bss"),
+            (
+                elf(IMAGE_BASE, &[(IMAGE_BASE - 16, RX, code, 16)]),
+                "below IMAGE_BASE",
+            ),
+            (
+                elf(
+                    IMAGE_BASE,
+                    &[(IMAGE_BASE + IMAGE_MAX_SIZE - 8, RX, code, 16)],
+                ),
+                "budget",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let error = format!("{:#}", flat_image(&bytes).unwrap_err());
+            assert!(
+                error.contains(expected),
+                "{error:?} should mention {expected:?}"
+            );
+        }
+        assert!(flat_image(b"not an elf").is_err());
+    }
+
+    #[test]
+    fn linker_script_agrees_with_the_abi() {
+        let script = include_str!("../../guest/vault.ld");
+        assert!(
+            script.contains(&format!("IMAGE_BASE = {IMAGE_BASE:#x};")),
+            "vault.ld IMAGE_BASE"
+        );
+        assert!(
+            script.contains(&format!("IMAGE_MAX_SIZE = {IMAGE_MAX_SIZE};")),
+            "vault.ld IMAGE_MAX_SIZE"
+        );
+    }
+
+    /// Builds the real vault image (in its own target directory, so that it does not wait for
+    /// the `cargo test` that runs it) and checks the budget on the result.
+    #[test]
+    fn the_vault_image_fits_its_budget() {
+        let root = crate::workspace_root();
+        let out = build_into(&root, &root.join("target").join("xtask-test")).unwrap();
+        let image = std::fs::read(out).unwrap();
+        assert!(
+            image.len() as u64 <= IMAGE_MAX_SIZE,
+            "{} bytes",
+            image.len()
+        );
+        // The first instruction is `_start`'s `mov rdi, rsp` (48 89 e7).
+        assert_eq!(image[..3], [0x48, 0x89, 0xe7]);
+    }
+}
