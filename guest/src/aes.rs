@@ -93,39 +93,23 @@ type BlockRoutine = unsafe extern "sysv64" fn(
 extern "sysv64" {
     fn sevault_aes_sub_word(word: u32) -> u64;
     fn sevault_aes_inv_mix_columns(dst: *mut u8, src: *const u8);
-    fn sevault_aes_ecb_encrypt(
-        rk: *const u8,
-        rounds: usize,
-        src: *const u8,
-        dst: *mut u8,
-        blocks: usize,
-        iv: *mut u8,
-    );
-    fn sevault_aes_ecb_decrypt(
-        rk: *const u8,
-        rounds: usize,
-        src: *const u8,
-        dst: *mut u8,
-        blocks: usize,
-        iv: *mut u8,
-    );
-    fn sevault_aes_cbc_encrypt(
-        rk: *const u8,
-        rounds: usize,
-        src: *const u8,
-        dst: *mut u8,
-        blocks: usize,
-        iv: *mut u8,
-    );
-    fn sevault_aes_cbc_decrypt(
-        rk: *const u8,
-        rounds: usize,
-        src: *const u8,
-        dst: *mut u8,
-        blocks: usize,
-        iv: *mut u8,
-    );
 }
+
+/// Declares assembly routines of the [`BlockRoutine`] shape.
+macro_rules! block_routines {
+    ($($name:ident),* $(,)?) => {
+        extern "sysv64" {
+            $(fn $name(rk: *const u8, rounds: usize, src: *const u8, dst: *mut u8, blocks: usize, iv: *mut u8);)*
+        }
+    };
+}
+
+block_routines!(
+    sevault_aes_ecb_encrypt,
+    sevault_aes_ecb_decrypt,
+    sevault_aes_cbc_encrypt,
+    sevault_aes_cbc_decrypt,
+);
 
 /// Expands `key` (16, 24 or 32 bytes, as `len` says) into `out`, in place: no copy of the key
 /// or of its words is left anywhere but in `out`.
