@@ -1,24 +1,36 @@
 //! `cargo xtask <task>`: the one entry point for building, running and testing SE-Vault Mini.
 //!
-//! Tasks:
+//! Tasks (see `USAGE`):
+//! - `demo`: the main job — the nested VM, the vault (once built) serving crypto requests;
+//! - `test`: set-up, host tests, the vault image, the in-VM suite;
+//! - `setup`: Debian packages and the rustup target;
+//! - `vm`: boot the nested VM with scripts;
 //! - `build-guest`: build the vault image, check it, write `target/sevault/guest.bin`;
-//! - `bench-aes [--seconds S]`: the vault's AES code against RustCrypto and OpenSSL on the
-//!   host, results in `experiments/results/`;
-//! - `test`: every host test (`cargo test --workspace`), then the vault image build.
+//! - `bench-aes`: the vault's AES code against RustCrypto and OpenSSL on the host.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod demo;
 mod guest;
+mod initramfs;
+mod setup;
+mod vm;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  build-guest            build the vault image into target/sevault/guest.bin and print its size
+  demo [VM OPTIONS]       the main job: the vault serving crypto requests in the nested VM, with a report
+  test                    set up, every host test, the vault image, the in-VM suite (tests/vm)
+  setup                   install what the project needs (Debian 12, as root), idempotently
+  vm [VM OPTIONS]         boot the nested VM and run scripts in it; exits with their status
+  build-guest             build the vault image into target/sevault/guest.bin and print its size
   bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL
-  test                   run every host test, then build the vault image";
+
+VM OPTIONS: [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
+            [--timeout SECONDS] [--log FILE]";
 
 fn main() {
     if let Err(error) = run() {
@@ -40,6 +52,16 @@ fn run() -> Result<()> {
             .map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
         "test" => test(&root),
+        "demo" => demo::demo(&root, rest),
+        "vm" => {
+            let status = vm::command(&root, rest)?;
+            if status != 0 {
+                std::process::exit(status);
+            }
+            Ok(())
+        }
+        "setup" => setup::setup(&root)
+            .map(|kernel| println!("xtask: set up; nested VM kernel {}", kernel.release)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -66,6 +88,11 @@ pub(crate) fn run_command(command: &mut Command) -> Result<()> {
         bail!("{command:?} failed ({status})");
     }
     Ok(())
+}
+
+/// The vault module, if one has been built (the hypervisor issue adds its build).
+pub(crate) fn built_module(root: &Path) -> Option<PathBuf> {
+    Some(root.join("target/sevault/sevault.ko")).filter(|ko| ko.exists())
 }
 
 /// A `cargo` invocation run from the workspace root.
@@ -111,21 +138,62 @@ pub(crate) fn ensure_toolchain(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One line of the final summary.
+struct SuiteResult {
+    name: String,
+    outcome: Result<()>,
+}
+
 fn test(root: &Path) -> Result<()> {
-    ensure_toolchain(root)?;
     let mut results = Vec::new();
-    println!("xtask: [1/2] host tests: cargo test --workspace");
-    let host = run_command(cargo(root).args(["test", "--workspace"]));
-    results.push(("host tests (cargo test --workspace)", host));
-    println!("xtask: [2/2] vault image");
-    let image = guest::build(root).map(|_| ());
-    results.push(("vault image build (≤ 4096 bytes)", image));
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let mut record = |name: &str, outcome: Result<()>| {
+        let line = match &outcome {
+            Ok(()) => format!("PASS  {name}"),
+            Err(error) => format!("FAIL  {name}: {error:#}"),
+        };
+        println!("xtask: {line}");
+        results.push(SuiteResult {
+            name: name.to_string(),
+            outcome,
+        });
+    };
+    println!("xtask: [1/4] set-up (packages, rustup target)");
+    let kernel = setup::setup(root);
+    record(
+        "set-up",
+        kernel
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    );
+    println!("xtask: [2/4] host tests: cargo test --workspace");
+    record(
+        "host tests (cargo test --workspace)",
+        run_command(cargo(root).args(["test", "--workspace"])),
+    );
+    println!("xtask: [3/4] vault image");
+    record(
+        "vault image build (<= 4096 bytes)",
+        guest::build(root).map(|_| ()),
+    );
+    println!("xtask: [4/4] in-VM suite (tests/vm)");
+    match kernel {
+        Ok(kernel) => {
+            for (name, outcome) in vm_suite(root, &kernel) {
+                record(&name, outcome);
+            }
+        }
+        Err(_) => record(
+            "in-VM suite",
+            Err(anyhow::anyhow!("not run: set-up failed")),
+        ),
+    }
+    let failed = results.iter().filter(|r| r.outcome.is_err()).count();
     println!();
-    for (name, result) in &results {
-        match result {
-            Ok(()) => println!("PASS  {name}"),
-            Err(error) => println!("FAIL  {name}: {error:#}"),
+    for result in &results {
+        match &result.outcome {
+            Ok(()) => println!("PASS  {}", result.name),
+            Err(error) => println!("FAIL  {}: {error:#}", result.name),
         }
     }
     println!("{} passed, {failed} failed", results.len() - failed);
@@ -133,4 +201,76 @@ fn test(root: &Path) -> Result<()> {
         bail!("{failed} suite(s) failed");
     }
     Ok(())
+}
+
+/// Boots one VM with every script of `tests/vm` (and the vault module when built); one result
+/// per script, plus one for the run itself (kernel log, timeout, crash).
+fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()>)> {
+    let scripts = match vm_scripts(&root.join("tests/vm")) {
+        Ok(scripts) => scripts,
+        Err(error) => return vec![("in-VM suite".into(), Err(error))],
+    };
+    let options = vm::Options {
+        scripts: scripts.clone(),
+        ko: built_module(root),
+        timeout: std::time::Duration::from_secs(600),
+        ..Default::default()
+    };
+    let outcome = match vm::run(root, kernel, &options) {
+        Ok(outcome) => outcome,
+        Err(error) => return vec![("in-VM suite".into(), Err(error))],
+    };
+    let mut results: Vec<(String, Result<()>)> = scripts
+        .iter()
+        .map(|script| {
+            let name = script
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let status = outcome
+                .console
+                .scripts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s);
+            let result = match status {
+                Some(0) => Ok(()),
+                Some(status) => Err(anyhow::anyhow!("exited with {status}")),
+                None => Err(anyhow::anyhow!("did not finish")),
+            };
+            (format!("vm: {name}"), result)
+        })
+        .collect();
+    let run_problems: Vec<String> = outcome
+        .problems()
+        .into_iter()
+        .filter(|p| !p.starts_with("script "))
+        .collect();
+    let run = if run_problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(run_problems.join("; ")))
+    };
+    results.push((
+        format!(
+            "vm: clean run ({:.1} s wall, kernel log clean)",
+            outcome.wall.as_secs_f64()
+        ),
+        run,
+    ));
+    results
+}
+
+/// The `*.sh` files of `dir`, sorted by name.
+fn vm_scripts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sh"))
+        .collect();
+    scripts.sort();
+    if scripts.is_empty() {
+        bail!("no scripts in {}", dir.display());
+    }
+    Ok(scripts)
 }
