@@ -1,0 +1,557 @@
+//! The VMCB (AMD APM Vol. 2, Appendix B: Table B-1 "VMCB Layout, Control Area" and Table B-2
+//! "VMCB Layout, State Save Area"), and the builder that sets up a vault vCPU's VMCB.
+//!
+//! Only the fields the HV sets or reads are named; reserved ranges are named by offset.
+use core::mem::{offset_of, size_of};
+
+use sevault_abi::memory_map::VcpuIndex;
+use sevault_abi::vcpu_state::{self, Segment as AbiSegment};
+
+/// One segment register in the save area (selector, attributes, limit, base).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Segment {
+    /// Selector.
+    pub selector: u16,
+    /// Attributes (descriptor bits 40–47 and 52–55, packed).
+    pub attrib: u16,
+    /// Limit.
+    pub limit: u32,
+    /// Base.
+    pub base: u64,
+}
+
+impl From<AbiSegment> for Segment {
+    fn from(s: AbiSegment) -> Self {
+        Self {
+            selector: s.selector,
+            attrib: s.attrib,
+            limit: s.limit,
+            base: s.base,
+        }
+    }
+}
+
+/// VMCB control area (APM Vol. 2, Table B-1), offsets 0x000–0x3FF.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ControlArea {
+    /// Intercept CR reads (bits 0–15) and writes (bits 16–31).
+    pub intercept_cr: u32,
+    /// Intercept DR reads and writes.
+    pub intercept_dr: u32,
+    /// Intercept exception vectors 0–31.
+    pub intercept_exceptions: u32,
+    /// Intercept vector 3: INTR, NMI, SMI, … SHUTDOWN.
+    pub intercept_misc1: u32,
+    /// Intercept vector 4: VMRUN, VMMCALL, … XSETBV.
+    pub intercept_misc2: u32,
+    /// Intercept vector 5.
+    pub intercept_misc3: u32,
+    /// Reserved.
+    pub reserved_0x018: [u8; 0x24],
+    /// PAUSE filter threshold.
+    pub pause_filter_threshold: u16,
+    /// PAUSE filter count.
+    pub pause_filter_count: u16,
+    /// Physical address of the I/O permission map.
+    pub iopm_base_pa: u64,
+    /// Physical address of the MSR permission map.
+    pub msrpm_base_pa: u64,
+    /// TSC offset.
+    pub tsc_offset: u64,
+    /// Guest ASID.
+    pub guest_asid: u32,
+    /// TLB control.
+    pub tlb_control: u8,
+    /// Reserved.
+    pub reserved_0x05d: [u8; 3],
+    /// Virtual interrupt control (V_TPR, V_IRQ, V_INTR_MASKING, …).
+    pub int_ctl: u32,
+    /// Virtual interrupt vector.
+    pub int_vector: u32,
+    /// Interrupt shadow.
+    pub int_state: u32,
+    /// Reserved.
+    pub reserved_0x06c: [u8; 4],
+    /// EXITCODE.
+    pub exit_code: u64,
+    /// EXITINFO1.
+    pub exit_info_1: u64,
+    /// EXITINFO2.
+    pub exit_info_2: u64,
+    /// EXITINTINFO.
+    pub exit_int_info: u64,
+    /// Nested paging and SEV controls (bit 0 NP_ENABLE, bit 1 SEV, bit 2 SEV-ES).
+    pub nested_ctl: u64,
+    /// AVIC APIC BAR.
+    pub avic_apic_bar: u64,
+    /// GHCB guest-physical address (SEV-ES).
+    pub ghcb_gpa: u64,
+    /// EVENTINJ.
+    pub event_inj: u64,
+    /// Nested page table root (N_CR3).
+    pub n_cr3: u64,
+    /// LBR virtualization and virtual VMSAVE/VMLOAD.
+    pub virt_ext: u64,
+    /// VMCB clean bits.
+    pub clean_bits: u32,
+    /// Reserved.
+    pub reserved_0x0c4: u32,
+    /// Next sequential instruction pointer (with NRIPS).
+    pub next_rip: u64,
+    /// Number of guest instruction bytes fetched.
+    pub insn_len: u8,
+    /// Guest instruction bytes.
+    pub insn_bytes: [u8; 15],
+    /// AVIC backing page.
+    pub avic_backing_page: u64,
+    /// Reserved.
+    pub reserved_0x0e8: u64,
+    /// AVIC logical table.
+    pub avic_logical_table: u64,
+    /// AVIC physical table.
+    pub avic_physical_table: u64,
+    /// Reserved.
+    pub reserved_0x100: u64,
+    /// VMSA pointer (SEV-ES).
+    pub vmsa_pa: u64,
+    /// Reserved up to the save area.
+    pub reserved_0x110: [u8; 0x2F0],
+}
+
+/// VMCB state save area (APM Vol. 2, Table B-2), VMCB offsets 0x400–0xFFF.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct SaveArea {
+    /// ES.
+    pub es: Segment,
+    /// CS.
+    pub cs: Segment,
+    /// SS.
+    pub ss: Segment,
+    /// DS.
+    pub ds: Segment,
+    /// FS.
+    pub fs: Segment,
+    /// GS.
+    pub gs: Segment,
+    /// GDTR.
+    pub gdtr: Segment,
+    /// LDTR.
+    pub ldtr: Segment,
+    /// IDTR.
+    pub idtr: Segment,
+    /// TR.
+    pub tr: Segment,
+    /// Reserved.
+    pub reserved_0x0a0: [u8; 0x2A],
+    /// VMPL (SNP).
+    pub vmpl: u8,
+    /// CPL.
+    pub cpl: u8,
+    /// Reserved.
+    pub reserved_0x0cc: [u8; 4],
+    /// EFER.
+    pub efer: u64,
+    /// Reserved.
+    pub reserved_0x0d8: [u8; 0x70],
+    /// CR4.
+    pub cr4: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// DR7.
+    pub dr7: u64,
+    /// DR6.
+    pub dr6: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// RIP.
+    pub rip: u64,
+    /// Reserved.
+    pub reserved_0x180: [u8; 0x58],
+    /// RSP.
+    pub rsp: u64,
+    /// S_CET.
+    pub s_cet: u64,
+    /// SSP.
+    pub ssp: u64,
+    /// ISST_ADDR.
+    pub isst_addr: u64,
+    /// RAX.
+    pub rax: u64,
+    /// STAR.
+    pub star: u64,
+    /// LSTAR.
+    pub lstar: u64,
+    /// CSTAR.
+    pub cstar: u64,
+    /// SFMASK.
+    pub sfmask: u64,
+    /// KernelGSBase.
+    pub kernel_gs_base: u64,
+    /// SYSENTER_CS.
+    pub sysenter_cs: u64,
+    /// SYSENTER_ESP.
+    pub sysenter_esp: u64,
+    /// SYSENTER_EIP.
+    pub sysenter_eip: u64,
+    /// CR2.
+    pub cr2: u64,
+    /// Reserved.
+    pub reserved_0x248: [u8; 0x20],
+    /// Guest PAT.
+    pub g_pat: u64,
+    /// DBGCTL.
+    pub dbgctl: u64,
+    /// BR_FROM.
+    pub br_from: u64,
+    /// BR_TO.
+    pub br_to: u64,
+    /// LASTEXCPFROM.
+    pub last_excp_from: u64,
+    /// LASTEXCPTO.
+    pub last_excp_to: u64,
+    /// Reserved.
+    pub reserved_0x298: [u8; 0x48],
+    /// SPEC_CTRL.
+    pub spec_ctrl: u32,
+    /// Reserved up to the end of the page.
+    pub reserved_0x2e4: [u8; 0xC00 - 0x2E4],
+}
+
+/// A whole VMCB page.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(4096))]
+pub struct Vmcb {
+    /// Control area.
+    pub control: ControlArea,
+    /// State save area.
+    pub save: SaveArea,
+}
+
+const _: () = {
+    assert!(size_of::<Segment>() == 16);
+    assert!(size_of::<ControlArea>() == 0x400);
+    assert!(size_of::<SaveArea>() == 0xC00);
+    assert!(size_of::<Vmcb>() == 4096);
+    assert!(offset_of!(ControlArea, intercept_cr) == 0x000);
+    assert!(offset_of!(ControlArea, intercept_dr) == 0x004);
+    assert!(offset_of!(ControlArea, intercept_exceptions) == 0x008);
+    assert!(offset_of!(ControlArea, intercept_misc1) == 0x00C);
+    assert!(offset_of!(ControlArea, intercept_misc2) == 0x010);
+    assert!(offset_of!(ControlArea, intercept_misc3) == 0x014);
+    assert!(offset_of!(ControlArea, pause_filter_threshold) == 0x03C);
+    assert!(offset_of!(ControlArea, pause_filter_count) == 0x03E);
+    assert!(offset_of!(ControlArea, iopm_base_pa) == 0x040);
+    assert!(offset_of!(ControlArea, msrpm_base_pa) == 0x048);
+    assert!(offset_of!(ControlArea, tsc_offset) == 0x050);
+    assert!(offset_of!(ControlArea, guest_asid) == 0x058);
+    assert!(offset_of!(ControlArea, tlb_control) == 0x05C);
+    assert!(offset_of!(ControlArea, int_ctl) == 0x060);
+    assert!(offset_of!(ControlArea, int_vector) == 0x064);
+    assert!(offset_of!(ControlArea, int_state) == 0x068);
+    assert!(offset_of!(ControlArea, exit_code) == 0x070);
+    assert!(offset_of!(ControlArea, exit_info_1) == 0x078);
+    assert!(offset_of!(ControlArea, exit_info_2) == 0x080);
+    assert!(offset_of!(ControlArea, exit_int_info) == 0x088);
+    assert!(offset_of!(ControlArea, nested_ctl) == 0x090);
+    assert!(offset_of!(ControlArea, avic_apic_bar) == 0x098);
+    assert!(offset_of!(ControlArea, ghcb_gpa) == 0x0A0);
+    assert!(offset_of!(ControlArea, event_inj) == 0x0A8);
+    assert!(offset_of!(ControlArea, n_cr3) == 0x0B0);
+    assert!(offset_of!(ControlArea, virt_ext) == 0x0B8);
+    assert!(offset_of!(ControlArea, clean_bits) == 0x0C0);
+    assert!(offset_of!(ControlArea, next_rip) == 0x0C8);
+    assert!(offset_of!(ControlArea, insn_len) == 0x0D0);
+    assert!(offset_of!(ControlArea, insn_bytes) == 0x0D1);
+    assert!(offset_of!(ControlArea, avic_backing_page) == 0x0E0);
+    assert!(offset_of!(ControlArea, avic_logical_table) == 0x0F0);
+    assert!(offset_of!(ControlArea, avic_physical_table) == 0x0F8);
+    assert!(offset_of!(ControlArea, vmsa_pa) == 0x108);
+    assert!(offset_of!(ControlArea, reserved_0x110) == 0x110);
+    assert!(offset_of!(SaveArea, es) == 0x000);
+    assert!(offset_of!(SaveArea, cs) == 0x010);
+    assert!(offset_of!(SaveArea, ss) == 0x020);
+    assert!(offset_of!(SaveArea, ds) == 0x030);
+    assert!(offset_of!(SaveArea, fs) == 0x040);
+    assert!(offset_of!(SaveArea, gs) == 0x050);
+    assert!(offset_of!(SaveArea, gdtr) == 0x060);
+    assert!(offset_of!(SaveArea, ldtr) == 0x070);
+    assert!(offset_of!(SaveArea, idtr) == 0x080);
+    assert!(offset_of!(SaveArea, tr) == 0x090);
+    assert!(offset_of!(SaveArea, vmpl) == 0x0CA);
+    assert!(offset_of!(SaveArea, cpl) == 0x0CB);
+    assert!(offset_of!(SaveArea, efer) == 0x0D0);
+    assert!(offset_of!(SaveArea, cr4) == 0x148);
+    assert!(offset_of!(SaveArea, cr3) == 0x150);
+    assert!(offset_of!(SaveArea, cr0) == 0x158);
+    assert!(offset_of!(SaveArea, dr7) == 0x160);
+    assert!(offset_of!(SaveArea, dr6) == 0x168);
+    assert!(offset_of!(SaveArea, rflags) == 0x170);
+    assert!(offset_of!(SaveArea, rip) == 0x178);
+    assert!(offset_of!(SaveArea, rsp) == 0x1D8);
+    assert!(offset_of!(SaveArea, s_cet) == 0x1E0);
+    assert!(offset_of!(SaveArea, ssp) == 0x1E8);
+    assert!(offset_of!(SaveArea, isst_addr) == 0x1F0);
+    assert!(offset_of!(SaveArea, rax) == 0x1F8);
+    assert!(offset_of!(SaveArea, star) == 0x200);
+    assert!(offset_of!(SaveArea, lstar) == 0x208);
+    assert!(offset_of!(SaveArea, cstar) == 0x210);
+    assert!(offset_of!(SaveArea, sfmask) == 0x218);
+    assert!(offset_of!(SaveArea, kernel_gs_base) == 0x220);
+    assert!(offset_of!(SaveArea, sysenter_cs) == 0x228);
+    assert!(offset_of!(SaveArea, sysenter_esp) == 0x230);
+    assert!(offset_of!(SaveArea, sysenter_eip) == 0x238);
+    assert!(offset_of!(SaveArea, cr2) == 0x240);
+    assert!(offset_of!(SaveArea, g_pat) == 0x268);
+    assert!(offset_of!(SaveArea, dbgctl) == 0x270);
+    assert!(offset_of!(SaveArea, last_excp_to) == 0x290);
+    assert!(offset_of!(SaveArea, spec_ctrl) == 0x2E0);
+    assert!(offset_of!(Vmcb, save) == 0x400);
+};
+
+/// Intercept vector 3 bits (APM Vol. 2, Table B-1, offset 0x00C).
+pub mod misc1 {
+    /// NMI.
+    pub const NMI: u32 = 1 << 1;
+    /// CPUID.
+    pub const CPUID: u32 = 1 << 18;
+    /// RSM.
+    pub const RSM: u32 = 1 << 19;
+    /// INTn.
+    pub const INTN: u32 = 1 << 21;
+    /// INVD.
+    pub const INVD: u32 = 1 << 22;
+    /// HLT.
+    pub const HLT: u32 = 1 << 24;
+    /// INVLPGA.
+    pub const INVLPGA: u32 = 1 << 26;
+    /// IN/OUT through the I/O permission map.
+    pub const IOIO_PROT: u32 = 1 << 27;
+    /// RDMSR/WRMSR through the MSR permission map.
+    pub const MSR_PROT: u32 = 1 << 28;
+    /// Task switch.
+    pub const TASK_SWITCH: u32 = 1 << 29;
+    /// FERR_FREEZE.
+    pub const FERR_FREEZE: u32 = 1 << 30;
+    /// Shutdown (triple fault).
+    pub const SHUTDOWN: u32 = 1 << 31;
+}
+
+/// Intercept vector 4 bits (APM Vol. 2, Table B-1, offset 0x010).
+pub mod misc2 {
+    /// VMRUN (must be set, or VMRUN fails its consistency checks).
+    pub const VMRUN: u32 = 1 << 0;
+    /// VMMCALL (and what QEMU TCG gives for `rep vmmcall`).
+    pub const VMMCALL: u32 = 1 << 1;
+    /// VMLOAD.
+    pub const VMLOAD: u32 = 1 << 2;
+    /// VMSAVE.
+    pub const VMSAVE: u32 = 1 << 3;
+    /// STGI.
+    pub const STGI: u32 = 1 << 4;
+    /// CLGI.
+    pub const CLGI: u32 = 1 << 5;
+    /// SKINIT.
+    pub const SKINIT: u32 = 1 << 6;
+    /// RDTSCP.
+    pub const RDTSCP: u32 = 1 << 7;
+    /// ICEBP.
+    pub const ICEBP: u32 = 1 << 8;
+    /// WBINVD.
+    pub const WBINVD: u32 = 1 << 9;
+    /// MONITOR.
+    pub const MONITOR: u32 = 1 << 10;
+    /// MWAIT.
+    pub const MWAIT: u32 = 1 << 11;
+    /// XSETBV.
+    pub const XSETBV: u32 = 1 << 13;
+}
+
+/// `int_ctl` bit 24: physical interrupts are masked by the host's RFLAGS.IF, not the guest's.
+pub const V_INTR_MASKING: u32 = 1 << 24;
+/// `nested_ctl` bit 0: nested paging on.
+pub const NP_ENABLE: u64 = 1 << 0;
+/// `tlb_control` 1: flush the whole TLB (all ASIDs) on VMRUN.
+pub const TLB_FLUSH_ALL: u8 = 1;
+
+/// What a vault vCPU's VMCB is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmcbConfig {
+    /// The vCPU.
+    pub vcpu: VcpuIndex,
+    /// ASID (≥ 1: ASID 0 is the host's and VMRUN refuses it).
+    pub asid: u32,
+    /// Nested page table root of this vCPU.
+    pub n_cr3: u64,
+    /// I/O permission map (all ones: every port intercepted).
+    pub iopm_pa: u64,
+    /// MSR permission map (all ones: every MSR intercepted).
+    pub msrpm_pa: u64,
+}
+
+/// Exceptions the vault intercepts: all of them. The vault has no IDT, so without the
+/// intercept any exception would end as a triple fault; with it the HV sees which one.
+pub const INTERCEPTED_EXCEPTIONS: u32 = u32::MAX;
+
+/// Intercept vector 3 of the vault: NMIs (so they reach the host, which re-enters the vault)
+/// and every instruction the vault never executes (an exit on one means the vault is broken).
+pub const VAULT_MISC1: u32 = misc1::NMI
+    | misc1::CPUID
+    | misc1::RSM
+    | misc1::INTN
+    | misc1::INVD
+    | misc1::HLT
+    | misc1::INVLPGA
+    | misc1::IOIO_PROT
+    | misc1::MSR_PROT
+    | misc1::TASK_SWITCH
+    | misc1::FERR_FREEZE
+    | misc1::SHUTDOWN;
+
+/// Intercept vector 4 of the vault: VMMCALL (the request-done exit) and every SVM or
+/// privileged instruction it must not run.
+pub const VAULT_MISC2: u32 = misc2::VMRUN
+    | misc2::VMMCALL
+    | misc2::VMLOAD
+    | misc2::VMSAVE
+    | misc2::STGI
+    | misc2::CLGI
+    | misc2::SKINIT
+    | misc2::RDTSCP
+    | misc2::ICEBP
+    | misc2::WBINVD
+    | misc2::MONITOR
+    | misc2::MWAIT
+    | misc2::XSETBV;
+
+impl Vmcb {
+    /// An all-zero VMCB.
+    pub const fn zeroed() -> Self {
+        // SAFETY: every field is an integer or an array of integers: all-zero is valid.
+        unsafe { core::mem::zeroed() }
+    }
+
+    /// Writes the vault vCPU's VMCB: intercepts, nested paging, ASID and the initial state
+    /// of `sevault_abi::vcpu_state`. Everything else is zero.
+    pub fn build_vault(&mut self, config: &VmcbConfig) {
+        *self = Self::zeroed();
+        let c = &mut self.control;
+        c.intercept_exceptions = INTERCEPTED_EXCEPTIONS;
+        c.intercept_misc1 = VAULT_MISC1;
+        c.intercept_misc2 = VAULT_MISC2;
+        c.iopm_base_pa = config.iopm_pa;
+        c.msrpm_base_pa = config.msrpm_pa;
+        c.guest_asid = config.asid;
+        c.tlb_control = TLB_FLUSH_ALL;
+        c.int_ctl = V_INTR_MASKING;
+        c.nested_ctl = NP_ENABLE;
+        c.n_cr3 = config.n_cr3;
+        self.reset_state(config.vcpu);
+    }
+
+    /// Puts the vCPU back to its initial register state (a vault rebuild).
+    pub fn reset_state(&mut self, vcpu: VcpuIndex) {
+        let state = vcpu_state::initial(vcpu);
+        let s = &mut self.save;
+        s.cs = state.cs.into();
+        for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+            *seg = state.data.into();
+        }
+        s.tr = state.tr.into();
+        s.ldtr = state.ldtr.into();
+        s.gdtr = Segment::default();
+        s.idtr = Segment::default();
+        s.cpl = 0;
+        s.efer = state.efer;
+        s.cr0 = state.cr0;
+        s.cr3 = state.cr3;
+        s.cr4 = state.cr4;
+        s.dr7 = 0x400;
+        s.dr6 = 0xFFFF_0FF0;
+        s.rflags = state.rflags;
+        s.rip = state.rip;
+        s.rsp = state.rsp;
+        s.rax = 0;
+        s.g_pat = state.g_pat;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u64_at(bytes: &[u8], offset: usize) -> u64 {
+        u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap())
+    }
+    fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+        u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+    }
+
+    /// Every field the builder sets, read back at the offset the APM gives it.
+    #[test]
+    fn builder_fields_land_at_their_apm_offsets() {
+        let mut vmcb = Box::new(Vmcb::zeroed());
+        let vcpu = VcpuIndex::new(3).unwrap();
+        let config = VmcbConfig {
+            vcpu,
+            asid: 1,
+            n_cr3: 0x1234_5000,
+            iopm_pa: 0xAAAA_0000,
+            msrpm_pa: 0xBBBB_0000,
+        };
+        vmcb.build_vault(&config);
+        // SAFETY: `Vmcb` is plain data of 4096 bytes.
+        let b: &[u8; 4096] = unsafe { &*(core::ptr::from_ref(&*vmcb).cast()) };
+        assert_eq!(u32_at(b, 0x008), u32::MAX, "all exceptions intercepted");
+        assert_eq!(u32_at(b, 0x00C), VAULT_MISC1);
+        assert_ne!(u32_at(b, 0x00C) & (1 << 31), 0, "SHUTDOWN");
+        assert_ne!(u32_at(b, 0x00C) & (1 << 1), 0, "NMI");
+        assert_eq!(u32_at(b, 0x010) & 0b11, 0b11, "VMRUN and VMMCALL");
+        assert_eq!(u64_at(b, 0x040), 0xAAAA_0000, "IOPM_BASE_PA");
+        assert_eq!(u64_at(b, 0x048), 0xBBBB_0000, "MSRPM_BASE_PA");
+        assert_eq!(u32_at(b, 0x058), 1, "ASID");
+        assert_eq!(b[0x05C], 1, "TLB_CONTROL");
+        assert_eq!(u32_at(b, 0x060) & (1 << 24), 1 << 24, "V_INTR_MASKING");
+        assert_eq!(u64_at(b, 0x090) & 1, 1, "NP_ENABLE");
+        assert_eq!(u64_at(b, 0x0B0), 0x1234_5000, "N_CR3");
+        let state = vcpu_state::initial(vcpu);
+        let save = 0x400;
+        assert_eq!(u32_at(b, save + 0x010) & 0xFFFF, 0x08, "CS selector");
+        assert_eq!(u32_at(b, save + 0x010) >> 16, 0x0A9B, "CS attrib");
+        assert_eq!(u32_at(b, save + 0x020) >> 16, 0x0C93, "SS attrib");
+        assert_eq!(u32_at(b, save + 0x090) >> 16, 0x008B, "TR attrib");
+        assert_eq!(b[save + 0x0CB], 0, "CPL");
+        assert_eq!(u64_at(b, save + 0x0D0), state.efer, "EFER");
+        assert_eq!(u64_at(b, save + 0x148), state.cr4, "CR4");
+        assert_eq!(u64_at(b, save + 0x150), state.cr3, "CR3");
+        assert_eq!(u64_at(b, save + 0x158), state.cr0, "CR0");
+        assert_eq!(u64_at(b, save + 0x170), 2, "RFLAGS");
+        assert_eq!(u64_at(b, save + 0x178), state.rip, "RIP");
+        assert_eq!(u64_at(b, save + 0x1D8), vcpu.stack_top(), "RSP");
+        assert_eq!(u64_at(b, save + 0x268), state.g_pat, "G_PAT");
+    }
+
+    #[test]
+    fn reset_restores_the_initial_state_only() {
+        let mut vmcb = Box::new(Vmcb::zeroed());
+        let vcpu = VcpuIndex::new(0).unwrap();
+        vmcb.build_vault(&VmcbConfig {
+            vcpu,
+            asid: 7,
+            n_cr3: 0x5000,
+            iopm_pa: 0,
+            msrpm_pa: 0,
+        });
+        vmcb.save.rip = 0xdead;
+        vmcb.save.rsp = 0xbeef;
+        vmcb.control.exit_code = 0x7f;
+        vmcb.reset_state(vcpu);
+        assert_eq!(vmcb.save.rip, sevault_abi::memory_map::IMAGE_BASE);
+        assert_eq!(vmcb.save.rsp, vcpu.stack_top());
+        assert_eq!(vmcb.control.guest_asid, 7, "control area untouched");
+    }
+}
