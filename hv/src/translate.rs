@@ -91,7 +91,7 @@ pub struct Translator<S, D> {
 impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
     /// A translator for `len` bytes from `src` to `dst`.
     pub fn new(src: S, dst: D, len: u64) -> Result<Self, TranslateError> {
-        if len % AES_BLOCK as u64 != 0 {
+        if !len.is_multiple_of(AES_BLOCK as u64) {
             return Err(TranslateError::UnalignedLength);
         }
         Ok(Self {
