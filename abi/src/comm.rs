@@ -200,6 +200,29 @@ impl Request {
     }
 }
 
+/// A request's fields as the HV posts them ([`CommBlockPtr::post_parts`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestParts<'a> {
+    /// An [`Op`].
+    pub op: u32,
+    /// A [`Mode`].
+    pub mode: u32,
+    /// Key slot.
+    pub key_slot: u32,
+    /// Key length in bytes.
+    pub key_len: u32,
+    /// CBC input IV.
+    pub iv: [u8; AES_BLOCK],
+    /// Set key: the key bytes (at most 32), else empty.
+    pub key: &'a [u8],
+    /// The entries (at most `MAX_ENTRIES` are written).
+    pub entries: &'a [SgEntry],
+    /// What `entry_count` says (normally `entries.len()`).
+    pub entry_count: u32,
+    /// What `total_len` says (normally the entries' sum).
+    pub total_len: u64,
+}
+
 /// The whole shared page.
 #[repr(C, align(4096))]
 pub struct CommBlock {
@@ -402,30 +425,61 @@ impl CommBlockPtr {
         write_array!(base, response.iv_out, &response.iv_out);
     }
 
-    /// HV side: posts a request (header last but the sequence is what the vault echoes).
+    /// HV side: posts a request (header last). Equivalent to [`CommBlockPtr::post_parts`]
+    /// with the request's fields.
     pub fn post(self, header: &Header, request: &Request) {
+        let count = (request.entry_count as usize).min(MAX_ENTRIES);
+        let parts = RequestParts {
+            op: request.op,
+            mode: request.mode,
+            key_slot: request.key_slot,
+            key_len: request.key_len,
+            iv: request.iv,
+            key: &request.key,
+            entries: &request.entries[..count],
+            entry_count: request.entry_count,
+            total_len: request.total_len,
+        };
+        self.post_parts(header, &parts);
+    }
+
+    /// HV side: writes a request straight into the shared page, field by field — the HV
+    /// never builds a 4 KiB request on the kernel stack, and a key goes from the caller's
+    /// buffer to the page without a copy in between. The header goes last.
+    pub fn post_parts(self, header: &Header, parts: &RequestParts<'_>) {
         let base = self.raw();
         write_field!(base, response, Response::default());
-        write_field!(base, request.op, request.op);
-        write_field!(base, request.mode, request.mode);
-        write_field!(base, request.key_slot, request.key_slot);
-        write_field!(base, request.key_len, request.key_len);
-        write_field!(base, request.entry_count, request.entry_count);
+        write_field!(base, request.op, parts.op);
+        write_field!(base, request.mode, parts.mode);
+        write_field!(base, request.key_slot, parts.key_slot);
+        write_field!(base, request.key_len, parts.key_len);
+        write_field!(base, request.entry_count, parts.entry_count);
         write_field!(base, request.reserved_0x14, 0);
-        write_field!(base, request.total_len, request.total_len);
-        write_array!(base, request.iv, &request.iv);
-        write_array!(base, request.key, &request.key);
-        let count = (request.entry_count as usize).min(MAX_ENTRIES);
-        for (i, entry) in request.entries.iter().enumerate().take(count) {
+        write_field!(base, request.total_len, parts.total_len);
+        write_array!(base, request.iv, &parts.iv);
+        let mut key = [0u8; 32];
+        for (dst, src) in key.iter_mut().zip(parts.key) {
+            *dst = *src;
+        }
+        write_array!(base, request.key, &key);
+        for (i, entry) in parts.entries.iter().enumerate().take(MAX_ENTRIES) {
             // SAFETY: `i < MAX_ENTRIES`, inside the page; the page is writable.
-            unsafe {
-                addr_of_mut!((*base).request.entries)
-                    .cast::<SgEntry>()
-                    .add(i)
-                    .write_volatile(*entry)
-            };
+            unsafe { addr_of_mut!((*base).request.entries).cast::<SgEntry>().add(i).write_volatile(*entry) };
+        }
+        // The stack copy of the key is wiped the way the vault wipes its own.
+        for byte in key.iter_mut() {
+            // SAFETY: a byte of a live local array.
+            unsafe { core::ptr::write_volatile(byte, 0) };
         }
         write_field!(base, header, *header);
+    }
+
+    /// HV side: writes entry `index` (< `MAX_ENTRIES`, else ignored) of the request.
+    pub fn write_entry(self, index: usize, entry: &SgEntry) {
+        if index < MAX_ENTRIES {
+            // SAFETY: `index < MAX_ENTRIES`: inside the page; the page is writable.
+            unsafe { addr_of_mut!((*self.raw()).request.entries).cast::<SgEntry>().add(index).write_volatile(*entry) };
+        }
     }
 
     /// HV side: reads the response once.

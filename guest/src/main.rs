@@ -30,11 +30,34 @@ global_asm!(
         ud2
 
     .text
-    // Scrubs the vector registers (the vault's AES state and round keys), then VMGEXIT
-    // (`rep vmmcall`, F3 0F 01 D9). Under SEV-ES that is the Automatic Exit 0x403; on plain
-    // SVM it exits as VMMCALL (0x81). The HV resumes the vault after it.
+    // VMGEXIT (`rep vmmcall`, F3 0F 01 D9). Under SEV-ES that is the Automatic Exit 0x403;
+    // on plain SVM it exits as VMMCALL (0x81), and only RAX, RSP, RIP and RFLAGS live in
+    // the VMCB: so the callee-saved registers go to the vault's stack, and every register
+    // the host could see — general-purpose and xmm0-xmm15 (AES state, round keys) — is
+    // zeroed first. The HV resumes the vault right after the instruction.
     .globl sevault_vmgexit
     sevault_vmgexit:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        xor eax, eax
+        xor ebx, ebx
+        xor ecx, ecx
+        xor edx, edx
+        xor esi, esi
+        xor edi, edi
+        xor ebp, ebp
+        xor r8d, r8d
+        xor r9d, r9d
+        xor r10d, r10d
+        xor r11d, r11d
+        xor r12d, r12d
+        xor r13d, r13d
+        xor r14d, r14d
+        xor r15d, r15d
         pxor xmm0, xmm0
         pxor xmm1, xmm1
         pxor xmm2, xmm2
@@ -52,6 +75,12 @@ global_asm!(
         pxor xmm14, xmm14
         pxor xmm15, xmm15
         .byte 0xf3, 0x0f, 0x01, 0xd9
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
         ret
     "#,
     main = sym vault_main,

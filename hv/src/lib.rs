@@ -8,6 +8,10 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod arena;
+pub mod exits;
+#[cfg(target_os = "none")]
+pub mod kernel;
 pub mod paging;
 pub mod translate;
 pub mod vmcb;

@@ -47,34 +47,32 @@ pub enum TranslateError {
     OutsideWindow,
 }
 
-/// One vault request's worth of entries.
+/// What a chunk came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Entries in it.
+    pub count: usize,
+    /// Total bytes: a non-zero multiple of 16.
+    pub bytes: u32,
+}
+
+/// One vault request's worth of entries, collected (host tests; the kernel writes entries
+/// straight into the comm block through [`Translator::next_chunk_with`]).
+#[cfg(test)]
 #[derive(Clone, Debug)]
 pub struct Chunk {
-    entries: [SgEntry; MAX_ENTRIES],
-    count: usize,
+    entries: Vec<SgEntry>,
     bytes: u32,
 }
 
+#[cfg(test)]
 impl Chunk {
-    const fn empty() -> Self {
-        Self {
-            entries: [SgEntry {
-                src: 0,
-                dst: 0,
-                len: 0,
-                reserved_0x14: 0,
-            }; MAX_ENTRIES],
-            count: 0,
-            bytes: 0,
-        }
-    }
-
     /// The entries.
     pub fn entries(&self) -> &[SgEntry] {
-        &self.entries[..self.count]
+        &self.entries
     }
 
-    /// Total bytes: a non-zero multiple of 16.
+    /// Total bytes.
     pub fn bytes(&self) -> u32 {
         self.bytes
     }
@@ -106,56 +104,60 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         self.remaining
     }
 
-    /// The next chunk, `None` when done. `admission` starts fresh for each chunk.
-    pub fn next_chunk<A: Admission>(
+    /// The next chunk, `None` when done: `emit(i, entry)` receives its entries in order.
+    /// `admission` starts fresh for each chunk.
+    pub fn next_chunk_with<A: Admission>(
         &mut self,
         admission: &A,
-    ) -> Result<Option<Chunk>, TranslateError> {
+        mut emit: impl FnMut(usize, &SgEntry),
+    ) -> Result<Option<ChunkInfo>, TranslateError> {
         if self.remaining == 0 {
             return Ok(None);
         }
         let cap = self.remaining.min(u64::from(MAX_BYTES_PER_EXIT)) as u32;
-        // Plan on copies to learn how far the chunk can go, then cut it to whole blocks.
+        // Plan on copies to learn how far the chunk can go, then cut it to whole blocks and
+        // walk it for real (everything up to the plan's end was admitted).
         let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
-        let planned = fill(&mut src, &mut dst, &mut admission.clone(), cap)?;
+        let planned = fill(&mut src, &mut dst, Some(&mut admission.clone()), cap, |_, _| {})?;
         let aligned = planned.bytes - planned.bytes % AES_BLOCK as u32;
         if aligned == 0 {
             return Err(TranslateError::NoProgress);
         }
-        let chunk = fill(
-            &mut self.src,
-            &mut self.dst,
-            &mut admission.clone(),
-            aligned,
-        )?;
+        let chunk = fill::<S, D, A>(&mut self.src, &mut self.dst, None, aligned, &mut emit)?;
         self.remaining -= u64::from(chunk.bytes);
         Ok(Some(chunk))
     }
+
+    /// [`Translator::next_chunk_with`], collecting the entries.
+    #[cfg(test)]
+    pub fn next_chunk<A: Admission>(&mut self, admission: &A) -> Result<Option<Chunk>, TranslateError> {
+        let mut entries = Vec::new();
+        let info = self.next_chunk_with(admission, |_, e| entries.push(*e))?;
+        Ok(info.map(|info| Chunk { entries, bytes: info.bytes }))
+    }
 }
 
-/// Adds entries until `cap` bytes, `MAX_ENTRIES`, or the admission says stop.
+/// Walks entries until `cap` bytes, `MAX_ENTRIES`, or the admission (if any) says stop.
 fn fill<S: SegmentCursor, D: SegmentCursor, A: Admission>(
     src: &mut S,
     dst: &mut D,
-    admission: &mut A,
+    mut admission: Option<&mut A>,
     cap: u32,
-) -> Result<Chunk, TranslateError> {
-    let mut chunk = Chunk::empty();
+    mut emit: impl FnMut(usize, &SgEntry),
+) -> Result<ChunkInfo, TranslateError> {
+    let mut chunk = ChunkInfo { count: 0, bytes: 0 };
     while chunk.bytes < cap && chunk.count < MAX_ENTRIES {
         let (Some(s), Some(d)) = (src.peek(), dst.peek()) else {
             return Err(TranslateError::ShortScatterlist);
         };
         let len = s.len.min(d.len).min(cap - chunk.bytes);
-        let entry = SgEntry {
-            src: s.phys,
-            dst: d.phys,
-            len,
-            reserved_0x14: 0,
-        };
-        if !admission.admit(&entry)? {
-            break;
+        let entry = SgEntry { src: s.phys, dst: d.phys, len, reserved_0x14: 0 };
+        if let Some(admission) = admission.as_mut() {
+            if !admission.admit(&entry)? {
+                break;
+            }
         }
-        chunk.entries[chunk.count] = entry;
+        emit(chunk.count, &entry);
         chunk.count += 1;
         chunk.bytes += len;
         src.advance(len);

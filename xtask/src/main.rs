@@ -16,6 +16,7 @@ mod bench;
 mod demo;
 mod guest;
 mod initramfs;
+mod module;
 mod setup;
 mod vm;
 
@@ -26,6 +27,7 @@ tasks:
   test                    set up, every host test, the vault image, the in-VM suite (tests/vm)
   setup                   install what the project needs (Debian 12, as root), idempotently
   vm [VM OPTIONS]         boot the nested VM and run scripts in it; exits with their status
+  build                   build the vault image and sevault.ko (target/sevault/)
   build-guest             build the vault image into target/sevault/guest.bin and print its size
   bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL
 
@@ -47,6 +49,7 @@ fn run() -> Result<()> {
         bail!("no task given");
     };
     match task.as_str() {
+        "build" => setup::setup(&root).and_then(|kernel| module::build(&root, &kernel)).map(|_| ()),
         "build-guest" => ensure_toolchain(&root)
             .and_then(|()| guest::build(&root))
             .map(|_| ()),

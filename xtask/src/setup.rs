@@ -29,6 +29,13 @@ impl DebianKernel {
         PathBuf::from(format!("/boot/vmlinuz-{}", self.release))
     }
 
+    /// The matching headers (Kbuild tree); `KDIR` overrides it.
+    pub fn headers(&self) -> PathBuf {
+        std::env::var_os("KDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("/usr/src/linux-headers-{}", self.release)))
+    }
+
     /// Its modules.
     pub fn modules(&self) -> PathBuf {
         PathBuf::from(format!("/lib/modules/{}", self.release))

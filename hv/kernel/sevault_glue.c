@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+/*
+ * SE-Vault Mini: the C glue of sevault.ko. Only what must be C lives here — module
+ * init/exit and parameters, kernel macros and inline functions (page allocation, virt→phys,
+ * per-CPU ids, kernel_fpu_begin/end, IRQ flags, scatterlist access), crypto API
+ * registration and debugfs. Everything else is the Rust core (hv/src/), behind
+ * sevault_glue.h.
+ */
+#include <linux/module.h>
+#include <linux/mm.h>
+#include <linux/gfp.h>
+#include <linux/scatterlist.h>
+#include <linux/debugfs.h>
+#include <linux/seq_file.h>
+#include <linux/cpumask.h>
+#include <linux/irqflags.h>
+#include <linux/smp.h>
+#include <asm/fpu/api.h>
+#include <crypto/aes.h>
+#include <crypto/internal/skcipher.h>
+#include <crypto/internal/simd.h>
+#include "sevault_glue.h"
+
+static int priority = 500;
+module_param(priority, int, 0444);
+MODULE_PARM_DESC(priority,
+	"crypto API priority of ecb-aes-sevault/cbc-aes-sevault (default 500: above the kernel's AES-NI drivers at 400, so users get the vault transparently; lower it to make the vault opt-in by driver name)");
+
+/* ---- helpers for Rust ---- */
+
+void *sevault_pages_alloc(u32 order, u64 *phys)
+{
+	struct page *page = alloc_pages(GFP_KERNEL | __GFP_ZERO, order);
+
+	if (!page)
+		return NULL;
+	*phys = page_to_phys(page);
+	return page_address(page);
+}
+
+void sevault_pages_free(void *virt, u32 order)
+{
+	free_pages((unsigned long)virt, order);
+}
+
+void sevault_log(u32 level, const u8 *msg, u32 len)
+{
+	switch (level) {
+	case 3:
+		pr_err("sevault: %.*s\n", (int)len, msg);
+		break;
+	case 4:
+		pr_warn("sevault: %.*s\n", (int)len, msg);
+		break;
+	default:
+		pr_info("sevault: %.*s\n", (int)len, msg);
+		break;
+	}
+}
+
+void sevault_log_ratelimited(const u8 *msg, u32 len)
+{
+	pr_err_ratelimited("sevault: %.*s\n", (int)len, msg);
+}
+
+u32 sevault_cpu_id(void) { return smp_processor_id(); }
+u32 sevault_nr_cpu_ids(void) { return nr_cpu_ids; }
+void sevault_fpu_begin(void) { kernel_fpu_begin(); }
+void sevault_fpu_end(void) { kernel_fpu_end(); }
+u32 sevault_fpu_usable(void) { return irq_fpu_usable(); }
+
+u64 sevault_irq_save(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	return flags;
+}
+
+void sevault_irq_restore(u64 flags) { local_irq_restore((unsigned long)flags); }
+
+const void *sevault_sg_next(const void *sg)
+{
+	return sg_next((struct scatterlist *)sg);
+}
+
+void sevault_sg_info(const void *sg, u64 *phys, u32 *len)
+{
+	struct scatterlist *s = (struct scatterlist *)sg;
+
+	*phys = sg_phys(s);
+	*len = s->length;
+}
+
+/* ---- crypto API ---- */
+
+struct sevault_ctx {
+	struct sevault_key key;
+};
+
+static int sv_setkey(struct crypto_skcipher *tfm, const u8 *key, unsigned int len)
+{
+	struct sevault_ctx *ctx = crypto_skcipher_ctx(tfm);
+
+	return sevault_rust_setkey(&ctx->key, key, len);
+}
+
+static void sv_exit(struct crypto_skcipher *tfm)
+{
+	struct sevault_ctx *ctx = crypto_skcipher_ctx(tfm);
+
+	sevault_rust_clear_key(&ctx->key);
+}
+
+static int sv_crypt(struct skcipher_request *req, u32 decrypt, u32 cbc)
+{
+	struct sevault_ctx *ctx = crypto_skcipher_ctx(crypto_skcipher_reqtfm(req));
+	struct sevault_request r = {
+		.src = req->src,
+		.dst = req->dst,
+		.len = req->cryptlen,
+		.iv = cbc ? req->iv : NULL,
+	};
+
+	return sevault_rust_crypt(&ctx->key, &r, decrypt, cbc);
+}
+
+static int sv_ecb_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, 0); }
+static int sv_ecb_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, 0); }
+static int sv_cbc_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, 1); }
+static int sv_cbc_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, 1); }
+
+/*
+ * Internal synchronous algorithms; the simd helpers wrap each in the public ecb(aes)/
+ * cbc(aes) algorithm, which calls it directly where the FPU is usable and defers to
+ * cryptd's per-CPU worker where it is not (hence CRYPTO_ALG_ASYNC on the public one).
+ */
+static struct skcipher_alg sevault_algs[] = {
+	{
+		.base = {
+			.cra_name = "__ecb(aes)",
+			.cra_driver_name = "__ecb-aes-sevault",
+			.cra_flags = CRYPTO_ALG_INTERNAL,
+			.cra_blocksize = AES_BLOCK_SIZE,
+			.cra_ctxsize = sizeof(struct sevault_ctx),
+			.cra_module = THIS_MODULE,
+		},
+		.min_keysize = AES_MIN_KEY_SIZE,
+		.max_keysize = AES_MAX_KEY_SIZE,
+		.ivsize = 0,
+		.setkey = sv_setkey,
+		.exit = sv_exit,
+		.encrypt = sv_ecb_encrypt,
+		.decrypt = sv_ecb_decrypt,
+	}, {
+		.base = {
+			.cra_name = "__cbc(aes)",
+			.cra_driver_name = "__cbc-aes-sevault",
+			.cra_flags = CRYPTO_ALG_INTERNAL,
+			.cra_blocksize = AES_BLOCK_SIZE,
+			.cra_ctxsize = sizeof(struct sevault_ctx),
+			.cra_module = THIS_MODULE,
+		},
+		.min_keysize = AES_MIN_KEY_SIZE,
+		.max_keysize = AES_MAX_KEY_SIZE,
+		.ivsize = AES_BLOCK_SIZE,
+		.setkey = sv_setkey,
+		.exit = sv_exit,
+		.encrypt = sv_cbc_encrypt,
+		.decrypt = sv_cbc_decrypt,
+	},
+};
+
+static struct simd_skcipher_alg *sevault_simd_algs[ARRAY_SIZE(sevault_algs)];
+
+/* ---- debugfs ---- */
+
+static struct dentry *sevault_debugfs;
+
+static int stats_show(struct seq_file *m, void *v)
+{
+	struct sevault_stats s;
+	unsigned int cpu;
+
+	seq_printf(m, "generation %llu rebuilds %llu\n", sevault_rust_generation(), sevault_rust_rebuilds());
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_other errors\n");
+	for_each_possible_cpu(cpu) {
+		if (!sevault_rust_stats(cpu, &s))
+			continue;
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests, s.bytes,
+			   s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_other, s.errors);
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(stats);
+
+/* ---- module ---- */
+
+static int __init sevault_init(void)
+{
+	int i, err;
+
+	err = sevault_rust_init();
+	if (err)
+		return err;
+	for (i = 0; i < ARRAY_SIZE(sevault_algs); i++)
+		sevault_algs[i].base.cra_priority = priority;
+	err = simd_register_skciphers_compat(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+	if (err) {
+		sevault_rust_exit();
+		return err;
+	}
+	sevault_debugfs = debugfs_create_dir("sevault", NULL);
+	debugfs_create_file("stats", 0444, sevault_debugfs, NULL, &stats_fops);
+	return 0;
+}
+
+static void __exit sevault_exit(void)
+{
+	debugfs_remove_recursive(sevault_debugfs);
+	simd_unregister_skciphers(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+	sevault_rust_exit();
+}
+
+module_init(sevault_init);
+module_exit(sevault_exit);
+MODULE_DESCRIPTION("SE-Vault Mini: AES keys in a tiny SVM vault VM, served to the crypto API");
+MODULE_LICENSE("Dual MIT/GPL");
+MODULE_ALIAS_CRYPTO("ecb(aes)");
+MODULE_ALIAS_CRYPTO("cbc(aes)");

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT OR GPL-2.0 */
+/*
+ * The interface between the C glue (sevault_glue.c) and the Rust core (hv/src/kernel/),
+ * declared once here and once in hv/src/kernel/ffi.rs, with fixed-width types only.
+ */
+#ifndef SEVAULT_GLUE_H
+#define SEVAULT_GLUE_H
+
+#include <linux/types.h>
+
+/* A transform's handle on its key: the key itself lives only in the vault. */
+struct sevault_key {
+	u32 slot;	/* key slot + 1; 0 = none */
+	u32 key_len;	/* bytes */
+	u64 generation;	/* vault generation the key was set in */
+};
+
+/* One crypto request as the Rust core sees it. */
+struct sevault_request {
+	const void *src;	/* struct scatterlist * */
+	const void *dst;	/* struct scatterlist * */
+	u64 len;		/* bytes */
+	u8 *iv;			/* 16 bytes, updated for CBC; NULL for ECB */
+};
+
+/* Per-CPU statistics, as read for debugfs. */
+struct sevault_stats {
+	u64 requests;
+	u64 bytes;
+	u64 vmruns;
+	u64 exits_vmmcall;
+	u64 exits_vmgexit;
+	u64 exits_nmi;
+	u64 exits_other;
+	u64 errors;
+};
+
+/* ---- C glue, called by Rust ---- */
+void *sevault_pages_alloc(u32 order, u64 *phys);	/* zeroed, physically contiguous */
+void sevault_pages_free(void *virt, u32 order);
+void sevault_log(u32 level, const u8 *msg, u32 len);	/* level: 3 err, 4 warn, 6 info */
+void sevault_log_ratelimited(const u8 *msg, u32 len);	/* err, rate-limited */
+u32 sevault_cpu_id(void);
+u32 sevault_nr_cpu_ids(void);
+void sevault_fpu_begin(void);	/* kernel_fpu_begin: also disables preemption */
+void sevault_fpu_end(void);
+u32 sevault_fpu_usable(void);
+u64 sevault_irq_save(void);
+void sevault_irq_restore(u64 flags);
+const void *sevault_sg_next(const void *sg);
+void sevault_sg_info(const void *sg, u64 *phys, u32 *len);
+
+/* ---- Rust core, called by C ---- */
+s32 sevault_rust_init(void);
+void sevault_rust_exit(void);
+s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len);
+void sevault_rust_clear_key(struct sevault_key *key);
+s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_request *req,
+		       u32 decrypt, u32 cbc);
+u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
+u64 sevault_rust_rebuilds(void);
+u64 sevault_rust_generation(void);
+
+#endif

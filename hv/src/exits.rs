@@ -1,0 +1,154 @@
+//! What the HV makes of a #VMEXIT, and how vault statuses become errno values.
+//!
+//! Exit codes from AMD APM Vol. 2, Appendix C ("SVM Intercept Exit Codes"); VMGEXIT's 0x403
+//! from the GHCB spec. Values from the other side are decoded, never trusted: an exit code
+//! the HV does not expect is a vault fault, whatever it is.
+use sevault_abi::Status;
+use sevault_ghcb::{VMEXIT_VMGEXIT, VMEXIT_VMMCALL};
+
+/// NMI intercept (the NMI is taken by the host when GIF is set again).
+pub const VMEXIT_NMI: u64 = 0x61;
+/// Triple fault.
+pub const VMEXIT_SHUTDOWN: u64 = 0x7F;
+/// Nested page fault.
+pub const VMEXIT_NPF: u64 = 0x400;
+/// VMRUN's consistency checks failed (EXITCODE −1).
+pub const VMEXIT_INVALID: u64 = u64::MAX;
+/// First exception intercept (0x40 + vector).
+pub const VMEXIT_EXCEPTION_BASE: u64 = 0x40;
+
+/// Length of `rep vmmcall` (F3 0F 01 D9), for advancing RIP without NRIPS.
+pub const VMGEXIT_LEN: u64 = 4;
+
+/// The HV's reading of an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// The vault says "request done" (VMMCALL on plain SVM, VMGEXIT under SEV-ES).
+    RequestDone {
+        /// RIP must be advanced by the HV (plain SVM); under SEV-ES the CPU did it.
+        advance_rip: bool,
+    },
+    /// An NMI interrupted the vault: run it again.
+    Reenter,
+    /// Anything else: the vault is broken.
+    Fault(FaultKind),
+}
+
+/// Which kind of fault, for the log and the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// An exception (vector).
+    Exception(u8),
+    /// A triple fault.
+    Shutdown,
+    /// A nested page fault.
+    NestedPageFault,
+    /// VMRUN refused the state.
+    Invalid,
+    /// Any other exit code.
+    Other(u64),
+}
+
+impl ExitKind {
+    /// Classifies an EXITCODE.
+    pub const fn classify(exit_code: u64) -> Self {
+        match exit_code {
+            VMEXIT_VMMCALL => Self::RequestDone { advance_rip: true },
+            VMEXIT_VMGEXIT => Self::RequestDone { advance_rip: false },
+            VMEXIT_NMI => Self::Reenter,
+            VMEXIT_SHUTDOWN => Self::Fault(FaultKind::Shutdown),
+            VMEXIT_NPF => Self::Fault(FaultKind::NestedPageFault),
+            VMEXIT_INVALID => Self::Fault(FaultKind::Invalid),
+            0x40..=0x5F => Self::Fault(FaultKind::Exception((exit_code - VMEXIT_EXCEPTION_BASE) as u8)),
+            other => Self::Fault(FaultKind::Other(other)),
+        }
+    }
+}
+
+/// Statistics bucket of an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ExitBucket {
+    /// 0x81.
+    Vmmcall = 0,
+    /// 0x403.
+    Vmgexit = 1,
+    /// 0x61.
+    Nmi = 2,
+    /// Everything else.
+    Other = 3,
+}
+
+impl ExitBucket {
+    /// The bucket of `exit_code`.
+    pub const fn of(exit_code: u64) -> Self {
+        match exit_code {
+            VMEXIT_VMMCALL => Self::Vmmcall,
+            VMEXIT_VMGEXIT => Self::Vmgexit,
+            VMEXIT_NMI => Self::Nmi,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Linux errno values the crypto API expects (positive; the glue negates).
+pub mod errno {
+    /// I/O error: the vault failed.
+    pub const EIO: i32 = 5;
+    /// Out of memory / slots.
+    pub const ENOMEM: i32 = 12;
+    /// Busy.
+    pub const EBUSY: i32 = 16;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// No such device (no SVM, …).
+    pub const ENODEV: i32 = 19;
+    /// Try again.
+    pub const EAGAIN: i32 = 11;
+    /// Required key not available.
+    pub const ENOKEY: i32 = 126;
+}
+
+/// The errno for a vault status other than `Ok` (what generic AES would return where one
+/// applies: bad lengths are `EINVAL`, a missing key `ENOKEY`).
+pub const fn status_errno(status: Status) -> i32 {
+    match status {
+        Status::Ok => 0,
+        Status::NoKey | Status::KeyLenMismatch => errno::ENOKEY,
+        Status::BadKeyLen | Status::ZeroLength | Status::UnalignedLength => errno::EINVAL,
+        Status::SlotBusy => errno::EBUSY,
+        // Everything else means the HV built a request the vault refused: a bug or a
+        // corrupted page, never the caller's input.
+        _ => errno::EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits() {
+        assert_eq!(ExitKind::classify(0x81), ExitKind::RequestDone { advance_rip: true });
+        assert_eq!(ExitKind::classify(0x403), ExitKind::RequestDone { advance_rip: false });
+        assert_eq!(ExitKind::classify(0x61), ExitKind::Reenter);
+        assert_eq!(ExitKind::classify(0x7F), ExitKind::Fault(FaultKind::Shutdown));
+        assert_eq!(ExitKind::classify(0x46), ExitKind::Fault(FaultKind::Exception(6)));
+        assert_eq!(ExitKind::classify(0x5F), ExitKind::Fault(FaultKind::Exception(31)));
+        assert_eq!(ExitKind::classify(0x400), ExitKind::Fault(FaultKind::NestedPageFault));
+        assert_eq!(ExitKind::classify(u64::MAX), ExitKind::Fault(FaultKind::Invalid));
+        assert_eq!(ExitKind::classify(0x72), ExitKind::Fault(FaultKind::Other(0x72)));
+        assert_eq!(ExitBucket::of(0x81), ExitBucket::Vmmcall);
+        assert_eq!(ExitBucket::of(0x7c), ExitBucket::Other);
+    }
+
+    #[test]
+    fn errnos() {
+        assert_eq!(status_errno(Status::NoKey), errno::ENOKEY);
+        assert_eq!(status_errno(Status::UnalignedLength), errno::EINVAL);
+        assert_eq!(status_errno(Status::BadMagic), errno::EIO);
+        for status in Status::ALL {
+            assert_eq!(status_errno(status) == 0, status == Status::Ok);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The CPU's SVM facilities: feature checks, MSRs, enabling SVM around a run, and the world
+//! switch (VMRUN trampoline).
+use core::arch::{asm, global_asm};
+use core::mem::offset_of;
+
+/// EFER (AMD APM Vol. 2 §3.1.7).
+pub const MSR_EFER: u32 = 0xC000_0080;
+/// EFER.SVME.
+pub const EFER_SVME: u64 = 1 << 12;
+/// VM_CR (AMD APM Vol. 2 §15.30.1).
+pub const MSR_VM_CR: u32 = 0xC001_0114;
+/// VM_CR.SVMDIS.
+pub const VM_CR_SVMDIS: u64 = 1 << 4;
+/// VM_HSAVE_PA (AMD APM Vol. 2 §15.30.4).
+pub const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+
+/// `cpuid(leaf)` → (eax, ebx, ecx, edx).
+pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid(leaf);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Reads an MSR.
+///
+/// # Safety
+/// The MSR must exist on this CPU (else #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller names an existing MSR.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// The MSR must exist and the value be valid for it.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// What this CPU offers the vault.
+#[derive(Clone, Copy, Debug)]
+pub struct SvmFeatures {
+    /// Next-RIP saved on intercepts (CPUID 8000_000A EDX bit 3).
+    pub nrips: bool,
+    /// Number of ASIDs (CPUID 8000_000A EBX).
+    pub asids: u32,
+}
+
+/// Why the CPU cannot run the vault.
+#[derive(Clone, Copy, Debug)]
+pub enum Unsupported {
+    /// No SVM (CPUID 8000_0001 ECX bit 2).
+    NoSvm,
+    /// SVM disabled by the firmware (VM_CR.SVMDIS).
+    SvmDisabled,
+    /// No nested paging (CPUID 8000_000A EDX bit 0).
+    NoNpt,
+    /// No AES-NI (CPUID 1 ECX bit 25).
+    NoAesNi,
+    /// Fewer than two ASIDs.
+    NoAsid,
+}
+
+impl Unsupported {
+    /// What to tell the user.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::NoSvm => "this CPU has no AMD SVM (CPUID 0x80000001 ECX bit 2 clear)",
+            Self::SvmDisabled => "SVM is disabled by the firmware (VM_CR.SVMDIS set): enable it in the BIOS",
+            Self::NoNpt => "this CPU has no nested paging (CPUID 0x8000000A EDX bit 0 clear)",
+            Self::NoAesNi => "this CPU has no AES-NI (CPUID 1 ECX bit 25 clear)",
+            Self::NoAsid => "this CPU reports fewer than 2 ASIDs",
+        }
+    }
+}
+
+/// Checks SVM, NPT, AES-NI; reports NRIPS.
+pub fn check() -> Result<SvmFeatures, Unsupported> {
+    let (max_ext, ..) = cpuid(0x8000_0000);
+    if max_ext < 0x8000_000A || cpuid(0x8000_0001).2 & (1 << 2) == 0 {
+        return Err(Unsupported::NoSvm);
+    }
+    // SAFETY: VM_CR exists on every CPU with SVM.
+    if unsafe { rdmsr(MSR_VM_CR) } & VM_CR_SVMDIS != 0 {
+        return Err(Unsupported::SvmDisabled);
+    }
+    let (_, asids, _, edx) = cpuid(0x8000_000A);
+    if edx & 1 == 0 {
+        return Err(Unsupported::NoNpt);
+    }
+    if cpuid(1).2 & (1 << 25) == 0 {
+        return Err(Unsupported::NoAesNi);
+    }
+    if asids < 2 {
+        return Err(Unsupported::NoAsid);
+    }
+    Ok(SvmFeatures { nrips: edx & (1 << 3) != 0, asids })
+}
+
+/// SVM enabled on this CPU for the guard's lifetime, with our host save area; EFER and
+/// VM_HSAVE_PA are put back on drop, so that kvm_amd (or anyone) finds them as it left them.
+/// Interrupts must be off for the whole lifetime (nothing may run between enable and restore).
+pub struct SvmOn {
+    efer: u64,
+    hsave: u64,
+}
+
+impl SvmOn {
+    /// Enables SVM with `hsave_pa` as VM_HSAVE_PA.
+    ///
+    /// # Safety
+    /// SVM is supported and not disabled ([`check`]); interrupts are off; `hsave_pa` is a
+    /// page reserved for this CPU's host save area.
+    pub unsafe fn new(hsave_pa: u64) -> Self {
+        // SAFETY: the MSRs exist on an SVM CPU (caller's contract).
+        unsafe {
+            let efer = rdmsr(MSR_EFER);
+            let hsave = rdmsr(MSR_VM_HSAVE_PA);
+            wrmsr(MSR_EFER, efer | EFER_SVME);
+            wrmsr(MSR_VM_HSAVE_PA, hsave_pa);
+            Self { efer, hsave }
+        }
+    }
+}
+
+impl Drop for SvmOn {
+    fn drop(&mut self) {
+        // SAFETY: restores the values read in `new` on the same CPU (interrupts still off).
+        unsafe {
+            wrmsr(MSR_VM_HSAVE_PA, self.hsave);
+            wrmsr(MSR_EFER, self.efer);
+        }
+    }
+}
+
+/// What the trampoline needs.
+#[repr(C)]
+pub struct VmrunArgs {
+    /// Physical address of the vCPU's VMCB.
+    pub vmcb_pa: u64,
+    /// Physical address of the page VMSAVE keeps the host's FS/GS/TR/LDTR/syscall state in.
+    pub host_vmsave_pa: u64,
+}
+
+global_asm!(
+    r#"
+    .text
+    // sevault_vmrun(args: *const VmrunArgs): one world switch. CLGI; VMSAVE the host's
+    // extra state; VMLOAD the vault's; VMRUN; VMSAVE the vault's; VMLOAD the host's; STGI.
+    // The vault's register values are then in the GPRs and xmm0-xmm15: the callee-saved
+    // ones come back from the stack, the rest and the vector registers are zeroed.
+    .globl sevault_vmrun
+    .type sevault_vmrun, @function
+    sevault_vmrun:
+        push rbp
+        push rbx
+        push r12
+        push r13
+        push r14
+        push r15
+        push rdi
+        clgi
+        mov rax, [rdi + {host_vmsave}]
+        vmsave rax
+        mov rax, [rdi + {vmcb}]
+        vmload rax
+        vmrun rax
+        vmsave rax
+        mov rdi, [rsp]
+        mov rax, [rdi + {host_vmsave}]
+        vmload rax
+        stgi
+        pxor xmm0, xmm0
+        pxor xmm1, xmm1
+        pxor xmm2, xmm2
+        pxor xmm3, xmm3
+        pxor xmm4, xmm4
+        pxor xmm5, xmm5
+        pxor xmm6, xmm6
+        pxor xmm7, xmm7
+        pxor xmm8, xmm8
+        pxor xmm9, xmm9
+        pxor xmm10, xmm10
+        pxor xmm11, xmm11
+        pxor xmm12, xmm12
+        pxor xmm13, xmm13
+        pxor xmm14, xmm14
+        pxor xmm15, xmm15
+        xor eax, eax
+        xor ecx, ecx
+        xor edx, edx
+        xor esi, esi
+        xor r8d, r8d
+        xor r9d, r9d
+        xor r10d, r10d
+        xor r11d, r11d
+        pop rdi
+        xor edi, edi
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbx
+        pop rbp
+        jmp __x86_return_thunk
+    .size sevault_vmrun, . - sevault_vmrun
+    "#,
+    vmcb = const offset_of!(VmrunArgs, vmcb_pa),
+    host_vmsave = const offset_of!(VmrunArgs, host_vmsave_pa),
+);
+
+extern "C" {
+    fn sevault_vmrun(args: *const VmrunArgs);
+}
+
+/// Runs the vCPU once, until its next #VMEXIT.
+///
+/// # Safety
+/// SVM is on ([`SvmOn`]), interrupts off, the FPU owned (`kernel_fpu_begin`); `args` name
+/// this CPU's vCPU's VMCB and a VMSAVE page for the host.
+pub unsafe fn vmrun(args: &VmrunArgs) {
+    // SAFETY: the caller's contract is the trampoline's.
+    unsafe { sevault_vmrun(args) }
+}

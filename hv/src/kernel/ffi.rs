@@ -1,0 +1,81 @@
+//! The Rust side of `hv/kernel/sevault_glue.h`: the same declarations, fixed-width types.
+use core::ffi::c_void;
+
+/// `struct sevault_key`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Key {
+    /// Key slot + 1; 0 = none.
+    pub slot: u32,
+    /// Key length in bytes.
+    pub key_len: u32,
+    /// Vault generation the key was set in.
+    pub generation: u64,
+}
+
+/// `struct sevault_request`.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Request {
+    /// `struct scatterlist *`.
+    pub src: *const c_void,
+    /// `struct scatterlist *`.
+    pub dst: *const c_void,
+    /// Bytes.
+    pub len: u64,
+    /// 16 bytes (CBC), or null.
+    pub iv: *mut u8,
+}
+
+/// `struct sevault_stats`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Stats {
+    /// Crypto requests served.
+    pub requests: u64,
+    /// Bytes encrypted or decrypted.
+    pub bytes: u64,
+    /// VMRUNs.
+    pub vmruns: u64,
+    /// VMMCALL exits (plain SVM's "request done").
+    pub exits_vmmcall: u64,
+    /// VMGEXIT exits (SEV-ES's "request done").
+    pub exits_vmgexit: u64,
+    /// NMI exits.
+    pub exits_nmi: u64,
+    /// Every other exit (each one a vault fault).
+    pub exits_other: u64,
+    /// Requests that failed.
+    pub errors: u64,
+}
+
+extern "C" {
+    /// Zeroed, physically contiguous 2^order pages; writes their physical address.
+    pub fn sevault_pages_alloc(order: u32, phys: *mut u64) -> *mut c_void;
+    /// Frees what `sevault_pages_alloc` returned.
+    pub fn sevault_pages_free(virt: *mut c_void, order: u32);
+    /// printk at `level` (3 err, 4 warn, 6 info) with a `sevault: ` prefix.
+    pub fn sevault_log(level: u32, msg: *const u8, len: u32);
+    /// printk at KERN_ERR, rate-limited.
+    pub fn sevault_log_ratelimited(msg: *const u8, len: u32);
+    /// `smp_processor_id()` (callers have preemption off).
+    pub fn sevault_cpu_id() -> u32;
+    /// `nr_cpu_ids`.
+    pub fn sevault_nr_cpu_ids() -> u32;
+    /// `kernel_fpu_begin()` (also disables preemption).
+    pub fn sevault_fpu_begin();
+    /// `kernel_fpu_end()`.
+    pub fn sevault_fpu_end();
+    /// `irq_fpu_usable()`.
+    pub fn sevault_fpu_usable() -> u32;
+    /// `local_irq_save()`.
+    pub fn sevault_irq_save() -> u64;
+    /// `local_irq_restore()`.
+    pub fn sevault_irq_restore(flags: u64);
+    /// `sg_next()`: null at the end of the list.
+    pub fn sevault_sg_next(sg: *const c_void) -> *const c_void;
+    /// `sg_phys()` and `length` of one entry.
+    pub fn sevault_sg_info(sg: *const c_void, phys: *mut u64, len: *mut u32);
+    /// The kernel's `panic()`: objtool knows it does not return.
+    pub fn panic(fmt: *const u8, ...) -> !;
+}

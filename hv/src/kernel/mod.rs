@@ -1,0 +1,87 @@
+//! The kernel-facing half of the core: built only for `x86_64-unknown-none`, linked into
+//! `sevault.ko`. Entry points for the C glue are the `sevault_rust_*` functions below; the
+//! interface is `hv/kernel/sevault_glue.h` and [`ffi`].
+pub mod cpu;
+pub mod ffi;
+pub mod log;
+pub mod vault;
+
+use ffi::{Key, Request, Stats};
+
+/// Module init: 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn sevault_rust_init() -> i32 {
+    vault::init()
+}
+
+/// Module exit.
+#[no_mangle]
+pub extern "C" fn sevault_rust_exit() {
+    vault::exit()
+}
+
+/// `setkey` of both algorithms.
+///
+/// # Safety
+/// `key` points to the transform's context; `bytes` to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn sevault_rust_setkey(key: *mut Key, bytes: *const u8, len: u32) -> i32 {
+    // SAFETY: the glue passes the transform context and the caller's key buffer.
+    let (key, bytes) = unsafe { (&mut *key, core::slice::from_raw_parts(bytes, len as usize)) };
+    vault::setkey(key, bytes)
+}
+
+/// Transform exit.
+///
+/// # Safety
+/// `key` points to the transform's context.
+#[no_mangle]
+pub unsafe extern "C" fn sevault_rust_clear_key(key: *mut Key) {
+    // SAFETY: the glue passes the transform context.
+    vault::clear_key(unsafe { &mut *key })
+}
+
+/// encrypt/decrypt of both algorithms.
+///
+/// # Safety
+/// `key` and `request` point to live structures built by the glue for this request.
+#[no_mangle]
+pub unsafe extern "C" fn sevault_rust_crypt(key: *const Key, request: *const Request, decrypt: u32, cbc: u32) -> i32 {
+    // SAFETY: the glue passes live structures.
+    let (key, request) = unsafe { (&*key, &*request) };
+    vault::crypt(key, request, decrypt != 0, cbc != 0)
+}
+
+/// Per-CPU statistics for debugfs: 1 and `*out` filled if `cpu` has a vCPU.
+///
+/// # Safety
+/// `out` points to writable `struct sevault_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn sevault_rust_stats(cpu: u32, out: *mut Stats) -> u32 {
+    match vault::stats(cpu) {
+        Some(stats) => {
+            // SAFETY: the glue passes a writable struct.
+            unsafe { out.write(stats) };
+            1
+        }
+        None => 0,
+    }
+}
+
+/// Vault rebuilds since load.
+#[no_mangle]
+pub extern "C" fn sevault_rust_rebuilds() -> u64 {
+    vault::rebuilds()
+}
+
+/// The current vault generation.
+#[no_mangle]
+pub extern "C" fn sevault_rust_generation() -> u64 {
+    vault::generation()
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    // SAFETY: the kernel's panic() with a format string that has no conversions.
+    unsafe { ffi::panic(c"sevault: panic in the Rust core".as_ptr().cast()) }
+}

@@ -1,0 +1,772 @@
+//! The vault at run time: its memory, one vCPU per possible CPU, and the path of a request
+//! from the crypto API to a VMRUN and back.
+//!
+//! Concurrency: the state is written once at load (module init, single-threaded) and freed
+//! once at unload (after the algorithms are unregistered). A vCPU is only touched by its own
+//! CPU inside `kernel_fpu_begin`/`end` (preemption off, and any nested crypto call on this CPU
+//! finds the FPU taken and is deferred to cryptd by the simd wrapper), with interrupts off
+//! around the VMRUN. What vCPUs share — key slots, the generation, the slot bitmap — is
+//! atomics or vault memory the vault itself locks.
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, RequestParts};
+use sevault_abi::memory_map::{
+    VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE,
+    PAGE_TABLES_BASE,
+};
+use sevault_abi::{
+    KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOT_COUNT, MAX_VCPUS,
+};
+use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
+
+use super::cpu::{self, SvmFeatures, SvmOn, VmrunArgs};
+use super::ffi::{self, Key, Request, Stats};
+use super::log::{klog, log_ratelimited, Level};
+use crate::arena::{Arena, Block, PageRef};
+use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
+use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
+use crate::translate::{Admission, Segment, SegmentCursor, TranslateError, Translator};
+use crate::vmcb::{Vmcb, VmcbConfig};
+
+/// The vault image, embedded at build time (`cargo xtask build`).
+static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));
+
+/// Blocks of 64 pages (256 KiB) make up the arena.
+const BLOCK_ORDER: u32 = 6;
+const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
+/// Enough blocks for MAX_VCPUS vCPUs.
+const MAX_BLOCKS: usize = 1024;
+/// Pages of key slots.
+const SLOT_PAGES: usize = (KEY_SLOTS_SIZE / PAGE_SIZE) as usize;
+/// Pages of a vCPU's stack.
+const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
+/// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
+const ASID: u32 = 1;
+/// An NMI storm must not keep a request forever.
+const MAX_REENTRIES: u32 = 64;
+
+/// Pages the vault owns, shared by all vCPUs.
+struct Private {
+    image: PageRef,
+    guest_pt: [PageRef; guest_pt::COUNT],
+    slots: [PageRef; SLOT_PAGES],
+    npt_low: [PageRef; npt_low::COUNT],
+    iopm: PageRef,
+    msrpm: PageRef,
+}
+
+/// One vCPU (lives in its own arena page).
+struct Vcpu {
+    index: VcpuIndex,
+    vmcb: PageRef,
+    hsave: PageRef,
+    host_vmsave: PageRef,
+    comm: PageRef,
+    ghcb: PageRef,
+    stack: [PageRef; STACK_PAGES],
+    npt: [PageRef; npt_vcpu::COUNT],
+    window: NptWindow,
+    generation: u64,
+    sequence: u64,
+    stats: Stats,
+}
+
+struct State {
+    arena: Arena<MAX_BLOCKS>,
+    private: Private,
+    vcpus: [*mut Vcpu; MAX_VCPUS as usize],
+    nr_vcpus: u32,
+    features: SvmFeatures,
+}
+
+const NO_PAGE: PageRef = PageRef { virt: 0, phys: 0 };
+
+/// The one vault, built in place (it is tens of KiB: never moved through the kernel stack).
+struct Global {
+    state: UnsafeCell<State>,
+    ready: AtomicBool,
+}
+// SAFETY: see the module comment: written only at init/exit (with `ready` false), otherwise
+// read, with per-CPU parts touched only by their CPU.
+unsafe impl Sync for Global {}
+static STATE: Global = Global {
+    state: UnsafeCell::new(State {
+        arena: Arena::new(),
+        private: Private {
+            image: NO_PAGE,
+            guest_pt: [NO_PAGE; guest_pt::COUNT],
+            slots: [NO_PAGE; SLOT_PAGES],
+            npt_low: [NO_PAGE; npt_low::COUNT],
+            iopm: NO_PAGE,
+            msrpm: NO_PAGE,
+        },
+        vcpus: [core::ptr::null_mut(); MAX_VCPUS as usize],
+        nr_vcpus: 0,
+        features: SvmFeatures { nrips: false, asids: 0 },
+    }),
+    ready: AtomicBool::new(false),
+};
+
+/// Bumped at every rebuild: keys set before are gone.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+static REBUILDS: AtomicU64 = AtomicU64::new(0);
+/// Key slots in use.
+static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] = [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
+
+fn state() -> Option<&'static State> {
+    // SAFETY: only `init`/`exit` write STATE, and only while `ready` is false.
+    STATE.ready.load(Ordering::Acquire).then(|| unsafe { &*STATE.state.get() })
+}
+
+/// Pages of a slice of `PageRef`s, for the page-table builders.
+struct RefPages<'a>(&'a [PageRef]);
+
+impl Pages for RefPages<'_> {
+    fn table(&mut self, index: usize) -> &mut PageTable {
+        // SAFETY: arena pages are mapped, page-aligned, owned by the vault, and the builders
+        // run while nothing else uses them.
+        unsafe { &mut *(self.0[index].virt as *mut PageTable) }
+    }
+    fn phys(&self, index: usize) -> u64 {
+        self.0[index].phys
+    }
+}
+
+impl State {
+    fn take_pages(arena: &mut Arena<MAX_BLOCKS>, pages: usize) -> Result<PageRef, i32> {
+        if let Some(page) = arena.take(pages) {
+            return Ok(page);
+        }
+        let mut phys = 0;
+        // SAFETY: FFI; returns null or a zeroed block of 2^BLOCK_ORDER pages.
+        let virt = unsafe { ffi::sevault_pages_alloc(BLOCK_ORDER, &mut phys) };
+        if virt.is_null() {
+            return Err(errno::ENOMEM);
+        }
+        if !arena.add_block(Block { virt: virt as usize, phys, pages: BLOCK_PAGES }) {
+            // SAFETY: just allocated with this order.
+            unsafe { ffi::sevault_pages_free(virt, BLOCK_ORDER) };
+            return Err(errno::ENOMEM);
+        }
+        arena.take(pages).ok_or(errno::ENOMEM)
+    }
+
+    fn vcpu(&self, cpu: u32) -> Option<&mut Vcpu> {
+        let ptr = *self.vcpus.get(cpu as usize)?;
+        // SAFETY: vCPU `cpu` is only used by CPU `cpu` with preemption off (module comment).
+        (!ptr.is_null()).then(|| unsafe { &mut *ptr })
+    }
+
+    /// The host page behind vault guest-physical page `gpa`.
+    fn backing(&self, gpa: u64) -> Option<u64> {
+        let p = &self.private;
+        let index = |base: u64, count: usize| (gpa >= base && gpa < base + count as u64 * PAGE_SIZE).then(|| ((gpa - base) / PAGE_SIZE) as usize);
+        if gpa == IMAGE_BASE {
+            return Some(p.image.phys);
+        }
+        if let Some(i) = index(PAGE_TABLES_BASE, guest_pt::COUNT) {
+            return Some(p.guest_pt[i].phys);
+        }
+        if let Some(i) = index(KEY_SLOTS_BASE, SLOT_PAGES) {
+            return Some(p.slots[i].phys);
+        }
+        let n = self.nr_vcpus as usize;
+        if let Some(i) = index(COMM_BLOCKS_BASE, n) {
+            return self.vcpu(i as u32).map(|v| v.comm.phys);
+        }
+        if let Some(i) = index(GHCBS_BASE, n) {
+            return self.vcpu(i as u32).map(|v| v.ghcb.phys);
+        }
+        (0..self.nr_vcpus).find_map(|i| {
+            let v = self.vcpu(i)?;
+            let bottom = v.index.stack_bottom();
+            index(bottom, STACK_PAGES).map(|j| v.stack[j].phys)
+        })
+    }
+}
+
+/// Loads the vault: checks the CPU, allocates and builds everything. Returns 0 or an errno.
+pub fn init() -> i32 {
+    let features = match cpu::check() {
+        Ok(features) => features,
+        Err(why) => {
+            klog!(Level::Error, "cannot load: {}", why.message());
+            return -errno::ENODEV;
+        }
+    };
+    if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
+        klog!(Level::Error, "cannot load: module built without a valid vault image ({} bytes)", GUEST_IMAGE.len());
+        return -errno::EINVAL;
+    }
+    // SAFETY: FFI, no arguments.
+    let nr = unsafe { ffi::sevault_nr_cpu_ids() };
+    if nr > MAX_VCPUS {
+        klog!(Level::Error, "cannot load: {nr} possible CPUs, the vault has room for {MAX_VCPUS} vCPUs");
+        return -errno::EINVAL;
+    }
+    match build(features, nr) {
+        Ok(()) => {
+            let per_vcpu = (1 + 9 + npt_vcpu::COUNT) * 4;
+            klog!(
+                Level::Info,
+                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, memory {} KiB shared + {} KiB per vCPU",
+                GUEST_IMAGE.len(),
+                if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
+                (1 + guest_pt::COUNT + SLOT_PAGES + npt_low::COUNT + 5) * 4,
+                per_vcpu
+            );
+            0
+        }
+        Err(e) => {
+            exit();
+            -e
+        }
+    }
+}
+
+fn build(features: SvmFeatures, nr: u32) -> Result<(), i32> {
+    // SAFETY: module init is single-threaded and `ready` is false: nothing else reads STATE.
+    let state = unsafe { &mut *STATE.state.get() };
+    state.features = features;
+    state.nr_vcpus = nr;
+    let arena = &mut state.arena;
+    let p = &mut state.private;
+    p.image = State::take_pages(arena, 1)?;
+    // Contiguous, so that the builder sees one array of tables.
+    let pt_block = State::take_pages(arena, guest_pt::COUNT)?;
+    for (i, page) in p.guest_pt.iter_mut().enumerate() {
+        *page = PageRef { virt: pt_block.virt + i * PAGE_SIZE as usize, phys: pt_block.phys + i as u64 * PAGE_SIZE };
+    }
+    for page in p.slots.iter_mut().chain(p.npt_low.iter_mut()) {
+        *page = State::take_pages(arena, 1)?;
+    }
+    p.iopm = State::take_pages(arena, 3)?;
+    p.msrpm = State::take_pages(arena, 2)?;
+    // SAFETY: arena pages are mapped and ours; the sizes are what was taken; the image fits
+    // its page (checked in `init`).
+    unsafe {
+        core::ptr::write_bytes(p.iopm.virt as *mut u8, 0xFF, 3 * PAGE_SIZE as usize);
+        core::ptr::write_bytes(p.msrpm.virt as *mut u8, 0xFF, 2 * PAGE_SIZE as usize);
+        core::ptr::copy_nonoverlapping(GUEST_IMAGE.as_ptr(), p.image.virt as *mut u8, GUEST_IMAGE.len());
+        build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr);
+    }
+    for i in 0..nr {
+        let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };
+        let home = State::take_pages(&mut state.arena, 1)?;
+        const { assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize) };
+        // SAFETY: a fresh, zeroed, page-aligned arena page, big enough (asserted), and an
+        // all-zero `Vcpu` is valid (integers, arrays of integers, PageRefs).
+        let vcpu = unsafe { &mut *(home.virt as *mut Vcpu) };
+        vcpu.index = index;
+        for page in [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.host_vmsave, &mut vcpu.comm, &mut vcpu.ghcb] {
+            *page = State::take_pages(&mut state.arena, 1)?;
+        }
+        for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
+            *page = State::take_pages(&mut state.arena, 1)?;
+        }
+        vcpu.generation = GENERATION.load(Ordering::Relaxed);
+        state.vcpus[i as usize] = vcpu;
+    }
+    let state: &State = state;
+    build_npt_low(&mut RefPages(&state.private.npt_low), nr, |gpa| state.backing(gpa));
+    let low_pdpt = state.private.npt_low[npt_low::PDPT].phys;
+    for i in 0..nr {
+        let Some(vcpu) = state.vcpu(i) else { return Err(errno::EINVAL) };
+        vcpu.window.build_root(&mut RefPages(&vcpu.npt), low_pdpt);
+        let config = VmcbConfig {
+            vcpu: vcpu.index,
+            asid: ASID,
+            n_cr3: vcpu.npt[npt_vcpu::PML4].phys,
+            iopm_pa: state.private.iopm.phys,
+            msrpm_pa: state.private.msrpm.phys,
+        };
+        vcpu.vmcb().build_vault(&config);
+    }
+    STATE.ready.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Frees everything (after the algorithms are unregistered: no request runs).
+pub fn exit() {
+    STATE.ready.store(false, Ordering::Release);
+    // SAFETY: module exit (or failed init) is single-threaded and `ready` is false.
+    let state = unsafe { &mut *STATE.state.get() };
+    for block in state.arena.allocation_order() {
+        // SAFETY: blocks were allocated by `sevault_pages_alloc(BLOCK_ORDER)`.
+        unsafe { ffi::sevault_pages_free(block.virt as *mut c_void, BLOCK_ORDER) };
+    }
+    state.arena.reset();
+    state.vcpus.iter_mut().for_each(|v| *v = core::ptr::null_mut());
+    state.nr_vcpus = 0;
+}
+
+impl Vcpu {
+    fn vmcb(&mut self) -> &mut Vmcb {
+        // SAFETY: the VMCB page belongs to this vCPU, used only by its CPU.
+        unsafe { &mut *(self.vmcb.virt as *mut Vmcb) }
+    }
+
+    fn comm(&self) -> CommBlockPtr {
+        // SAFETY: the comm page is mapped for the vault's lifetime.
+        unsafe { CommBlockPtr::new(NonNull::new_unchecked(self.comm.virt as *mut CommBlock)) }
+    }
+
+    fn ghcb(&self) -> GhcbPtr<'_> {
+        // SAFETY: the GHCB page is mapped for the vault's lifetime; shared with the vault.
+        unsafe { GhcbPtr::new(NonNull::new_unchecked(self.ghcb.virt as *mut GhcbPage)) }
+    }
+
+    /// After a rebuild, starts over from `_start`.
+    fn sync_generation(&mut self) {
+        let current = GENERATION.load(Ordering::Acquire);
+        if self.generation != current {
+            let index = self.index;
+            self.vmcb().reset_state(index);
+            self.generation = current;
+        }
+    }
+
+    /// Runs the vault until it reports "done"; Err on any other outcome.
+    fn run(&mut self, features: &SvmFeatures, image: &PageRef) -> Result<(), Fault> {
+        let args = VmrunArgs { vmcb_pa: self.vmcb.phys, host_vmsave_pa: self.host_vmsave.phys };
+        for _ in 0..MAX_REENTRIES {
+            self.stats.vmruns += 1;
+            // SAFETY: the caller holds SvmOn, interrupts off, the FPU; this CPU's vCPU.
+            unsafe { cpu::vmrun(&args) };
+            let (code, info1, info2, rip, next_rip) = {
+                let vmcb = self.vmcb();
+                let c = &vmcb.control;
+                (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.rip, c.next_rip)
+            };
+            match ExitBucket::of(code) {
+                ExitBucket::Vmmcall => self.stats.exits_vmmcall += 1,
+                ExitBucket::Vmgexit => self.stats.exits_vmgexit += 1,
+                ExitBucket::Nmi => self.stats.exits_nmi += 1,
+                ExitBucket::Other => self.stats.exits_other += 1,
+            }
+            match ExitKind::classify(code) {
+                ExitKind::Reenter => continue,
+                ExitKind::Fault(kind) => return Err(Fault::Exit { kind, code, info1, info2, rip }),
+                ExitKind::RequestDone { advance_rip } => {
+                    match self.ghcb().read_vmmcall_event() {
+                        Ok(event) if event.rax == HYPERCALL_REQUEST_DONE => {}
+                        _ => return Err(Fault::Ghcb { rip }),
+                    }
+                    if advance_rip {
+                        let next = if features.nrips && next_rip != 0 {
+                            next_rip
+                        } else {
+                            // No NRIPS: the exit must be the vault's `rep vmmcall`.
+                            if !is_vmgexit_at(image, rip) {
+                                return Err(Fault::Ghcb { rip });
+                            }
+                            rip + VMGEXIT_LEN
+                        };
+                        self.vmcb().save.rip = next;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(Fault::Reentries)
+    }
+}
+
+fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
+    let Some(offset) = rip.checked_sub(IMAGE_BASE) else { return false };
+    if offset + VMGEXIT_LEN > IMAGE_MAX_SIZE {
+        return false;
+    }
+    // SAFETY: the image page is mapped; the 4 bytes lie inside it.
+    let bytes = unsafe { core::slice::from_raw_parts((image.virt + offset as usize) as *const u8, 4) };
+    bytes == VMGEXIT_BYTES
+}
+
+/// A vault that did not answer as it must.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64 },
+    Ghcb { rip: u64 },
+    Reentries,
+    Answer { status: u32 },
+}
+
+/// Logs the fault once (rate-limited), wipes the key slots and makes every vCPU start over.
+fn rebuild(state: &State, cpu: u32, fault: Fault) {
+    match fault {
+        Fault::Exit { kind, code, info1, info2, rip } => log_ratelimited(format_args!(
+            "vault fault on cpu {cpu}: exit {code:#x} ({kind:?}) info1 {info1:#x} info2 {info2:#x} rip {rip:#x}; rebuilding, keys are gone"
+        )),
+        Fault::Ghcb { rip } => log_ratelimited(format_args!(
+            "vault fault on cpu {cpu}: exit at rip {rip:#x} without a valid request-done GHCB event; rebuilding, keys are gone"
+        )),
+        Fault::Reentries => log_ratelimited(format_args!("vault on cpu {cpu} re-entered {MAX_REENTRIES} times without an answer; rebuilding, keys are gone")),
+        Fault::Answer { status } => log_ratelimited(format_args!(
+            "vault on cpu {cpu} gave an invalid answer (status {status:#x}); rebuilding, keys are gone"
+        )),
+    }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    REBUILDS.fetch_add(1, Ordering::Relaxed);
+    for page in &state.private.slots {
+        // SAFETY: key slot pages are mapped; vCPUs racing with this see NoKey or garbage that
+        // the generation check after their request turns into an error.
+        unsafe { core::ptr::write_bytes(page.virt as *mut u8, 0, PAGE_SIZE as usize) };
+    }
+}
+
+/// The scatterlist cursor over the kernel's `struct scatterlist` chain.
+#[derive(Clone, Copy, Debug)]
+struct SgCursor {
+    sg: *const c_void,
+    offset: u32,
+    remaining: u64,
+}
+
+impl SgCursor {
+    fn info(sg: *const c_void) -> (u64, u32) {
+        let (mut phys, mut len) = (0, 0);
+        // SAFETY: `sg` is a live entry of the request's list (non-null checked by callers).
+        unsafe { ffi::sevault_sg_info(sg, &mut phys, &mut len) };
+        (phys, len)
+    }
+    fn next(sg: *const c_void) -> *const c_void {
+        // SAFETY: as above; sg_next returns null at the end.
+        unsafe { ffi::sevault_sg_next(sg) }
+    }
+}
+
+impl SegmentCursor for SgCursor {
+    fn peek(&self) -> Option<Segment> {
+        let (mut sg, mut offset) = (self.sg, self.offset);
+        while !sg.is_null() && self.remaining > 0 {
+            let (phys, len) = Self::info(sg);
+            if offset < len {
+                let len = u64::from(len - offset).min(self.remaining) as u32;
+                return Some(Segment { phys: phys + u64::from(offset), len });
+            }
+            sg = Self::next(sg);
+            offset = 0;
+        }
+        None
+    }
+
+    fn advance(&mut self, mut n: u32) {
+        while n > 0 && !self.sg.is_null() {
+            let (_, len) = Self::info(self.sg);
+            let take = n.min(len.saturating_sub(self.offset));
+            self.offset += take;
+            self.remaining -= u64::from(take);
+            n -= take;
+            if self.offset >= len {
+                self.sg = Self::next(self.sg);
+                self.offset = 0;
+            }
+        }
+    }
+}
+
+/// Admission into a chunk: no page of the HV's own, and room in the nested window.
+#[derive(Clone)]
+struct WindowPlan<'a> {
+    arena: &'a Arena<MAX_BLOCKS>,
+    plan: NptWindow,
+}
+
+impl Admission for WindowPlan<'_> {
+    fn admit(&mut self, entry: &SgEntry) -> Result<bool, TranslateError> {
+        let len = u64::from(entry.len);
+        for addr in [entry.src, entry.dst] {
+            if sevault_abi::memory_map::host_window_gpa(addr, len).is_none() {
+                return Err(TranslateError::OutsideWindow);
+            }
+            if self.arena.overlaps(addr, len) {
+                return Err(TranslateError::Forbidden);
+            }
+        }
+        // Counted separately, shared regions count twice: conservative, never too few.
+        if self.plan.pages_needed(entry.src, len) + self.plan.pages_needed(entry.dst, len) > self.plan.free_pages() {
+            return Ok(false);
+        }
+        Ok(self.plan.reserve(entry.src, len) && self.plan.reserve(entry.dst, len))
+    }
+}
+
+/// What one vault request carries besides its entries.
+struct Call<'a> {
+    parts: RequestParts<'a>,
+    /// Encrypt/decrypt: the translator whose next chunk this request takes.
+    chunk_of: Option<&'a mut Translator<SgCursor, SgCursor>>,
+    /// Count the kernel request on this vCPU (its first vault request).
+    first: bool,
+}
+
+/// Runs one vault request on this CPU's vCPU, inside `kernel_fpu_begin`/`end`. Returns the
+/// answer's `(status, bytes_done, iv_out)` — or `None` status-wise when a translator had
+/// nothing left.
+fn call(state: &State, call: &mut Call<'_>) -> Result<Option<(Status, u64, [u8; 16])>, i32> {
+    // SAFETY: FFI; the FPU is usable here (simd wrapper, or checked by setkey/clear_key).
+    unsafe { ffi::sevault_fpu_begin() };
+    let outcome = call_on_this_cpu(state, call);
+    // SAFETY: pairs with the begin above.
+    unsafe { ffi::sevault_fpu_end() };
+    outcome
+}
+
+fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status, u64, [u8; 16])>, i32> {
+    // SAFETY: FFI; preemption is off (kernel_fpu_begin).
+    let cpu = unsafe { ffi::sevault_cpu_id() };
+    let Some(vcpu) = state.vcpu(cpu) else { return Err(errno::EIO) };
+    vcpu.sync_generation();
+    let generation = vcpu.generation;
+    if let Some(translator) = call.chunk_of.as_mut() {
+        // The entries go straight into the comm block; their pages into the nested window.
+        let admission = WindowPlan { arena: &state.arena, plan: NptWindow::new() };
+        let comm = vcpu.comm();
+        let (window, npt) = (&mut vcpu.window, &vcpu.npt);
+        let mut mapped = true;
+        let info = translator.next_chunk_with(&admission, |i, entry| {
+            comm.write_entry(i, entry);
+            for addr in [entry.src, entry.dst] {
+                let mut page = addr & !(PAGE_SIZE - 1);
+                while page < addr + u64::from(entry.len) {
+                    mapped &= window.map(&mut RefPages(npt), page).is_ok();
+                    page += PAGE_SIZE;
+                }
+            }
+        });
+        let info = match info {
+            Ok(Some(info)) if mapped => info,
+            Ok(None) => return Ok(None),
+            other => {
+                vcpu.window.clear(&mut RefPages(&vcpu.npt));
+                return Err(match other {
+                    Err(TranslateError::Forbidden) => {
+                        log_ratelimited(format_args!("request names pages of the vault itself: refused"));
+                        errno::EINVAL
+                    }
+                    Err(TranslateError::OutsideWindow) => {
+                        log_ratelimited(format_args!("request names memory above the 512 GiB host window: refused"));
+                        errno::EINVAL
+                    }
+                    Err(TranslateError::UnalignedLength | TranslateError::ShortScatterlist) => errno::EINVAL,
+                    _ => errno::EIO,
+                });
+            }
+        };
+        call.parts.entry_count = info.count as u32;
+        call.parts.total_len = u64::from(info.bytes);
+    }
+    if call.first {
+        vcpu.stats.requests += 1;
+    }
+    vcpu.sequence += 1;
+    let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: vcpu.sequence };
+    vcpu.comm().post_parts(&header, &call.parts);
+    // A stale "done" event must not pass for this request's.
+    vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
+    // SAFETY: FFI.
+    let flags = unsafe { ffi::sevault_irq_save() };
+    // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
+    let svm = unsafe { SvmOn::new(vcpu.hsave.phys) };
+    let ran = vcpu.run(&state.features, &state.private.image);
+    drop(svm);
+    // SAFETY: restores what `sevault_irq_save` returned.
+    unsafe { ffi::sevault_irq_restore(flags) };
+    vcpu.window.clear(&mut RefPages(&vcpu.npt));
+    if let Err(fault) = ran {
+        vcpu.stats.errors += 1;
+        rebuild(state, cpu, fault);
+        vcpu.sync_generation();
+        return Err(errno::EIO);
+    }
+    let response = vcpu.comm().read_response();
+    let status = match Status::try_from(response.status) {
+        Ok(status) if response.sequence == header.sequence => status,
+        _ => {
+            vcpu.stats.errors += 1;
+            rebuild(state, cpu, Fault::Answer { status: response.status });
+            vcpu.sync_generation();
+            return Err(errno::EIO);
+        }
+    };
+    // A rebuild on another CPU while this request ran: its output cannot be trusted.
+    if GENERATION.load(Ordering::Acquire) != generation {
+        vcpu.stats.errors += 1;
+        return Err(errno::ENOKEY);
+    }
+    if status == Status::Ok {
+        vcpu.stats.bytes += response.bytes_done;
+    } else {
+        vcpu.stats.errors += 1;
+    }
+    Ok(Some((status, response.bytes_done, response.iv_out)))
+}
+
+fn alloc_slot() -> Option<u32> {
+    for (w, word) in SLOTS.iter().enumerate() {
+        let mut current = word.load(Ordering::Relaxed);
+        while current != u64::MAX {
+            let bit = (!current).trailing_zeros();
+            match word.compare_exchange(current, current | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(w as u32 * 64 + bit),
+                Err(now) => current = now,
+            }
+        }
+    }
+    None
+}
+
+fn free_slot(slot: u32) {
+    if let Some(word) = SLOTS.get((slot / 64) as usize) {
+        word.fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
+    }
+}
+
+fn fpu_usable() -> bool {
+    // SAFETY: FFI, no arguments.
+    unsafe { ffi::sevault_fpu_usable() != 0 }
+}
+
+/// `setkey`: hands the key to the vault once; `key` keeps only the slot.
+pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
+    let Some(state) = state() else { return -errno::EIO };
+    let Ok(len) = KeyLen::try_from(bytes.len() as u32) else { return -errno::EINVAL };
+    if !fpu_usable() {
+        // setkey comes from process context in practice; never fall back to a host copy.
+        log_ratelimited(format_args!("setkey where the FPU is not usable: refused (-EAGAIN)"));
+        return -errno::EAGAIN;
+    }
+    let slot = if key.slot != 0 {
+        key.slot - 1
+    } else {
+        match alloc_slot() {
+            Some(slot) => slot,
+            None => return -errno::ENOMEM,
+        }
+    };
+    key.slot = slot + 1;
+    key.key_len = 0;
+    let parts = RequestParts {
+        op: Op::SetKey as u32,
+        mode: 0,
+        key_slot: slot,
+        key_len: len as u32,
+        iv: [0; 16],
+        key: bytes,
+        entries: &[],
+        entry_count: 0,
+        total_len: 0,
+    };
+    let generation = GENERATION.load(Ordering::Acquire);
+    match call(state, &mut Call { parts, chunk_of: None, first: true }) {
+        Ok(Some((Status::Ok, ..))) => {
+            key.key_len = len as u32;
+            key.generation = generation;
+            0
+        }
+        Ok(Some((status, ..))) => -status_errno(status),
+        Ok(None) => -errno::EIO,
+        Err(e) => -e,
+    }
+}
+
+/// Transform exit: zeroize the slot and give it back.
+pub fn clear_key(key: &mut Key) {
+    let Some(state) = state() else { return };
+    if key.slot == 0 {
+        return;
+    }
+    let slot = key.slot - 1;
+    if key.key_len != 0 && key.generation == GENERATION.load(Ordering::Acquire) && fpu_usable() {
+        let parts = RequestParts {
+            op: Op::ClearKey as u32,
+            mode: 0,
+            key_slot: slot,
+            key_len: 0,
+            iv: [0; 16],
+            key: &[],
+            entries: &[],
+            entry_count: 0,
+            total_len: 0,
+        };
+        if !matches!(call(state, &mut Call { parts, chunk_of: None, first: true }), Ok(Some((Status::Ok, ..)))) {
+            klog!(Level::Warn, "clearing key slot {slot} failed");
+        }
+    }
+    *key = Key::default();
+    free_slot(slot);
+}
+
+/// encrypt/decrypt.
+pub fn crypt(key: &Key, request: &Request, decrypt: bool, cbc: bool) -> i32 {
+    let Some(state) = state() else { return -errno::EIO };
+    if request.len == 0 {
+        return 0;
+    }
+    if request.len % 16 != 0 {
+        return -errno::EINVAL;
+    }
+    let Ok(key_len) = KeyLen::try_from(key.key_len) else { return -errno::ENOKEY };
+    if key.slot == 0 || key.generation != GENERATION.load(Ordering::Acquire) {
+        return -errno::ENOKEY;
+    }
+    let mut iv = [0u8; 16];
+    if cbc && !request.iv.is_null() {
+        // SAFETY: the crypto API gives CBC requests a 16-byte IV buffer.
+        unsafe { core::ptr::copy_nonoverlapping(request.iv, iv.as_mut_ptr(), 16) };
+    }
+    let src = SgCursor { sg: request.src, offset: 0, remaining: request.len };
+    let dst = SgCursor { sg: request.dst, offset: 0, remaining: request.len };
+    let Ok(mut translator) = Translator::new(src, dst, request.len) else { return -errno::EINVAL };
+    let op = if decrypt { Op::Decrypt } else { Op::Encrypt };
+    let mode = if cbc { Mode::Cbc } else { Mode::Ecb };
+    let mut first = true;
+    while translator.remaining() > 0 {
+        let parts = RequestParts {
+            op: op as u32,
+            mode: mode as u32,
+            key_slot: key.slot - 1,
+            key_len: key_len as u32,
+            iv,
+            key: &[],
+            entries: &[],
+            entry_count: 0,
+            total_len: 0,
+        };
+        let expected = translator.remaining();
+        let answer = call(state, &mut Call { parts, chunk_of: Some(&mut translator), first });
+        first = false;
+        let done_now = expected - translator.remaining();
+        match answer {
+            Ok(Some((Status::Ok, done, iv_out))) if done == done_now => iv = iv_out,
+            Ok(Some((Status::Ok, ..)) | None) => return -errno::EIO,
+            Ok(Some((status, ..))) => return -status_errno(status),
+            Err(e) => return -e,
+        }
+    }
+    if cbc && !request.iv.is_null() {
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(iv.as_ptr(), request.iv, 16) };
+    }
+    0
+}
+
+/// Statistics of CPU `cpu`'s vCPU.
+pub fn stats(cpu: u32) -> Option<Stats> {
+    // SAFETY: another CPU may be counting: a volatile copy of aligned u64s (never torn on
+    // x86-64); the figures are a snapshot.
+    state()?.vcpu(cpu).map(|v| unsafe { core::ptr::read_volatile(&v.stats) })
+}
+
+/// Rebuilds so far.
+pub fn rebuilds() -> u64 {
+    REBUILDS.load(Ordering::Relaxed)
+}
+
+/// The current generation.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
