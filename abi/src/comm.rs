@@ -190,12 +190,7 @@ impl Request {
             total_len: 0,
             iv: [0; AES_BLOCK],
             key: [0; 32],
-            entries: [SgEntry {
-                src: 0,
-                dst: 0,
-                len: 0,
-                reserved_0x14: 0,
-            }; MAX_ENTRIES],
+            entries: [SgEntry { src: 0, dst: 0, len: 0, reserved_0x14: 0 }; MAX_ENTRIES],
         }
     }
 }
@@ -240,11 +235,7 @@ impl CommBlock {
     /// An all-zero comm block.
     pub const fn zeroed() -> Self {
         Self {
-            header: Header {
-                magic: 0,
-                version: 0,
-                sequence: 0,
-            },
+            header: Header { magic: 0, version: 0, sequence: 0 },
             response: Response {
                 status: 0,
                 reserved_0x04: 0,
@@ -346,9 +337,7 @@ unsafe fn read_bytes<const N: usize>(src: *const [u8; N]) -> [u8; N] {
 /// `dst` must be valid for writes and 8-byte aligned; `N` a multiple of 8.
 unsafe fn write_bytes<const N: usize>(dst: *mut [u8; N], bytes: &[u8; N]) {
     for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-        let word = u64::from_ne_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
+        let word = u64::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
         // SAFETY: `i < N / 8`: in bounds of `dst`, aligned per the contract.
         unsafe { dst.cast::<u64>().add(i).write_volatile(word) };
     }
@@ -521,30 +510,11 @@ mod tests {
         let mut request = Request::zeroed();
         request.op = Op::Encrypt as u32;
         request.entry_count = 2;
-        request.entries[0] = SgEntry {
-            src: 0x1000,
-            dst: 0x2000,
-            len: 5,
-            reserved_0x14: 0,
-        };
-        request.entries[1] = SgEntry {
-            src: 0x3000,
-            dst: 0x3000,
-            len: 11,
-            reserved_0x14: 0,
-        };
-        request.entries[2] = SgEntry {
-            src: 9,
-            dst: 9,
-            len: 9,
-            reserved_0x14: 0,
-        };
+        request.entries[0] = SgEntry { src: 0x1000, dst: 0x2000, len: 5, reserved_0x14: 0 };
+        request.entries[1] = SgEntry { src: 0x3000, dst: 0x3000, len: 11, reserved_0x14: 0 };
+        request.entries[2] = SgEntry { src: 9, dst: 9, len: 9, reserved_0x14: 0 };
         request.key = [0xAA; 32];
-        let header = Header {
-            magic: ABI_MAGIC,
-            version: ABI_VERSION,
-            sequence: 7,
-        };
+        let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 7 };
         comm.post(&header, &request);
         let (got_header, got) = comm.snapshot();
         assert_eq!(got_header, header);
@@ -553,12 +523,7 @@ mod tests {
         assert_eq!(got, request);
         comm.wipe_key();
         assert_eq!(comm.read_key(), [0; 32]);
-        let response = Response {
-            status: 0,
-            bytes_done: 16,
-            sequence: 7,
-            ..Default::default()
-        };
+        let response = Response { status: 0, bytes_done: 16, sequence: 7, ..Default::default() };
         comm.write_response(&response);
         assert_eq!(comm.read_response(), response);
     }

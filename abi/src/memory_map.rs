@@ -100,10 +100,7 @@ impl VcpuIndex {
     /// The vCPU whose initial RSP is `rsp`; `None` for any other value. The vault derives its
     /// own index this way, so the only per-vCPU register the HV sets is RSP.
     pub const fn from_stack_top(rsp: u64) -> Option<Self> {
-        if rsp <= STACKS_BASE
-            || rsp > VAULT_END
-            || !(rsp - STACKS_BASE).is_multiple_of(STACK_STRIDE)
-        {
+        if rsp <= STACKS_BASE || rsp > VAULT_END || !(rsp - STACKS_BASE).is_multiple_of(STACK_STRIDE) {
             return None;
         }
         Self::new(((rsp - STACKS_BASE) / STACK_STRIDE - 1) as u32)
@@ -158,17 +155,11 @@ mod tests {
         let first = VcpuIndex::new(0).unwrap();
         let last = VcpuIndex::new(MAX_VCPUS - 1).unwrap();
         assert_eq!(first.comm_block_gpa(), COMM_BLOCKS_BASE);
-        assert_eq!(
-            last.comm_block_gpa() + PAGE_SIZE,
-            COMM_BLOCKS_BASE + 0x20_0000
-        );
+        assert_eq!(last.comm_block_gpa() + PAGE_SIZE, COMM_BLOCKS_BASE + 0x20_0000);
         assert_eq!(last.ghcb_gpa() + PAGE_SIZE, GHCBS_BASE + 0x20_0000);
         assert_eq!(last.stack_top(), VAULT_END);
         assert_eq!(first.stack_top() - first.stack_bottom(), STACK_SIZE);
-        assert_eq!(
-            first.stack_bottom(),
-            STACKS_BASE + STACK_STRIDE - STACK_SIZE
-        );
+        assert_eq!(first.stack_bottom(), STACKS_BASE + STACK_STRIDE - STACK_SIZE);
         assert!(VcpuIndex::new(MAX_VCPUS).is_none());
     }
 
@@ -178,13 +169,7 @@ mod tests {
             let v = VcpuIndex::new(i).unwrap();
             assert_eq!(VcpuIndex::from_stack_top(v.stack_top()), Some(v));
         }
-        for rsp in [
-            0,
-            STACKS_BASE,
-            STACKS_BASE + 8,
-            VAULT_END + STACK_STRIDE,
-            u64::MAX,
-        ] {
+        for rsp in [0, STACKS_BASE, STACKS_BASE + 8, VAULT_END + STACK_STRIDE, u64::MAX] {
             assert_eq!(VcpuIndex::from_stack_top(rsp), None, "rsp {rsp:#x}");
         }
     }
@@ -192,10 +177,7 @@ mod tests {
     #[test]
     fn host_window_bounds() {
         assert_eq!(host_window_gpa(0, 16), Some(HOST_WINDOW_BASE));
-        assert_eq!(
-            host_window_gpa(HOST_WINDOW_SIZE - 16, 16),
-            Some(HOST_WINDOW_BASE * 2 - 16)
-        );
+        assert_eq!(host_window_gpa(HOST_WINDOW_SIZE - 16, 16), Some(HOST_WINDOW_BASE * 2 - 16));
         assert_eq!(host_window_gpa(HOST_WINDOW_SIZE - 15, 16), None);
         assert_eq!(host_window_gpa(u64::MAX - 3, 16), None);
         // Every window address is outside the vault.

@@ -108,11 +108,7 @@ pub struct UnknownStatus(pub u32);
 impl TryFrom<u32> for Status {
     type Error = UnknownStatus;
     fn try_from(raw: u32) -> Result<Self, UnknownStatus> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|s| *s as u32 == raw)
-            .ok_or(UnknownStatus(raw))
+        Self::ALL.iter().copied().find(|s| *s as u32 == raw).ok_or(UnknownStatus(raw))
     }
 }
 

@@ -4,12 +4,8 @@
 //! [`Status`], never a panic. The vault calls it on its private snapshot (see
 //! [`crate::comm::CommBlockPtr::snapshot`]), so nothing checked here can change afterwards.
 use crate::comm::{Header, KeyLen, Mode, Op, Request, SgEntry};
-use crate::memory_map::{
-    host_window_gpa, touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END,
-};
-use crate::{
-    Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BYTES_PER_EXIT, MAX_ENTRIES,
-};
+use crate::memory_map::{host_window_gpa, touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END};
+use crate::{Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 /// A key slot index below [`KEY_SLOT_COUNT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,11 +98,7 @@ pub enum ValidRequest<'r> {
 // Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
 // into the request loop.
 #[inline(never)]
-pub fn validate<'r>(
-    header: &Header,
-    request: &'r Request,
-    slots: &impl KeySlots,
-) -> Result<ValidRequest<'r>, Status> {
+pub fn validate<'r>(header: &Header, request: &'r Request, slots: &impl KeySlots) -> Result<ValidRequest<'r>, Status> {
     if header.magic != ABI_MAGIC {
         return Err(Status::BadMagic);
     }
@@ -132,11 +124,7 @@ pub fn validate<'r>(
         Op::SetKey => {
             let len = key_len()?;
             no_entries()?;
-            return Ok(ValidRequest::SetKey {
-                slot,
-                key_len: len,
-                key: &request.key[..len.bytes()],
-            });
+            return Ok(ValidRequest::SetKey { slot, key_len: len, key: &request.key[..len.bytes()] });
         }
         Op::ClearKey => {
             no_entries()?;
@@ -154,15 +142,7 @@ pub fn validate<'r>(
     }
     let total_len = validate_total(request.total_len)?;
     let entries = validate_entries(request, total_len)?;
-    Ok(ValidRequest::Crypt(CryptRequest {
-        direction,
-        mode,
-        slot,
-        key_len,
-        iv: request.iv,
-        entries,
-        total_len,
-    }))
+    Ok(ValidRequest::Crypt(CryptRequest { direction, mode, slot, key_len, iv: request.iv, entries, total_len }))
 }
 
 fn validate_total(total_len: u64) -> Result<u32, Status> {
@@ -213,9 +193,7 @@ fn check_host_range(addr: u64, len: u64) -> Result<(), Status> {
     if addr.checked_add(len).is_none() {
         return Err(Status::AddressOverflow);
     }
-    host_window_gpa(addr, len)
-        .map(|_| ())
-        .ok_or(Status::OutsideWindow)
+    host_window_gpa(addr, len).map(|_| ()).ok_or(Status::OutsideWindow)
 }
 
 const _: () = {
@@ -241,20 +219,11 @@ mod tests {
     }
 
     fn header() -> Header {
-        Header {
-            magic: ABI_MAGIC,
-            version: ABI_VERSION,
-            sequence: 1,
-        }
+        Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 }
     }
 
     fn entry(src: u64, dst: u64, len: u32) -> SgEntry {
-        SgEntry {
-            src,
-            dst,
-            len,
-            reserved_0x14: 0,
-        }
+        SgEntry { src, dst, len, reserved_0x14: 0 }
     }
 
     /// A valid CBC encrypt of 48 bytes in three uneven entries with slot 0.
@@ -301,35 +270,19 @@ mod tests {
         let slot = KeySlotIndex::new(KEY_SLOT_COUNT - 1).unwrap();
         assert_eq!(
             validate(&header(), &r, &TwoKeys),
-            Ok(ValidRequest::SetKey {
-                slot,
-                key_len: KeyLen::Aes192,
-                key: &[3; 24]
-            })
+            Ok(ValidRequest::SetKey { slot, key_len: KeyLen::Aes192, key: &[3; 24] })
         );
         r.op = Op::ClearKey as u32;
-        assert_eq!(
-            validate(&header(), &r, &TwoKeys),
-            Ok(ValidRequest::ClearKey { slot })
-        );
+        assert_eq!(validate(&header(), &r, &TwoKeys), Ok(ValidRequest::ClearKey { slot }));
     }
 
     #[test]
     fn rejects_bad_header() {
         let r = crypt();
-        let bad_magic = Header {
-            magic: 0,
-            ..header()
-        };
+        let bad_magic = Header { magic: 0, ..header() };
         assert_eq!(validate(&bad_magic, &r, &TwoKeys), Err(Status::BadMagic));
-        let bad_version = Header {
-            version: ABI_VERSION + 1,
-            ..header()
-        };
-        assert_eq!(
-            validate(&bad_version, &r, &TwoKeys),
-            Err(Status::BadVersion)
-        );
+        let bad_version = Header { version: ABI_VERSION + 1, ..header() };
+        assert_eq!(validate(&bad_version, &r, &TwoKeys), Err(Status::BadVersion));
     }
 
     #[test]
@@ -429,10 +382,7 @@ mod tests {
     fn no_accepted_range_reaches_the_vault() {
         // Host-physical addresses that equal the vault's guest-physical ones are host memory:
         // their alias lies in the window, far above the vault.
-        assert_eq!(
-            check_host_range(crate::memory_map::KEY_SLOTS_BASE, 16),
-            Ok(())
-        );
+        assert_eq!(check_host_range(crate::memory_map::KEY_SLOTS_BASE, 16), Ok(()));
         // The extremes of what is accepted, aliased, stay clear of the vault; one byte more
         // is refused.
         for (addr, len) in [(0, 1), (0, HOST_WINDOW_SIZE), (HOST_WINDOW_SIZE - 1, 1)] {
@@ -440,10 +390,7 @@ mod tests {
             let gpa = host_window_gpa(addr, len).unwrap();
             assert!(!touches_vault(gpa, len), "{addr:#x}+{len:#x}");
         }
-        assert_eq!(
-            check_host_range(0, HOST_WINDOW_SIZE + 1),
-            Err(Status::OutsideWindow)
-        );
+        assert_eq!(check_host_range(0, HOST_WINDOW_SIZE + 1), Err(Status::OutsideWindow));
         assert_eq!(check_host_range(u64::MAX, 1), Err(Status::AddressOverflow));
     }
 

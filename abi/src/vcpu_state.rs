@@ -24,33 +24,13 @@ pub struct Segment {
 }
 
 /// 64-bit code: present, DPL 0, code execute/read accessed, L = 1, G = 1.
-pub const CODE64: Segment = Segment {
-    selector: 0x08,
-    attrib: 0x0A9B,
-    limit: 0xFFFF_FFFF,
-    base: 0,
-};
+pub const CODE64: Segment = Segment { selector: 0x08, attrib: 0x0A9B, limit: 0xFFFF_FFFF, base: 0 };
 /// Flat data: present, DPL 0, read/write accessed, D/B = 1, G = 1.
-pub const DATA: Segment = Segment {
-    selector: 0x10,
-    attrib: 0x0C93,
-    limit: 0xFFFF_FFFF,
-    base: 0,
-};
+pub const DATA: Segment = Segment { selector: 0x10, attrib: 0x0C93, limit: 0xFFFF_FFFF, base: 0 };
 /// A busy 64-bit TSS (VMRUN's consistency checks want a valid TR; the vault never uses it).
-pub const TSS: Segment = Segment {
-    selector: 0x18,
-    attrib: 0x008B,
-    limit: 0x67,
-    base: 0,
-};
+pub const TSS: Segment = Segment { selector: 0x18, attrib: 0x008B, limit: 0x67, base: 0 };
 /// Unused (null) segment: LDTR and the null selectors.
-pub const NULL: Segment = Segment {
-    selector: 0,
-    attrib: 0,
-    limit: 0,
-    base: 0,
-};
+pub const NULL: Segment = Segment { selector: 0, attrib: 0, limit: 0, base: 0 };
 
 /// CR0: PE | MP | ET | NE | WP | PG.
 pub const CR0: u64 = 0x8001_0033;
@@ -127,11 +107,7 @@ mod tests {
     fn long_mode_bits() {
         assert_eq!(CR0 & (1 << 31 | 1), 1 << 31 | 1, "PG and PE");
         assert_ne!(CR4 & (1 << 9), 0, "OSFXSR, or AES-NI raises #UD");
-        assert_eq!(
-            EFER & (1 << 8 | 1 << 10 | 1 << 12),
-            1 << 8 | 1 << 10 | 1 << 12,
-            "LME, LMA, SVME"
-        );
+        assert_eq!(EFER & (1 << 8 | 1 << 10 | 1 << 12), 1 << 8 | 1 << 10 | 1 << 12, "LME, LMA, SVME");
         assert_eq!(CODE64.attrib & (1 << 9), 1 << 9, "CS.L");
         assert_eq!(RFLAGS & (1 << 9), 0, "interrupts off");
     }

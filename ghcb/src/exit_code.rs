@@ -161,9 +161,6 @@ mod tests {
     fn display_names_known_codes_and_prints_unknown_ones() {
         assert_eq!(SwExitCode::VMMCALL.to_string(), "VMMCALL (0x81)");
         assert_eq!(SwExitCode(0xdead).to_string(), "unknown (0xdead)");
-        assert_eq!(
-            format!("{:?}", SwExitCode(0x72)),
-            "SwExitCode(CPUID (0x72))"
-        );
+        assert_eq!(format!("{:?}", SwExitCode(0x72)), "SwExitCode(CPUID (0x72))");
     }
 }

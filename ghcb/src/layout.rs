@@ -391,9 +391,7 @@ mod tests {
 
     #[test]
     fn bitmap_words_put_bit_n_in_word_n_div_64() {
-        let bitmap = ValidBitmap::EMPTY
-            .with(GhcbField::Rax)
-            .with(GhcbField::SwExitCode);
+        let bitmap = ValidBitmap::EMPTY.with(GhcbField::Rax).with(GhcbField::SwExitCode);
         assert_eq!(bitmap.to_words(), [1 << 63, 1 << (114 - 64)]);
         assert_eq!(ValidBitmap::from_words(bitmap.to_words()), bitmap);
         assert!(bitmap.contains(GhcbField::Rax));
@@ -412,10 +410,7 @@ mod tests {
     #[test]
     fn first_missing_reports_in_required_order() {
         let required = [GhcbField::Rax, GhcbField::Cpl, GhcbField::SwExitCode];
-        assert_eq!(
-            ValidBitmap::EMPTY.first_missing(&required),
-            Some(GhcbField::Rax)
-        );
+        assert_eq!(ValidBitmap::EMPTY.first_missing(&required), Some(GhcbField::Rax));
         let some = ValidBitmap::EMPTY.with(GhcbField::Rax);
         assert_eq!(some.first_missing(&required), Some(GhcbField::Cpl));
         let all = ValidBitmap::EMPTY.with_all(&required);

@@ -59,15 +59,15 @@ mod vmmcall;
 
 pub use exit_code::{is_ghcb_exit, SwExitCode, VMEXIT_VMGEXIT, VMEXIT_VMMCALL};
 pub use layout::{
-    valid_bit_for_offset, GhcbField, GhcbPage, ValidBitmap, GHCB_PAGE_SIZE, SHARED_BUFFER_OFFSET,
-    SHARED_BUFFER_SIZE, VALID_BITMAP_BITS,
+    valid_bit_for_offset, GhcbField, GhcbPage, ValidBitmap, GHCB_PAGE_SIZE, SHARED_BUFFER_OFFSET, SHARED_BUFFER_SIZE,
+    VALID_BITMAP_BITS,
 };
 pub use msr::GHCB_MSR;
 pub use shared::{GhcbPtr, GhcbSnapshot};
 pub use vmmcall::{
-    GhcbError, VmmcallEvent, VmmcallResult, EXIT_INFO_GHCB_INPUT_ERROR, EXIT_INFO_SUCCESS,
-    GHCB_ERR_INVALID_EVENT, GHCB_ERR_INVALID_INPUT, GHCB_ERR_INVALID_USAGE, GHCB_ERR_MISSING_INPUT,
-    VMMCALL_EVENT_FIELDS, VMMCALL_RESULT_FIELDS,
+    GhcbError, VmmcallEvent, VmmcallResult, EXIT_INFO_GHCB_INPUT_ERROR, EXIT_INFO_SUCCESS, GHCB_ERR_INVALID_EVENT,
+    GHCB_ERR_INVALID_INPUT, GHCB_ERR_INVALID_USAGE, GHCB_ERR_MISSING_INPUT, VMMCALL_EVENT_FIELDS,
+    VMMCALL_RESULT_FIELDS,
 };
 
 /// The GHCB protocol version both sides speak (GHCB spec v2).

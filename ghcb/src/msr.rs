@@ -83,20 +83,14 @@ impl fmt::Display for MsrProtocolError {
         match *self {
             Self::UnknownInfo(info) => write!(f, "unknown GHCB MSR info code {info:#05x}"),
             Self::ReservedBitsSet { info, value } => {
-                write!(
-                    f,
-                    "GHCB MSR value {value:#x} (info {info:#05x}) sets reserved bits"
-                )
+                write!(f, "GHCB MSR value {value:#x} (info {info:#05x}) sets reserved bits")
             }
             Self::InvalidVersionRange { min, max } => {
                 write!(f, "invalid GHCB protocol version range {min}..={max}")
             }
             Self::InvalidCBitPosition(bit) => write!(f, "invalid C-bit position {bit}"),
             Self::InvalidGfn { info, gfn } => {
-                write!(
-                    f,
-                    "GFN {gfn:#x} (info {info:#05x}) is outside the physical address space"
-                )
+                write!(f, "GFN {gfn:#x} (info {info:#05x}) is outside the physical address space")
             }
         }
     }
@@ -152,25 +146,14 @@ pub struct SevInfo {
 
 impl SevInfo {
     /// Checks and builds SEV information.
-    pub const fn new(
-        min_version: u16,
-        max_version: u16,
-        c_bit_position: u8,
-    ) -> Result<Self, MsrProtocolError> {
+    pub const fn new(min_version: u16, max_version: u16, c_bit_position: u8) -> Result<Self, MsrProtocolError> {
         if min_version == 0 || min_version > max_version {
-            return Err(MsrProtocolError::InvalidVersionRange {
-                min: min_version,
-                max: max_version,
-            });
+            return Err(MsrProtocolError::InvalidVersionRange { min: min_version, max: max_version });
         }
         if c_bit_position >= 64 {
             return Err(MsrProtocolError::InvalidCBitPosition(c_bit_position));
         }
-        Ok(Self {
-            min_version,
-            max_version,
-            c_bit_position,
-        })
+        Ok(Self { min_version, max_version, c_bit_position })
     }
 
     /// Lowest GHCB protocol version supported.
@@ -302,10 +285,7 @@ impl MsrRequest {
             Self::RegisterGhcbGpa(gfn) => join(REGISTER_GHCB_GPA_REQUEST, gfn.get()),
             Self::HvFeatures => join(HV_FEATURES_REQUEST, 0),
             // GHCBData[15:12] = reason set, GHCBData[23:16] = reason code.
-            Self::Terminate(reason) => join(
-                TERMINATION_REQUEST,
-                reason.set as u64 | (reason.code as u64) << 4,
-            ),
+            Self::Terminate(reason) => join(TERMINATION_REQUEST, reason.set as u64 | (reason.code as u64) << 4),
         }
     }
 }
@@ -355,13 +335,9 @@ impl MsrResponse {
             // [63:48] max version, [47:32] min version, [31:24] C-bit.
             Self::SevInfo(sev) => join(
                 SEV_INFO_RESPONSE,
-                (sev.max_version as u64) << 36
-                    | (sev.min_version as u64) << 20
-                    | (sev.c_bit_position as u64) << 12,
+                (sev.max_version as u64) << 36 | (sev.min_version as u64) << 20 | (sev.c_bit_position as u64) << 12,
             ),
-            Self::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn)) => {
-                join(REGISTER_GHCB_GPA_RESPONSE, gfn.get())
-            }
+            Self::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn)) => join(REGISTER_GHCB_GPA_RESPONSE, gfn.get()),
             Self::RegisterGhcbGpa(GhcbGpaRegistration::Refused) => {
                 join(REGISTER_GHCB_GPA_RESPONSE, REGISTRATION_REFUSED_DATA)
             }
@@ -417,19 +393,10 @@ mod tests {
     fn requests_encode_to_known_values() {
         assert_eq!(MsrRequest::SevInfo.encode(), 0x002);
         assert_eq!(MsrRequest::HvFeatures.encode(), 0x080);
-        assert_eq!(
-            MsrRequest::RegisterGhcbGpa(gfn(0x1234)).encode(),
-            0x123_4012
-        );
+        assert_eq!(MsrRequest::RegisterGhcbGpa(gfn(0x1234)).encode(), 0x123_4012);
         assert_eq!(MsrRequest::GhcbPage(gfn(0x5_6789)).encode(), 0x5678_9000);
-        assert_eq!(
-            MsrRequest::Terminate(TerminationReason::GENERAL).encode(),
-            0x100
-        );
-        assert_eq!(
-            MsrRequest::Terminate(TerminationReason::PROTOCOL_UNSUPPORTED).encode(),
-            0x1_0100
-        );
+        assert_eq!(MsrRequest::Terminate(TerminationReason::GENERAL).encode(), 0x100);
+        assert_eq!(MsrRequest::Terminate(TerminationReason::PROTOCOL_UNSUPPORTED).encode(), 0x1_0100);
         let reason = TerminationReason::new(0xA, 0xBC).unwrap();
         assert_eq!(MsrRequest::Terminate(reason).encode(), 0xBC_A100);
     }
@@ -438,14 +405,8 @@ mod tests {
     fn responses_encode_to_known_values() {
         let sev = SevInfo::new(1, 2, 51).unwrap();
         assert_eq!(MsrResponse::SevInfo(sev).encode(), 0x0002_0001_3300_0001);
-        assert_eq!(
-            MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn(0x1234))).encode(),
-            0x123_4013
-        );
-        assert_eq!(
-            MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Refused).encode(),
-            0xFFFF_FFFF_FFFF_F013
-        );
+        assert_eq!(MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn(0x1234))).encode(), 0x123_4013);
+        assert_eq!(MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Refused).encode(), 0xFFFF_FFFF_FFFF_F013);
         let features = HvFeatures::new(HvFeatures::SNP | HvFeatures::SNP_AP_CREATION).unwrap();
         assert_eq!(MsrResponse::HvFeatures(features).encode(), 0x3081);
     }
@@ -474,9 +435,7 @@ mod tests {
             MsrResponse::SevInfo(SevInfo::new(2, 2, 47).unwrap()),
             MsrResponse::SevInfo(SevInfo::new(1, u16::MAX, 63).unwrap()),
             MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn(0))),
-            MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Registered(
-                gfn((1 << Gfn::BITS) - 1),
-            )),
+            MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Registered(gfn((1 << Gfn::BITS) - 1))),
             MsrResponse::RegisterGhcbGpa(GhcbGpaRegistration::Refused),
             MsrResponse::HvFeatures(HvFeatures::default()),
             MsrResponse::HvFeatures(HvFeatures::new((1 << 52) - 1).unwrap()),
@@ -491,10 +450,7 @@ mod tests {
         let Ok(MsrResponse::SevInfo(sev)) = MsrResponse::try_from(0x0002_0001_3300_0001) else {
             panic!("not SEV info");
         };
-        assert_eq!(
-            (sev.min_version(), sev.max_version(), sev.c_bit_position()),
-            (1, 2, 51)
-        );
+        assert_eq!((sev.min_version(), sev.max_version(), sev.c_bit_position()), (1, 2, 51));
         assert!(sev.supports(2));
         assert!(!sev.supports(3));
     }
@@ -502,35 +458,21 @@ mod tests {
     #[test]
     fn request_decoder_rejects_unknown_info_codes() {
         for info in [0x001, 0x003, 0x004, 0x013, 0x081, 0x0FF, 0x101, 0xFFF] {
-            assert_eq!(
-                MsrRequest::try_from(info),
-                Err(MsrProtocolError::UnknownInfo(info as u16))
-            );
+            assert_eq!(MsrRequest::try_from(info), Err(MsrProtocolError::UnknownInfo(info as u16)));
         }
     }
 
     #[test]
     fn response_decoder_rejects_unknown_info_codes() {
         for info in [0x000, 0x002, 0x005, 0x012, 0x080, 0x100, 0xFFF] {
-            assert_eq!(
-                MsrResponse::try_from(info),
-                Err(MsrProtocolError::UnknownInfo(info as u16))
-            );
+            assert_eq!(MsrResponse::try_from(info), Err(MsrProtocolError::UnknownInfo(info as u16)));
         }
     }
 
     #[test]
     fn request_decoder_rejects_reserved_bits() {
-        for value in [
-            0x1002,
-            0x8000_0000_0000_0080,
-            0x100_0100,
-            0x8000_0000_0000_0100,
-        ] {
-            assert!(matches!(
-                MsrRequest::try_from(value),
-                Err(MsrProtocolError::ReservedBitsSet { .. })
-            ));
+        for value in [0x1002, 0x8000_0000_0000_0080, 0x100_0100, 0x8000_0000_0000_0100] {
+            assert!(matches!(MsrRequest::try_from(value), Err(MsrProtocolError::ReservedBitsSet { .. })));
         }
     }
 
@@ -539,27 +481,18 @@ mod tests {
         let too_big = 1u64 << Gfn::BITS;
         assert_eq!(
             MsrRequest::try_from(join(REGISTER_GHCB_GPA_REQUEST, too_big)),
-            Err(MsrProtocolError::InvalidGfn {
-                info: 0x012,
-                gfn: too_big
-            })
+            Err(MsrProtocolError::InvalidGfn { info: 0x012, gfn: too_big })
         );
         assert_eq!(
             MsrRequest::try_from(0xFFFF_FFFF_FFFF_F000),
-            Err(MsrProtocolError::InvalidGfn {
-                info: 0,
-                gfn: u64::MAX >> 12
-            })
+            Err(MsrProtocolError::InvalidGfn { info: 0, gfn: u64::MAX >> 12 })
         );
     }
 
     #[test]
     fn response_decoder_rejects_malformed_sev_info() {
         // Reserved GHCBData[23:12] set.
-        assert!(matches!(
-            MsrResponse::try_from(0x0002_0001_3300_1001),
-            Err(MsrProtocolError::ReservedBitsSet { .. })
-        ));
+        assert!(matches!(MsrResponse::try_from(0x0002_0001_3300_1001), Err(MsrProtocolError::ReservedBitsSet { .. })));
         // min > max.
         assert_eq!(
             MsrResponse::try_from(0x0001_0002_3300_0001),
@@ -571,10 +504,7 @@ mod tests {
             Err(MsrProtocolError::InvalidVersionRange { min: 0, max: 2 })
         );
         // C-bit past 63.
-        assert_eq!(
-            MsrResponse::try_from(0x0002_0001_4000_0001),
-            Err(MsrProtocolError::InvalidCBitPosition(64))
-        );
+        assert_eq!(MsrResponse::try_from(0x0002_0001_4000_0001), Err(MsrProtocolError::InvalidCBitPosition(64)));
     }
 
     #[test]
@@ -582,10 +512,7 @@ mod tests {
         let value = join(REGISTER_GHCB_GPA_RESPONSE, 1 << Gfn::BITS);
         assert_eq!(
             MsrResponse::try_from(value),
-            Err(MsrProtocolError::InvalidGfn {
-                info: 0x013,
-                gfn: 1 << Gfn::BITS
-            })
+            Err(MsrProtocolError::InvalidGfn { info: 0x013, gfn: 1 << Gfn::BITS })
         );
     }
 
@@ -611,25 +538,13 @@ mod tests {
         assert_eq!(Gfn::from_gpa(0x7000).map(Gfn::get), Some(7));
         assert_eq!(gfn(7).gpa(), 0x7000);
         assert_eq!(HvFeatures::new(1 << 52), None);
-        assert_eq!(
-            SevInfo::new(3, 2, 0),
-            Err(MsrProtocolError::InvalidVersionRange { min: 3, max: 2 })
-        );
-        assert_eq!(
-            SevInfo::new(1, 2, 64),
-            Err(MsrProtocolError::InvalidCBitPosition(64))
-        );
+        assert_eq!(SevInfo::new(3, 2, 0), Err(MsrProtocolError::InvalidVersionRange { min: 3, max: 2 }));
+        assert_eq!(SevInfo::new(1, 2, 64), Err(MsrProtocolError::InvalidCBitPosition(64)));
     }
 
     #[test]
     fn errors_display() {
-        assert_eq!(
-            MsrProtocolError::UnknownInfo(0x3).to_string(),
-            "unknown GHCB MSR info code 0x003"
-        );
-        assert_eq!(
-            TerminationReason::PROTOCOL_UNSUPPORTED.to_string(),
-            "reason set 0, code 1"
-        );
+        assert_eq!(MsrProtocolError::UnknownInfo(0x3).to_string(), "unknown GHCB MSR info code 0x003");
+        assert_eq!(TerminationReason::PROTOCOL_UNSUPPORTED.to_string(), "reason set 0, code 1");
     }
 }

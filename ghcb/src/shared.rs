@@ -79,19 +79,13 @@ impl<'a> GhcbPtr<'a> {
     /// that is allowed, and is why this type only makes volatile accesses and
     /// its readers validate what they read.
     pub unsafe fn new(page: NonNull<GhcbPage>) -> Self {
-        Self {
-            page,
-            _page: PhantomData,
-        }
+        Self { page, _page: PhantomData }
     }
 
     /// Wraps a page this side owns exclusively (tests, fuzzing, or a page
     /// before it is shared).
     pub fn from_exclusive(page: &'a mut GhcbPage) -> Self {
-        Self {
-            page: NonNull::from(page),
-            _page: PhantomData,
-        }
+        Self { page: NonNull::from(page), _page: PhantomData }
     }
 
     /// The page's address (e.g. to translate it to the GPA given to the

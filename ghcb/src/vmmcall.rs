@@ -20,24 +20,15 @@ use crate::shared::{GhcbPtr, GhcbSnapshot};
 use crate::{GHCB_PROTOCOL_VERSION, GHCB_USAGE_STANDARD};
 
 /// Fields the guest must mark valid in a VMMCALL event.
-pub const VMMCALL_EVENT_FIELDS: [GhcbField; 5] = [
-    GhcbField::Rax,
-    GhcbField::Cpl,
-    GhcbField::SwExitCode,
-    GhcbField::SwExitInfo1,
-    GhcbField::SwExitInfo2,
-];
+pub const VMMCALL_EVENT_FIELDS: [GhcbField; 5] =
+    [GhcbField::Rax, GhcbField::Cpl, GhcbField::SwExitCode, GhcbField::SwExitInfo1, GhcbField::SwExitInfo2];
 
 /// The valid bitmap of a VMMCALL event, computed at compile time (the vault's image budget
 /// has no room for building it at run time).
 pub const VMMCALL_EVENT_BITMAP: ValidBitmap = ValidBitmap::EMPTY.with_all(&VMMCALL_EVENT_FIELDS);
 
 /// Fields the hypervisor marks valid when it completes an event.
-pub const VMMCALL_RESULT_FIELDS: [GhcbField; 3] = [
-    GhcbField::Rax,
-    GhcbField::SwExitInfo1,
-    GhcbField::SwExitInfo2,
-];
+pub const VMMCALL_RESULT_FIELDS: [GhcbField; 3] = [GhcbField::Rax, GhcbField::SwExitInfo1, GhcbField::SwExitInfo2];
 
 /// The valid bitmap of a completed event.
 pub const VMMCALL_RESULT_BITMAP: ValidBitmap = ValidBitmap::EMPTY.with_all(&VMMCALL_RESULT_FIELDS);
@@ -113,20 +104,12 @@ impl fmt::Display for GhcbError {
             Self::MissingField(field) => write!(f, "GHCB field {field} is not marked valid"),
             Self::UnexpectedExitCode(code) => write!(f, "unexpected SW_EXITCODE {code}"),
             Self::NonZeroCpl(cpl) => write!(f, "hypercall from CPL {cpl}, not 0"),
-            Self::NonZeroExitInfo {
-                exit_info_1,
-                exit_info_2,
-            } => write!(
-                f,
-                "VMMCALL with SW_EXITINFO1 {exit_info_1:#x}, SW_EXITINFO2 {exit_info_2:#x} (both must be 0)"
-            ),
-            Self::HypervisorError {
-                exit_info_1,
-                exit_info_2,
-            } => write!(
-                f,
-                "hypervisor returned SW_EXITINFO1 {exit_info_1:#x}, SW_EXITINFO2 {exit_info_2:#x}"
-            ),
+            Self::NonZeroExitInfo { exit_info_1, exit_info_2 } => {
+                write!(f, "VMMCALL with SW_EXITINFO1 {exit_info_1:#x}, SW_EXITINFO2 {exit_info_2:#x} (both must be 0)")
+            }
+            Self::HypervisorError { exit_info_1, exit_info_2 } => {
+                write!(f, "hypervisor returned SW_EXITINFO1 {exit_info_1:#x}, SW_EXITINFO2 {exit_info_2:#x}")
+            }
         }
     }
 }
@@ -241,11 +224,7 @@ impl GhcbPtr<'_> {
     pub fn write_vmmcall_error(&self, error: &GhcbError) {
         self.set_sw_exit_info_1(EXIT_INFO_GHCB_INPUT_ERROR);
         self.set_sw_exit_info_2(error.ghcb_error_code());
-        self.set_valid_bitmap(
-            ValidBitmap::EMPTY
-                .with(GhcbField::SwExitInfo1)
-                .with(GhcbField::SwExitInfo2),
-        );
+        self.set_valid_bitmap(ValidBitmap::EMPTY.with(GhcbField::SwExitInfo1).with(GhcbField::SwExitInfo2));
     }
 
     /// Guest side: reads each needed field once and validates the
@@ -291,20 +270,11 @@ mod tests {
         ghcb.set_valid_bitmap(ValidBitmap::from_words([u64::MAX, u64::MAX]));
         ghcb.write_vmmcall_event(7);
         let snapshot = ghcb.snapshot();
-        assert_eq!(
-            snapshot,
-            GhcbSnapshot {
-                rax: 7,
-                ..good_event()
-            }
-        );
+        assert_eq!(snapshot, GhcbSnapshot { rax: 7, ..good_event() });
         // Exactly the five event fields: RAX 63, CPL 25, 114, 115, 116.
         assert_eq!(
             snapshot.valid_bitmap.to_words(),
-            [
-                1 << 63 | 1 << 25,
-                1 << (114 - 64) | 1 << (115 - 64) | 1 << (116 - 64)
-            ]
+            [1 << 63 | 1 << 25, 1 << (114 - 64) | 1 << (115 - 64) | 1 << (116 - 64)]
         );
     }
 
@@ -317,10 +287,7 @@ mod tests {
         ghcb.write_vmmcall_result(event.rax + 1);
         assert_eq!(ghcb.read_vmmcall_result(), Ok(VmmcallResult { rax: 0x11 }));
         // The completion is not itself a valid event.
-        assert_eq!(
-            ghcb.read_vmmcall_event(),
-            Err(GhcbError::MissingField(GhcbField::Cpl))
-        );
+        assert_eq!(ghcb.read_vmmcall_event(), Err(GhcbError::MissingField(GhcbField::Cpl)));
     }
 
     #[test]
@@ -343,117 +310,60 @@ mod tests {
 
     #[test]
     fn decode_accepts_the_spec_event_and_extra_valid_bits() {
-        assert_eq!(
-            VmmcallEvent::decode(&good_event()),
-            Ok(VmmcallEvent { rax: 0x1234 })
-        );
-        let extra = GhcbSnapshot {
-            valid_bitmap: good_event().valid_bitmap.with(GhcbField::Rbx),
-            ..good_event()
-        };
-        assert_eq!(
-            VmmcallEvent::decode(&extra),
-            Ok(VmmcallEvent { rax: 0x1234 })
-        );
+        assert_eq!(VmmcallEvent::decode(&good_event()), Ok(VmmcallEvent { rax: 0x1234 }));
+        let extra = GhcbSnapshot { valid_bitmap: good_event().valid_bitmap.with(GhcbField::Rbx), ..good_event() };
+        assert_eq!(VmmcallEvent::decode(&extra), Ok(VmmcallEvent { rax: 0x1234 }));
     }
 
     #[test]
     fn decode_rejects_non_standard_usage() {
         for usage in [1, 2, u32::MAX] {
-            let snapshot = GhcbSnapshot {
-                ghcb_usage: usage,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::UnsupportedUsage(usage))
-            );
+            let snapshot = GhcbSnapshot { ghcb_usage: usage, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::UnsupportedUsage(usage)));
         }
     }
 
     #[test]
     fn decode_rejects_versions_other_than_2() {
         for version in [0, 1, 3, u16::MAX] {
-            let snapshot = GhcbSnapshot {
-                protocol_version: version,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::UnsupportedVersion(version))
-            );
+            let snapshot = GhcbSnapshot { protocol_version: version, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::UnsupportedVersion(version)));
         }
     }
 
     #[test]
     fn decode_rejects_each_missing_field() {
         for missing in VMMCALL_EVENT_FIELDS {
-            let bitmap = VMMCALL_EVENT_FIELDS
-                .iter()
-                .filter(|&&f| f != missing)
-                .fold(ValidBitmap::EMPTY, |b, &f| b.with(f));
-            let snapshot = GhcbSnapshot {
-                valid_bitmap: bitmap,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::MissingField(missing))
-            );
+            let bitmap =
+                VMMCALL_EVENT_FIELDS.iter().filter(|&&f| f != missing).fold(ValidBitmap::EMPTY, |b, &f| b.with(f));
+            let snapshot = GhcbSnapshot { valid_bitmap: bitmap, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::MissingField(missing)));
         }
-        let empty = GhcbSnapshot {
-            valid_bitmap: ValidBitmap::EMPTY,
-            ..good_event()
-        };
-        assert_eq!(
-            VmmcallEvent::decode(&empty),
-            Err(GhcbError::MissingField(GhcbField::Rax))
-        );
+        let empty = GhcbSnapshot { valid_bitmap: ValidBitmap::EMPTY, ..good_event() };
+        assert_eq!(VmmcallEvent::decode(&empty), Err(GhcbError::MissingField(GhcbField::Rax)));
     }
 
     #[test]
     fn decode_rejects_other_exit_codes() {
         for code in [SwExitCode::CPUID, SwExitCode(0x403), SwExitCode(u64::MAX)] {
-            let snapshot = GhcbSnapshot {
-                sw_exit_code: code,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::UnexpectedExitCode(code))
-            );
+            let snapshot = GhcbSnapshot { sw_exit_code: code, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::UnexpectedExitCode(code)));
         }
     }
 
     #[test]
     fn decode_rejects_non_zero_cpl() {
         for cpl in [1, 3, u8::MAX] {
-            let snapshot = GhcbSnapshot {
-                cpl,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::NonZeroCpl(cpl))
-            );
+            let snapshot = GhcbSnapshot { cpl, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::NonZeroCpl(cpl)));
         }
     }
 
     #[test]
     fn decode_rejects_non_zero_exit_info() {
         for (exit_info_1, exit_info_2) in [(1, 0), (0, 1), (u64::MAX, u64::MAX)] {
-            let snapshot = GhcbSnapshot {
-                sw_exit_info_1: exit_info_1,
-                sw_exit_info_2: exit_info_2,
-                ..good_event()
-            };
-            assert_eq!(
-                VmmcallEvent::decode(&snapshot),
-                Err(GhcbError::NonZeroExitInfo {
-                    exit_info_1,
-                    exit_info_2
-                })
-            );
+            let snapshot = GhcbSnapshot { sw_exit_info_1: exit_info_1, sw_exit_info_2: exit_info_2, ..good_event() };
+            assert_eq!(VmmcallEvent::decode(&snapshot), Err(GhcbError::NonZeroExitInfo { exit_info_1, exit_info_2 }));
         }
     }
 
@@ -465,33 +375,14 @@ mod tests {
             ..GhcbSnapshot::default()
         };
         assert_eq!(VmmcallResult::decode(&good), Ok(VmmcallResult { rax: 5 }));
-        let no_info = GhcbSnapshot {
-            valid_bitmap: ValidBitmap::EMPTY.with(GhcbField::Rax),
-            ..good
-        };
-        assert_eq!(
-            VmmcallResult::decode(&no_info),
-            Err(GhcbError::MissingField(GhcbField::SwExitInfo1))
-        );
-        let no_rax = GhcbSnapshot {
-            valid_bitmap: ValidBitmap::EMPTY.with(GhcbField::SwExitInfo1),
-            ..good
-        };
-        assert_eq!(
-            VmmcallResult::decode(&no_rax),
-            Err(GhcbError::MissingField(GhcbField::Rax))
-        );
-        let failed = GhcbSnapshot {
-            sw_exit_info_1: 1,
-            sw_exit_info_2: 0x8000_030E,
-            ..good
-        };
+        let no_info = GhcbSnapshot { valid_bitmap: ValidBitmap::EMPTY.with(GhcbField::Rax), ..good };
+        assert_eq!(VmmcallResult::decode(&no_info), Err(GhcbError::MissingField(GhcbField::SwExitInfo1)));
+        let no_rax = GhcbSnapshot { valid_bitmap: ValidBitmap::EMPTY.with(GhcbField::SwExitInfo1), ..good };
+        assert_eq!(VmmcallResult::decode(&no_rax), Err(GhcbError::MissingField(GhcbField::Rax)));
+        let failed = GhcbSnapshot { sw_exit_info_1: 1, sw_exit_info_2: 0x8000_030E, ..good };
         assert_eq!(
             VmmcallResult::decode(&failed),
-            Err(GhcbError::HypervisorError {
-                exit_info_1: 1,
-                exit_info_2: 0x8000_030E
-            })
+            Err(GhcbError::HypervisorError { exit_info_1: 1, exit_info_2: 0x8000_030E })
         );
     }
 
@@ -500,10 +391,7 @@ mod tests {
         assert_eq!(GhcbError::UnsupportedUsage(1).ghcb_error_code(), 2);
         assert_eq!(GhcbError::MissingField(GhcbField::Rax).ghcb_error_code(), 4);
         assert_eq!(GhcbError::NonZeroCpl(3).ghcb_error_code(), 5);
-        assert_eq!(
-            GhcbError::UnexpectedExitCode(SwExitCode::CPUID).ghcb_error_code(),
-            6
-        );
+        assert_eq!(GhcbError::UnexpectedExitCode(SwExitCode::CPUID).ghcb_error_code(), 6);
     }
 
     #[test]
@@ -512,13 +400,7 @@ mod tests {
             GhcbError::MissingField(GhcbField::SwExitCode).to_string(),
             "GHCB field SW_EXITCODE is not marked valid"
         );
-        assert_eq!(
-            GhcbError::UnexpectedExitCode(SwExitCode::CPUID).to_string(),
-            "unexpected SW_EXITCODE CPUID (0x72)"
-        );
-        assert_eq!(
-            GhcbError::UnsupportedVersion(1).to_string(),
-            "unsupported GHCB protocol version 1"
-        );
+        assert_eq!(GhcbError::UnexpectedExitCode(SwExitCode::CPUID).to_string(), "unexpected SW_EXITCODE CPUID (0x72)");
+        assert_eq!(GhcbError::UnsupportedVersion(1).to_string(), "unsupported GHCB protocol version 1");
     }
 }

@@ -33,10 +33,7 @@ impl RoundKeys {
     /// Round key `round` as bytes.
     pub fn round_key(&self, round: usize) -> [u8; 16] {
         let mut bytes = [0; 16];
-        for (dst, word) in bytes
-            .chunks_exact_mut(4)
-            .zip(&self.0[4 * round..4 * round + 4])
-        {
+        for (dst, word) in bytes.chunks_exact_mut(4).zip(&self.0[4 * round..4 * round + 4]) {
             dst.copy_from_slice(&word.to_le_bytes());
         }
         bytes
@@ -66,10 +63,7 @@ pub struct KeySchedule {
 impl KeySchedule {
     /// An all-zero schedule.
     pub const fn zeroed() -> Self {
-        Self {
-            enc: RoundKeys::zeroed(),
-            dec: RoundKeys::zeroed(),
-        }
+        Self { enc: RoundKeys::zeroed(), dec: RoundKeys::zeroed() }
     }
 }
 
@@ -81,14 +75,8 @@ impl Zeroize for KeySchedule {
 }
 
 /// The shape shared by the four block routines (ECB ignores `iv`).
-type BlockRoutine = unsafe extern "sysv64" fn(
-    rk: *const u8,
-    rounds: usize,
-    src: *const u8,
-    dst: *mut u8,
-    blocks: usize,
-    iv: *mut u8,
-);
+type BlockRoutine =
+    unsafe extern "sysv64" fn(rk: *const u8, rounds: usize, src: *const u8, dst: *mut u8, blocks: usize, iv: *mut u8);
 
 extern "sysv64" {
     fn sevault_aes_sub_word(word: u32) -> u64;
@@ -104,12 +92,7 @@ macro_rules! block_routines {
     };
 }
 
-block_routines!(
-    sevault_aes_ecb_encrypt,
-    sevault_aes_ecb_decrypt,
-    sevault_aes_cbc_encrypt,
-    sevault_aes_cbc_decrypt,
-);
+block_routines!(sevault_aes_ecb_encrypt, sevault_aes_ecb_decrypt, sevault_aes_cbc_encrypt, sevault_aes_cbc_decrypt,);
 
 /// Expands `key` (16, 24 or 32 bytes, as `len` says) into `out`, in place: no copy of the key
 /// or of its words is left anywhere but in `out`.
@@ -185,12 +168,7 @@ impl<'k> BlockCipher<'k> {
             (Decrypt, Cbc) => (&schedule.dec, sevault_aes_cbc_decrypt),
         };
         let iv = if mode == Cbc { iv } else { [0; 16] };
-        Self {
-            round_keys,
-            rounds: len.rounds(),
-            routine,
-            iv,
-        }
+        Self { round_keys, rounds: len.rounds(), routine, iv }
     }
 
     /// The chaining value to hand back: the last ciphertext block (CBC), zeros (ECB).
@@ -206,16 +184,7 @@ impl<'k> BlockCipher<'k> {
     pub unsafe fn run(&mut self, src: *const u8, dst: *mut u8, blocks: usize) {
         // SAFETY: the caller's contract is the routine's; the schedule is an aligned
         // `RoundKeys` holding `rounds + 1` keys; `iv` is 16 private bytes.
-        unsafe {
-            (self.routine)(
-                self.round_keys.as_ptr(),
-                self.rounds,
-                src,
-                dst,
-                blocks,
-                self.iv.as_mut_ptr(),
-            )
-        }
+        unsafe { (self.routine)(self.round_keys.as_ptr(), self.rounds, src, dst, blocks, self.iv.as_mut_ptr()) }
     }
 
     /// Processes a whole-block buffer in place: for tests, the benchmark and private buffers.
@@ -482,8 +451,7 @@ mod tests {
 
     const KEY_128: [u8; 16] = hex!("2b7e151628aed2a6abf7158809cf4f3c");
     const KEY_192: [u8; 24] = hex!("8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b");
-    const KEY_256: [u8; 32] =
-        hex!("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
+    const KEY_256: [u8; 32] = hex!("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
     /// NIST SP 800-38A Appendix F: the four plaintext blocks shared by F.1 and F.2.
     const SP800_38A_PLAINTEXT: [u8; 64] = hex!(
         "6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51"
@@ -499,13 +467,7 @@ mod tests {
         (s, len)
     }
 
-    fn crypt(
-        key: &[u8],
-        direction: Direction,
-        mode: Mode,
-        iv: [u8; 16],
-        data: &[u8],
-    ) -> (Vec<u8>, [u8; 16]) {
+    fn crypt(key: &[u8], direction: Direction, mode: Mode, iv: [u8; 16], data: &[u8]) -> (Vec<u8>, [u8; 16]) {
         let (s, len) = schedule(key);
         let mut cipher = BlockCipher::new(&s, len, direction, mode, iv);
         let mut buf = data.to_vec();
@@ -517,20 +479,11 @@ mod tests {
     fn fips197_key_expansion_appendix_a() {
         // FIPS-197 A.1: w[43] of the AES-128 example; A.2: w[51] (AES-192); A.3: w[59] (AES-256).
         let (s, _) = schedule(&KEY_128);
-        assert_eq!(
-            s.enc.round_key(10),
-            hex!("d014f9a8c9ee2589e13f0cc8b6630ca6")
-        );
+        assert_eq!(s.enc.round_key(10), hex!("d014f9a8c9ee2589e13f0cc8b6630ca6"));
         let (s, _) = schedule(&KEY_192);
-        assert_eq!(
-            s.enc.round_key(12),
-            hex!("e98ba06f448c773c8ecc720401002202")
-        );
+        assert_eq!(s.enc.round_key(12), hex!("e98ba06f448c773c8ecc720401002202"));
         let (s, _) = schedule(&KEY_256);
-        assert_eq!(
-            s.enc.round_key(14),
-            hex!("fe4890d1e6188d0b046df344706c631e")
-        );
+        assert_eq!(s.enc.round_key(14), hex!("fe4890d1e6188d0b046df344706c631e"));
         // The decryption schedule starts with the last encryption key and ends with the first.
         assert_eq!(s.dec.round_key(0), s.enc.round_key(14));
         assert_eq!(s.dec.round_key(14), s.enc.round_key(0));
@@ -540,14 +493,8 @@ mod tests {
     fn fips197_appendix_c_example_vectors() {
         let plaintext = hex!("00112233445566778899aabbccddeeff");
         let cases: [(&[u8], [u8; 16]); 3] = [
-            (
-                &hex!("000102030405060708090a0b0c0d0e0f"),
-                hex!("69c4e0d86a7b0430d8cdb78070b4c55a"),
-            ),
-            (
-                &hex!("000102030405060708090a0b0c0d0e0f1011121314151617"),
-                hex!("dda97ca4864cdfe06eaf70a0ec0d7191"),
-            ),
+            (&hex!("000102030405060708090a0b0c0d0e0f"), hex!("69c4e0d86a7b0430d8cdb78070b4c55a")),
+            (&hex!("000102030405060708090a0b0c0d0e0f1011121314151617"), hex!("dda97ca4864cdfe06eaf70a0ec0d7191")),
             (
                 &hex!("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"),
                 hex!("8ea2b7ca516745bfeafc49904b496089"),
@@ -587,21 +534,10 @@ mod tests {
             ),
         ];
         for (key, ciphertext) in cases {
-            let (out, _) = crypt(
-                key,
-                Direction::Encrypt,
-                Mode::Ecb,
-                [0; 16],
-                &SP800_38A_PLAINTEXT,
-            );
+            let (out, _) = crypt(key, Direction::Encrypt, Mode::Ecb, [0; 16], &SP800_38A_PLAINTEXT);
             assert_eq!(out, ciphertext, "F.1 ECB-AES{}.Encrypt", key.len() * 8);
             let (out, _) = crypt(key, Direction::Decrypt, Mode::Ecb, [0; 16], &ciphertext);
-            assert_eq!(
-                out,
-                SP800_38A_PLAINTEXT,
-                "F.1 ECB-AES{}.Decrypt",
-                key.len() * 8
-            );
+            assert_eq!(out, SP800_38A_PLAINTEXT, "F.1 ECB-AES{}.Decrypt", key.len() * 8);
         }
     }
 
@@ -631,32 +567,11 @@ mod tests {
             ),
         ];
         for (key, ciphertext) in cases {
-            let (out, iv) = crypt(
-                key,
-                Direction::Encrypt,
-                Mode::Cbc,
-                SP800_38A_IV,
-                &SP800_38A_PLAINTEXT,
-            );
+            let (out, iv) = crypt(key, Direction::Encrypt, Mode::Cbc, SP800_38A_IV, &SP800_38A_PLAINTEXT);
             assert_eq!(out, ciphertext, "F.2 CBC-AES{}.Encrypt", key.len() * 8);
-            assert_eq!(
-                iv[..],
-                ciphertext[48..],
-                "output IV = last ciphertext block"
-            );
-            let (out, iv) = crypt(
-                key,
-                Direction::Decrypt,
-                Mode::Cbc,
-                SP800_38A_IV,
-                &ciphertext,
-            );
-            assert_eq!(
-                out,
-                SP800_38A_PLAINTEXT,
-                "F.2 CBC-AES{}.Decrypt",
-                key.len() * 8
-            );
+            assert_eq!(iv[..], ciphertext[48..], "output IV = last ciphertext block");
+            let (out, iv) = crypt(key, Direction::Decrypt, Mode::Cbc, SP800_38A_IV, &ciphertext);
+            assert_eq!(out, SP800_38A_PLAINTEXT, "F.2 CBC-AES{}.Decrypt", key.len() * 8);
             assert_eq!(iv[..], ciphertext[48..]);
         }
     }
@@ -672,8 +587,7 @@ mod tests {
             for mode in [Mode::Ecb, Mode::Cbc] {
                 for direction in [Direction::Encrypt, Direction::Decrypt] {
                     let (out, iv_out) = crypt(&key, direction, mode, iv, &data);
-                    let (expected, expected_iv) =
-                        reference_crypt(RefOp { mode, direction }, &key, iv, &data);
+                    let (expected, expected_iv) = reference_crypt(RefOp { mode, direction }, &key, iv, &data);
                     assert_eq!(out, expected, "case {case} {mode:?} {direction:?}");
                     if mode == Mode::Cbc {
                         assert_eq!(iv_out, expected_iv);
@@ -691,15 +605,8 @@ mod tests {
         let mut cipher = BlockCipher::new(&s, len, Direction::Decrypt, Mode::Cbc, [4; 16]);
         // SAFETY: distinct buffers of 11 blocks each; AES-NI checked in `schedule`.
         unsafe { cipher.run(src.as_ptr(), dst.as_mut_ptr(), 11) };
-        let (expected, _) = reference_crypt(
-            RefOp {
-                mode: Mode::Cbc,
-                direction: Direction::Decrypt,
-            },
-            &KEY_256,
-            [4; 16],
-            &src,
-        );
+        let (expected, _) =
+            reference_crypt(RefOp { mode: Mode::Cbc, direction: Direction::Decrypt }, &KEY_256, [4; 16], &src);
         assert_eq!(dst, expected);
         assert_eq!(src, (0..16 * 11).map(|i| i as u8).collect::<Vec<_>>());
     }

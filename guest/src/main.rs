@@ -98,13 +98,10 @@ fn fatal() -> ! {
 }
 
 extern "sysv64" fn vault_main(stack_top: u64) -> ! {
-    let Some(vcpu) = VcpuIndex::from_stack_top(stack_top) else {
-        fatal()
-    };
-    let (Some(comm), Some(ghcb)) = (
-        NonNull::new(vcpu.comm_block_gpa() as *mut CommBlock),
-        NonNull::new(vcpu.ghcb_gpa() as *mut GhcbPage),
-    ) else {
+    let Some(vcpu) = VcpuIndex::from_stack_top(stack_top) else { fatal() };
+    let (Some(comm), Some(ghcb)) =
+        (NonNull::new(vcpu.comm_block_gpa() as *mut CommBlock), NonNull::new(vcpu.ghcb_gpa() as *mut GhcbPage))
+    else {
         fatal()
     };
     // SAFETY: the memory map (sevault_abi::memory_map) that the HV builds the vault's page
@@ -112,8 +109,7 @@ extern "sysv64" fn vault_main(stack_top: u64) -> ! {
     let (comm, ghcb) = unsafe { (CommBlockPtr::new(comm), GhcbPtr::new(ghcb)) };
     // SAFETY: key slots are private memory mapped at KEY_SLOTS_BASE, zero-filled by the HV
     // before launch (= empty, unlocked slots), touched by vCPUs only through `KeyStore`.
-    let slots =
-        unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
+    let slots = unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
     // SAFETY: the window maps host memory only, disjoint from everything the vault's Rust
     // code references (memory map); requests are validated against its bounds.
     let window = unsafe { HostWindow::new(HOST_WINDOW_BASE as *mut u8) };

@@ -117,9 +117,7 @@ impl<'m> KeyStore<'m> {
     /// The exclusive hold on the slot; the slot then reads as holding `key_len` once dropped.
     fn write(&self, index: KeySlotIndex) -> Result<SlotWriter<'m>, Status> {
         let slot = self.slot(index)?;
-        slot.lock
-            .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
-            .map_err(|_| Status::SlotBusy)?;
+        slot.lock.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).map_err(|_| Status::SlotBusy)?;
         Ok(SlotWriter { slot, key_len: 0 })
     }
 
@@ -188,18 +186,12 @@ mod tests {
         assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::NoKey)));
         store.set(i, &[1; 24], KeyLen::Aes192).unwrap();
         assert_eq!(store.key_len(i), Some(KeyLen::Aes192));
-        assert!(matches!(
-            store.read(i, KeyLen::Aes128),
-            Err(Status::KeyLenMismatch)
-        ));
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::KeyLenMismatch)));
         {
             let reader = store.read(i, KeyLen::Aes192).unwrap();
             assert_ne!(reader.schedule().enc.round_key(12), [0; 16]);
             // A writer is refused while a reader holds the slot, and a second reader is not.
-            assert_eq!(
-                store.set(i, &[2; 16], KeyLen::Aes128),
-                Err(Status::SlotBusy)
-            );
+            assert_eq!(store.set(i, &[2; 16], KeyLen::Aes128), Err(Status::SlotBusy));
             assert_eq!(store.clear(i), Err(Status::SlotBusy));
             let _second = store.read(i, KeyLen::Aes192).unwrap();
         }
@@ -207,11 +199,7 @@ mod tests {
         assert_eq!(store.key_len(i), None);
         // SAFETY: no hold is alive; the test owns the table.
         let schedule = unsafe { &*slots[2].schedule.get() };
-        assert_eq!(
-            *schedule,
-            KeySchedule::zeroed(),
-            "clear zeroizes the schedules"
-        );
+        assert_eq!(*schedule, KeySchedule::zeroed(), "clear zeroizes the schedules");
         assert_eq!(slots[2].lock.load(Ordering::Relaxed), 0);
     }
 
@@ -222,22 +210,11 @@ mod tests {
         let i = KeySlotIndex::new(0).unwrap();
         store.set(i, &[1; 16], KeyLen::Aes128).unwrap();
         slots[0].lock.store(WRITER, Ordering::Relaxed);
-        assert!(matches!(
-            store.read(i, KeyLen::Aes128),
-            Err(Status::SlotBusy)
-        ));
-        assert_eq!(
-            slots[0].lock.load(Ordering::Relaxed),
-            WRITER,
-            "a refused reader backs out"
-        );
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::SlotBusy)));
+        assert_eq!(slots[0].lock.load(Ordering::Relaxed), WRITER, "a refused reader backs out");
         slots[0].lock.store(0, Ordering::Relaxed);
         assert!(store.read(i, KeyLen::Aes128).is_ok());
-        assert_eq!(
-            slots[0].lock.load(Ordering::Relaxed),
-            0,
-            "a reader releases on drop"
-        );
+        assert_eq!(slots[0].lock.load(Ordering::Relaxed), 0, "a reader releases on drop");
     }
 
     #[test]
@@ -247,9 +224,6 @@ mod tests {
         let i = KeySlotIndex::new(10).unwrap();
         assert_eq!(store.key_len(i), None);
         assert_eq!(store.set(i, &[0; 16], KeyLen::Aes128), Err(Status::BadSlot));
-        assert!(matches!(
-            store.read(i, KeyLen::Aes128),
-            Err(Status::BadSlot)
-        ));
+        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::BadSlot)));
     }
 }

@@ -8,10 +8,7 @@ use sevault_abi::Mode;
 /// Fails loudly if the host cannot run the vault's AES-NI code (these tests must not
 /// pass by skipping).
 pub fn require_aes_ni() {
-    assert!(
-        std::arch::is_x86_feature_detected!("aes"),
-        "these tests need a host CPU with AES-NI"
-    );
+    assert!(std::arch::is_x86_feature_detected!("aes"), "these tests need a host CPU with AES-NI");
 }
 
 /// Mode and direction of a reference computation.
@@ -27,24 +24,20 @@ pub fn reference_crypt(op: RefOp, key: &[u8], iv: [u8; 16], data: &[u8]) -> (Vec
     macro_rules! with_cipher {
         ($aes:ty) => {
             match (op.mode, op.direction) {
-                (Mode::Ecb, Direction::Encrypt) => ecb::Encryptor::<$aes>::new_from_slice(key)
-                    .unwrap()
-                    .encrypt_padded_vec_mut::<NoPadding>(data),
+                (Mode::Ecb, Direction::Encrypt) => {
+                    ecb::Encryptor::<$aes>::new_from_slice(key).unwrap().encrypt_padded_vec_mut::<NoPadding>(data)
+                }
                 (Mode::Ecb, Direction::Decrypt) => ecb::Decryptor::<$aes>::new_from_slice(key)
                     .unwrap()
                     .decrypt_padded_vec_mut::<NoPadding>(data)
                     .unwrap(),
                 (Mode::Cbc, Direction::Encrypt) => {
-                    cbc::Encryptor::<$aes>::new_from_slices(key, &iv)
-                        .unwrap()
-                        .encrypt_padded_vec_mut::<NoPadding>(data)
+                    cbc::Encryptor::<$aes>::new_from_slices(key, &iv).unwrap().encrypt_padded_vec_mut::<NoPadding>(data)
                 }
-                (Mode::Cbc, Direction::Decrypt) => {
-                    cbc::Decryptor::<$aes>::new_from_slices(key, &iv)
-                        .unwrap()
-                        .decrypt_padded_vec_mut::<NoPadding>(data)
-                        .unwrap()
-                }
+                (Mode::Cbc, Direction::Decrypt) => cbc::Decryptor::<$aes>::new_from_slices(key, &iv)
+                    .unwrap()
+                    .decrypt_padded_vec_mut::<NoPadding>(data)
+                    .unwrap(),
             }
         };
     }
@@ -54,11 +47,7 @@ pub fn reference_crypt(op: RefOp, key: &[u8], iv: [u8; 16], data: &[u8]) -> (Vec
         32 => with_cipher!(aes::Aes256),
         n => panic!("bad key length {n}"),
     };
-    let ciphertext = if op.direction == Direction::Encrypt {
-        &out
-    } else {
-        data
-    };
+    let ciphertext = if op.direction == Direction::Encrypt { &out } else { data };
     let iv_out = ciphertext[ciphertext.len() - 16..].try_into().unwrap();
     (out, iv_out)
 }

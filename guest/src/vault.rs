@@ -29,10 +29,7 @@ impl<'m> Vault<'m> {
         let (header, mut request) = comm.snapshot();
         // Taken: no copy of a key stays in memory the host can read.
         comm.wipe_key();
-        let mut response = Response {
-            sequence: header.sequence,
-            ..Response::default()
-        };
+        let mut response = Response { sequence: header.sequence, ..Response::default() };
         let outcome = match validate(&header, &request, &self.keys) {
             Ok(ValidRequest::SetKey { slot, key_len, key }) => self.keys.set(slot, key, key_len),
             Ok(ValidRequest::ClearKey { slot }) => self.keys.clear(slot),
@@ -49,13 +46,7 @@ impl<'m> Vault<'m> {
     #[inline(never)]
     fn crypt(&self, crypt: &CryptRequest<'_>, response: &mut Response) -> Result<(), Status> {
         let hold = self.keys.read(crypt.slot, crypt.key_len)?;
-        let mut cipher = BlockCipher::new(
-            hold.schedule(),
-            crypt.key_len,
-            crypt.direction,
-            crypt.mode,
-            crypt.iv,
-        );
+        let mut cipher = BlockCipher::new(hold.schedule(), crypt.key_len, crypt.direction, crypt.mode, crypt.iv);
         // SAFETY: the window's contract is `Vault::new`'s caller's; the entries are validated
         // ranges of it; AES-NI is present (see `serve`).
         let done = unsafe { process(crypt.entries, &self.window, &mut cipher) };
@@ -98,11 +89,7 @@ mod tests {
             self.sequence += 1;
             // SAFETY: the box is a live, aligned page for the whole call.
             let comm = unsafe { CommBlockPtr::new(NonNull::from(&mut *self.page)) };
-            let header = Header {
-                magic: ABI_MAGIC,
-                version: ABI_VERSION,
-                sequence: self.sequence,
-            };
+            let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: self.sequence };
             comm.post(&header, request);
             // SAFETY: requests in these tests stay inside `memory`.
             let window = unsafe { HostWindow::new(self.memory.as_mut_ptr()) };
@@ -110,11 +97,7 @@ mod tests {
             vault.serve(comm);
             let response = comm.read_response();
             assert_eq!(response.sequence, self.sequence);
-            assert_eq!(
-                comm.read_key(),
-                [0; 32],
-                "the vault wipes the key bytes it was given"
-            );
+            assert_eq!(comm.read_key(), [0; 32], "the vault wipes the key bytes it was given");
             (Status::try_from(response.status).unwrap(), response)
         }
     }
@@ -128,15 +111,7 @@ mod tests {
         r
     }
 
-    fn crypt(
-        op: Op,
-        mode: Mode,
-        slot: u32,
-        key_len: usize,
-        iv: [u8; 16],
-        at: u64,
-        len: u32,
-    ) -> Request {
+    fn crypt(op: Op, mode: Mode, slot: u32, key_len: usize, iv: [u8; 16], at: u64, len: u32) -> Request {
         let mut r = Request::zeroed();
         r.op = op as u32;
         r.mode = mode as u32;
@@ -145,12 +120,7 @@ mod tests {
         r.iv = iv;
         r.entry_count = 1;
         r.total_len = u64::from(len);
-        r.entries[0] = SgEntry {
-            src: at,
-            dst: at,
-            len,
-            reserved_0x14: 0,
-        };
+        r.entries[0] = SgEntry { src: at, dst: at, len, reserved_0x14: 0 };
         r
     }
 
@@ -166,10 +136,7 @@ mod tests {
         let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Cbc, 3, 24, iv, 256, 64));
         assert_eq!(status, Status::Ok);
         assert_eq!(response.bytes_done, 64);
-        let op = RefOp {
-            mode: Mode::Cbc,
-            direction: Direction::Encrypt,
-        };
+        let op = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
         let (expected, expected_iv) = reference_crypt(op, &key, iv, &plaintext);
         assert_eq!(&h.memory[256..320], &expected[..]);
         assert_eq!(response.iv_out, expected_iv);
@@ -194,20 +161,9 @@ mod tests {
         bad_len.entries[0].len = 15;
         bad_len.total_len = 15;
         assert_eq!(h.call(&bad_len).0, Status::UnalignedLength);
-        assert_eq!(
-            h.call(&crypt(Op::Encrypt, Mode::Ecb, 0, 32, [0; 16], 0, 16))
-                .0,
-            Status::KeyLenMismatch
-        );
-        assert_eq!(
-            h.call(&crypt(Op::Encrypt, Mode::Ecb, 1, 16, [0; 16], 0, 16))
-                .0,
-            Status::NoKey
-        );
-        assert_eq!(
-            h.call(&key_op(Op::SetKey, 0, &[1; 20])).0,
-            Status::BadKeyLen
-        );
+        assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ecb, 0, 32, [0; 16], 0, 16)).0, Status::KeyLenMismatch);
+        assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ecb, 1, 16, [0; 16], 0, 16)).0, Status::NoKey);
+        assert_eq!(h.call(&key_op(Op::SetKey, 0, &[1; 20])).0, Status::BadKeyLen);
         assert_eq!(h.memory, before);
         // A key too short for its stated length cannot exist: `key_len` picks the bytes.
         assert_eq!(KeyLen::try_from(20), Err(20));

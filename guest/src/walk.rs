@@ -85,11 +85,7 @@ unsafe fn transfer(
 // Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
 // into the request loop.
 #[inline(never)]
-pub unsafe fn process(
-    entries: ValidEntries<'_>,
-    window: &HostWindow,
-    cipher: &mut BlockCipher<'_>,
-) -> Option<u64> {
+pub unsafe fn process(entries: ValidEntries<'_>, window: &HostWindow, cipher: &mut BlockCipher<'_>) -> Option<u64> {
     let entries = entries.as_slice();
     let mut block = [0u8; AES_BLOCK];
     // Where the pending straddling block starts (entry, offset) and how many bytes it has.
@@ -115,13 +111,7 @@ pub unsafe fn process(
         if blocks > 0 {
             // SAFETY: `pos + 16 * blocks <= len`: inside the entry's validated ranges; src and
             // dst of one entry are the same or disjoint (the kernel's in-place/out-of-place).
-            unsafe {
-                cipher.run(
-                    window.at(entry.src).add(pos),
-                    window.at(entry.dst).add(pos),
-                    blocks,
-                )
-            };
+            unsafe { cipher.run(window.at(entry.src).add(pos), window.at(entry.dst).add(pos), blocks) };
             pos += blocks * AES_BLOCK;
         }
         if pos < len {
@@ -141,9 +131,7 @@ mod tests {
     use crate::testutil::{random_splits, reference_crypt, RefOp};
     use rand::{rngs::SmallRng, Rng, SeedableRng};
     use sevault_abi::validate::{validate, Direction, KeySlotIndex, KeySlots, ValidRequest};
-    use sevault_abi::{
-        comm::Header, KeyLen, Mode, Op, Request, SgEntry, ABI_MAGIC, ABI_VERSION, MAX_ENTRIES,
-    };
+    use sevault_abi::{comm::Header, KeyLen, Mode, Op, Request, SgEntry, ABI_MAGIC, ABI_VERSION, MAX_ENTRIES};
 
     struct Holds(KeyLen);
     impl KeySlots for Holds {
@@ -164,22 +152,14 @@ mod tests {
     ) -> [u8; 16] {
         let len = KeyLen::try_from(key.len() as u32).unwrap();
         let mut request = Request::zeroed();
-        request.op = if direction == Direction::Encrypt {
-            Op::Encrypt
-        } else {
-            Op::Decrypt
-        } as u32;
+        request.op = if direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt } as u32;
         request.mode = mode as u32;
         request.key_len = key.len() as u32;
         request.iv = iv;
         request.entry_count = entries.len() as u32;
         request.entries[..entries.len()].copy_from_slice(entries);
         request.total_len = entries.iter().map(|e| u64::from(e.len)).sum();
-        let header = Header {
-            magic: ABI_MAGIC,
-            version: ABI_VERSION,
-            sequence: 1,
-        };
+        let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 };
         let Ok(ValidRequest::Crypt(valid)) = validate(&header, &request, &Holds(len)) else {
             panic!("invalid test request {request:?}");
         };
@@ -206,24 +186,12 @@ mod tests {
             let total = blocks * 16;
             let plaintext: Vec<u8> = (0..total).map(|_| rng.gen()).collect();
             let in_place = rng.gen_bool(0.5);
-            let mode = if rng.gen_bool(0.5) {
-                Mode::Cbc
-            } else {
-                Mode::Ecb
-            };
-            let direction = if rng.gen_bool(0.5) {
-                Direction::Encrypt
-            } else {
-                Direction::Decrypt
-            };
+            let mode = if rng.gen_bool(0.5) { Mode::Cbc } else { Mode::Ecb };
+            let direction = if rng.gen_bool(0.5) { Direction::Encrypt } else { Direction::Decrypt };
             let pieces = random_splits(&mut rng, total, MAX_ENTRIES);
             // Source at 0x40, destination after it (or the same), with a gap at the end.
             let src_base = 0x40;
-            let dst_base = if in_place {
-                src_base
-            } else {
-                src_base + total + 0x30
-            };
+            let dst_base = if in_place { src_base } else { src_base + total + 0x30 };
             let mut memory = vec![0xEEu8; dst_base + total + 0x40];
             memory[src_base..src_base + total].copy_from_slice(&plaintext);
             let mut offset = 0;
@@ -244,11 +212,7 @@ mod tests {
             let iv_out = run(&mut memory, &entries, &key, direction, mode, iv);
             let op = RefOp { mode, direction };
             let (expected, expected_iv) = reference_crypt(op, &key, iv, &plaintext);
-            assert_eq!(
-                &memory[dst_base..dst_base + total],
-                &expected[..],
-                "case {case}: {pieces:?}"
-            );
+            assert_eq!(&memory[dst_base..dst_base + total], &expected[..], "case {case}: {pieces:?}");
             if mode == Mode::Cbc {
                 assert_eq!(iv_out, expected_iv, "case {case}");
             } else {
@@ -258,10 +222,7 @@ mod tests {
             let dst_range = dst_base..dst_base + total;
             for (i, (a, b)) in memory.iter().zip(&before).enumerate() {
                 if !dst_range.contains(&i) {
-                    assert_eq!(
-                        a, b,
-                        "case {case}: byte {i} outside the destination changed"
-                    );
+                    assert_eq!(a, b, "case {case}: byte {i} outside the destination changed");
                 }
             }
         }
@@ -274,39 +235,14 @@ mod tests {
         let plaintext: Vec<u8> = (0..48u8).collect();
         let mut memory = vec![0u8; 256];
         memory[..48].copy_from_slice(&plaintext);
-        let mut entries = vec![SgEntry {
-            src: 0,
-            dst: 100,
-            len: 16,
-            reserved_0x14: 0,
-        }];
+        let mut entries = vec![SgEntry { src: 0, dst: 100, len: 16, reserved_0x14: 0 }];
         for i in 16..32u64 {
-            entries.push(SgEntry {
-                src: i,
-                dst: 100 + i,
-                len: 1,
-                reserved_0x14: 0,
-            });
+            entries.push(SgEntry { src: i, dst: 100 + i, len: 1, reserved_0x14: 0 });
         }
-        entries.push(SgEntry {
-            src: 32,
-            dst: 132,
-            len: 16,
-            reserved_0x14: 0,
-        });
+        entries.push(SgEntry { src: 32, dst: 132, len: 16, reserved_0x14: 0 });
         let iv = [3; 16];
-        let out = run(
-            &mut memory,
-            &entries,
-            &key,
-            Direction::Encrypt,
-            Mode::Cbc,
-            iv,
-        );
-        let op = RefOp {
-            mode: Mode::Cbc,
-            direction: Direction::Encrypt,
-        };
+        let out = run(&mut memory, &entries, &key, Direction::Encrypt, Mode::Cbc, iv);
+        let op = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
         let (expected, expected_iv) = reference_crypt(op, &key, iv, &plaintext);
         assert_eq!(&memory[100..148], &expected[..]);
         assert_eq!(out, expected_iv);
@@ -319,31 +255,11 @@ mod tests {
         let plaintext: Vec<u8> = (0..160u32).map(|i| (i * 7) as u8).collect();
         let iv = [1; 16];
         let mut memory = plaintext.clone();
-        let first = [SgEntry {
-            src: 0,
-            dst: 0,
-            len: 96,
-            reserved_0x14: 0,
-        }];
+        let first = [SgEntry { src: 0, dst: 0, len: 96, reserved_0x14: 0 }];
         let mid_iv = run(&mut memory, &first, &key, Direction::Encrypt, Mode::Cbc, iv);
-        let second = [SgEntry {
-            src: 96,
-            dst: 96,
-            len: 64,
-            reserved_0x14: 0,
-        }];
-        let last_iv = run(
-            &mut memory,
-            &second,
-            &key,
-            Direction::Encrypt,
-            Mode::Cbc,
-            mid_iv,
-        );
-        let op = RefOp {
-            mode: Mode::Cbc,
-            direction: Direction::Encrypt,
-        };
+        let second = [SgEntry { src: 96, dst: 96, len: 64, reserved_0x14: 0 }];
+        let last_iv = run(&mut memory, &second, &key, Direction::Encrypt, Mode::Cbc, mid_iv);
+        let op = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
         let (expected, expected_iv) = reference_crypt(op, &key, iv, &plaintext);
         assert_eq!(memory, expected);
         assert_eq!(last_iv, expected_iv);

@@ -10,8 +10,8 @@
 //! The builders work on [`Pages`], so host tests run them on heap pages with made-up
 //! physical addresses and walk the result.
 use sevault_abi::memory_map::{
-    VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, IMAGE_BASE,
-    KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, VAULT_END,
+    VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, IMAGE_BASE, KEY_SLOTS_BASE,
+    KEY_SLOTS_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, VAULT_END,
 };
 
 /// One page of 512 entries.
@@ -171,14 +171,9 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
         pages.table(npt_low::PD).0[i] = pt | table_bits;
         for j in 0..512 {
             let gpa = i as u64 * TWO_MIB + j as u64 * PAGE_SIZE;
-            let is_page_table = (PAGE_TABLES_BASE
-                ..PAGE_TABLES_BASE + guest_pt::COUNT as u64 * PAGE_SIZE)
-                .contains(&gpa);
-            let access = if is_page_table {
-                Some(Access::ReadWrite)
-            } else {
-                private_access(gpa, vcpus)
-            };
+            let is_page_table =
+                (PAGE_TABLES_BASE..PAGE_TABLES_BASE + guest_pt::COUNT as u64 * PAGE_SIZE).contains(&gpa);
+            let access = if is_page_table { Some(Access::ReadWrite) } else { private_access(gpa, vcpus) };
             if let (Some(access), Some(hpa)) = (access, backing(gpa)) {
                 pages.table(npt_low::PT_FIRST + i).0[j] = (hpa & ADDR) | access.leaf_bits() | US;
             }
@@ -229,10 +224,7 @@ impl Default for NptWindow {
 impl NptWindow {
     /// An empty window.
     pub const fn new() -> Self {
-        Self {
-            owners: [(0, 0); npt_vcpu::POOL_SIZE],
-            used: 0,
-        }
+        Self { owners: [(0, 0); npt_vcpu::POOL_SIZE], used: 0 }
     }
 
     /// Writes the vCPU's root: entry 0 the shared private subtree (`low_pdpt`), entry 1 the
@@ -248,10 +240,7 @@ impl NptWindow {
     }
 
     fn pool_page(&mut self, level: u8, region: u64) -> Result<usize, MapError> {
-        if let Some(i) = self.owners[..self.used]
-            .iter()
-            .position(|o| *o == (level, region))
-        {
+        if let Some(i) = self.owners[..self.used].iter().position(|o| *o == (level, region)) {
             return Ok(npt_vcpu::POOL_FIRST + i);
         }
         if self.used == npt_vcpu::POOL_SIZE {
@@ -271,8 +260,7 @@ impl NptWindow {
         let mut page = start & !(PAGE_SIZE - 1);
         while page < end {
             for key in [(1u8, page / ONE_GIB), (2u8, page / TWO_MIB)] {
-                let known =
-                    self.owners[..self.used].contains(&key) || new_regions[..count].contains(&key);
+                let known = self.owners[..self.used].contains(&key) || new_regions[..count].contains(&key);
                 if !known {
                     needed += 1;
                     if count < new_regions.len() {
@@ -324,8 +312,7 @@ impl NptWindow {
         let pt = self.pool_page(2, mib2)?;
         let pt_phys = pages.phys(pt);
         pages.table(pd).0[(mib2 % 512) as usize] = pt_phys | table_bits;
-        pages.table(pt).0[((hpa / PAGE_SIZE) % 512) as usize] =
-            (hpa & ADDR) | P | RW | US | A | D | NX;
+        pages.table(pt).0[((hpa / PAGE_SIZE) % 512) as usize] = (hpa & ADDR) | P | RW | US | A | D | NX;
         Ok(())
     }
 
@@ -353,10 +340,7 @@ mod tests {
 
     impl HeapPages {
         fn new(base: u64, count: usize) -> Self {
-            Self {
-                base,
-                tables: (0..count).map(|_| Box::new(PageTable::zeroed())).collect(),
-            }
+            Self { base, tables: (0..count).map(|_| Box::new(PageTable::zeroed())).collect() }
         }
         fn index_of(&self, phys: u64) -> Option<usize> {
             let i = phys.checked_sub(self.base)? / PAGE_SIZE;
@@ -392,8 +376,7 @@ mod tests {
 
     #[test]
     fn guest_page_tables_map_the_memory_map_and_nothing_else() {
-        let mut tables: Box<[PageTable; guest_pt::COUNT]> =
-            Box::new(core::array::from_fn(|_| PageTable::zeroed()));
+        let mut tables: Box<[PageTable; guest_pt::COUNT]> = Box::new(core::array::from_fn(|_| PageTable::zeroed()));
         build_guest_page_tables(&mut tables, 2);
         let lookup = |gpa: u64| {
             let i = gpa.checked_sub(PAGE_TABLES_BASE)? / PAGE_SIZE;
@@ -410,27 +393,14 @@ mod tests {
         assert!(walk(&lookup, root, v1.ghcb_gpa()).is_some());
         assert!(walk(&lookup, root, v1.stack_top() - 8).is_some());
         assert!(walk(&lookup, root, v1.stack_bottom()).is_some());
-        assert!(
-            walk(&lookup, root, v1.stack_bottom() - 1).is_none(),
-            "guard below the stack"
-        );
+        assert!(walk(&lookup, root, v1.stack_bottom() - 1).is_none(), "guard below the stack");
         let v2 = VcpuIndex::new(2).unwrap();
-        assert!(
-            walk(&lookup, root, v2.comm_block_gpa()).is_none(),
-            "absent vCPU"
-        );
+        assert!(walk(&lookup, root, v2.comm_block_gpa()).is_none(), "absent vCPU");
         assert!(walk(&lookup, root, v2.stack_top() - 8).is_none());
         assert!(walk(&lookup, root, 0).is_none(), "null page");
-        assert!(
-            walk(&lookup, root, PAGE_TABLES_BASE).is_none(),
-            "the vault cannot see its page tables"
-        );
+        assert!(walk(&lookup, root, PAGE_TABLES_BASE).is_none(), "the vault cannot see its page tables");
         let (pa, entry) = walk(&lookup, root, HOST_WINDOW_BASE + 0x1234_5678).unwrap();
-        assert_eq!(
-            pa,
-            HOST_WINDOW_BASE + 0x1234_5678,
-            "window: identity, 1 GiB pages"
-        );
+        assert_eq!(pa, HOST_WINDOW_BASE + 0x1234_5678, "window: identity, 1 GiB pages");
         assert_eq!(entry & (PS | NX | RW), PS | NX | RW);
         assert!(walk(&lookup, root, HOST_WINDOW_BASE + HOST_WINDOW_SIZE).is_none());
     }
@@ -452,27 +422,11 @@ mod tests {
         let root = vcpu.phys(npt_vcpu::PML4);
         let (hpa, entry) = walk(&lookup, root, IMAGE_BASE).unwrap();
         assert_eq!(hpa, 0x20_0000_0000 + IMAGE_BASE);
-        assert_eq!(
-            entry & (US | RW),
-            US,
-            "nested entries carry U; image read-only"
-        );
-        assert!(
-            walk(&lookup, root, PAGE_TABLES_BASE).is_some(),
-            "the walker reads the guest tables"
-        );
-        assert!(
-            walk(&lookup, root, HOST_WINDOW_BASE + 0x5000).is_none(),
-            "window empty at first"
-        );
+        assert_eq!(entry & (US | RW), US, "nested entries carry U; image read-only");
+        assert!(walk(&lookup, root, PAGE_TABLES_BASE).is_some(), "the walker reads the guest tables");
+        assert!(walk(&lookup, root, HOST_WINDOW_BASE + 0x5000).is_none(), "window empty at first");
 
-        let host_pages = [
-            0x5000u64,
-            0x6000,
-            0x7FFF_F000,
-            0x1_0000_0000,
-            0x40_0000_0000,
-        ];
+        let host_pages = [0x5000u64, 0x6000, 0x7FFF_F000, 0x1_0000_0000, 0x40_0000_0000];
         for page in host_pages {
             window.map(&mut vcpu, page).unwrap();
         }
@@ -486,14 +440,8 @@ mod tests {
             assert_eq!(hpa, page + 0x10);
             assert_eq!(entry & (US | RW | NX), US | RW | NX);
         }
-        assert!(
-            walk(&lookup, root, HOST_WINDOW_BASE + 0x8000).is_none(),
-            "only named pages"
-        );
-        assert_eq!(
-            window.map(&mut vcpu, HOST_WINDOW_SIZE),
-            Err(MapError::OutsideWindow)
-        );
+        assert!(walk(&lookup, root, HOST_WINDOW_BASE + 0x8000).is_none(), "only named pages");
+        assert_eq!(window.map(&mut vcpu, HOST_WINDOW_SIZE), Err(MapError::OutsideWindow));
         window.clear(&mut vcpu);
         let lookup = |phys: u64| {
             low.index_of(phys)
@@ -501,15 +449,9 @@ mod tests {
                 .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
         };
         for page in host_pages {
-            assert!(
-                walk(&lookup, root, HOST_WINDOW_BASE + page).is_none(),
-                "cleared"
-            );
+            assert!(walk(&lookup, root, HOST_WINDOW_BASE + page).is_none(), "cleared");
         }
-        assert!(
-            walk(&lookup, root, IMAGE_BASE).is_some(),
-            "private range stays"
-        );
+        assert!(walk(&lookup, root, IMAGE_BASE).is_some(), "private range stays");
     }
 
     #[test]
@@ -520,11 +462,7 @@ mod tests {
         assert_eq!(window.pages_needed(0x1000, 0x1000), 2, "one PD, one PT");
         window.map(&mut vcpu, 0x1000).unwrap();
         assert_eq!(window.pages_needed(0x2000, 0x1000), 0, "same 2 MiB");
-        assert_eq!(
-            window.pages_needed(0x1F_F000, 0x2000),
-            1,
-            "crosses into the next 2 MiB"
-        );
+        assert_eq!(window.pages_needed(0x1F_F000, 0x2000), 1, "crosses into the next 2 MiB");
         assert_eq!(window.pages_needed(ONE_GIB * 3, 1), 2);
         // Each distinct 2 MiB of one GiB costs one PT page: the pool fills up.
         let mut mapped = 1;
@@ -532,10 +470,7 @@ mod tests {
             mapped += 1;
         }
         assert_eq!(window.free_pages(), 0);
-        assert_eq!(
-            window.map(&mut vcpu, 100 * TWO_MIB),
-            Err(MapError::PoolFull)
-        );
+        assert_eq!(window.map(&mut vcpu, 100 * TWO_MIB), Err(MapError::PoolFull));
         window.clear(&mut vcpu);
         assert_eq!(window.free_pages(), npt_vcpu::POOL_SIZE);
     }

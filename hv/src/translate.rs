@@ -92,11 +92,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         if !len.is_multiple_of(AES_BLOCK as u64) {
             return Err(TranslateError::UnalignedLength);
         }
-        Ok(Self {
-            src,
-            dst,
-            remaining: len,
-        })
+        Ok(Self { src, dst, remaining: len })
     }
 
     /// Bytes not yet handed out.
@@ -177,11 +173,7 @@ pub struct SliceCursor<'a> {
 impl<'a> SliceCursor<'a> {
     /// A cursor at the start of `segments`.
     pub fn new(segments: &'a [Segment]) -> Self {
-        Self {
-            segments,
-            index: 0,
-            offset: 0,
-        }
+        Self { segments, index: 0, offset: 0 }
     }
 }
 
@@ -190,26 +182,20 @@ impl SegmentCursor for SliceCursor<'_> {
         self.segments[self.index.min(self.segments.len())..]
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                if i == 0 {
-                    Segment {
-                        phys: s.phys + u64::from(self.offset),
-                        len: s.len - self.offset,
+            .map(
+                |(i, s)| {
+                    if i == 0 {
+                        Segment { phys: s.phys + u64::from(self.offset), len: s.len - self.offset }
+                    } else {
+                        *s
                     }
-                } else {
-                    *s
-                }
-            })
+                },
+            )
             .find(|s| s.len > 0)
     }
 
     fn advance(&mut self, mut n: u32) {
-        while n > 0
-            || self
-                .segments
-                .get(self.index)
-                .is_some_and(|s| s.len == self.offset)
-        {
+        while n > 0 || self.segments.get(self.index).is_some_and(|s| s.len == self.offset) {
             let Some(segment) = self.segments.get(self.index) else {
                 return;
             };
@@ -267,10 +253,7 @@ mod tests {
             out.push(Segment { phys: addr, len });
             // Sometimes a zero-length segment, as scatterlists may hold.
             if rng.gen_bool(0.05) {
-                out.push(Segment {
-                    phys: addr + 999,
-                    len: 0,
-                });
+                out.push(Segment { phys: addr + 999, len: 0 });
             }
             addr += u64::from(len) + rng.gen_range(0..3) * 4096 + 64;
             left -= len;
@@ -281,9 +264,7 @@ mod tests {
     /// The byte map (source address → destination address) of every byte.
     fn byte_map(src: &[Segment], dst: &[Segment]) -> Vec<(u64, u64)> {
         let flatten = |list: &[Segment]| -> Vec<u64> {
-            list.iter()
-                .flat_map(|s| (0..u64::from(s.len)).map(move |i| s.phys + i))
-                .collect()
+            list.iter().flat_map(|s| (0..u64::from(s.len)).map(move |i| s.phys + i)).collect()
         };
         flatten(src).into_iter().zip(flatten(dst)).collect()
     }
@@ -295,28 +276,16 @@ mod tests {
             let total = 16 * rng.gen_range(1..=12_000u32); // up to ~190 KiB: several chunks
             let src = random_list(&mut rng, total, 0x10_0000);
             let in_place = rng.gen_bool(0.3);
-            let dst = if in_place {
-                src.clone()
-            } else {
-                random_list(&mut rng, total, 0x900_0000)
-            };
+            let dst = if in_place { src.clone() } else { random_list(&mut rng, total, 0x900_0000) };
             // At least 16 entries per chunk: one block always fits (entries hold ≥ 1 byte).
             let per_chunk = rng.gen_range(16..=MAX_ENTRIES + 10);
-            let mut t = Translator::new(
-                SliceCursor::new(&src),
-                SliceCursor::new(&dst),
-                u64::from(total),
-            )
-            .unwrap();
+            let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), u64::from(total)).unwrap();
             let mut got = Vec::new();
             while let Some(chunk) = t.next_chunk(&AtMost(per_chunk)).unwrap() {
                 assert_eq!(chunk.bytes() % 16, 0, "case {case}");
                 assert!(chunk.bytes() > 0 && chunk.bytes() <= MAX_BYTES_PER_EXIT);
                 assert!(chunk.entries().len() <= per_chunk.min(MAX_ENTRIES));
-                assert_eq!(
-                    chunk.entries().iter().map(|e| e.len).sum::<u32>(),
-                    chunk.bytes()
-                );
+                assert_eq!(chunk.entries().iter().map(|e| e.len).sum::<u32>(), chunk.bytes());
                 for e in chunk.entries() {
                     assert!(e.len > 0);
                     if in_place {
@@ -332,12 +301,7 @@ mod tests {
 
     #[test]
     fn a_64_kib_request_in_pages_is_one_chunk() {
-        let src: Vec<Segment> = (0..16)
-            .map(|i| Segment {
-                phys: 0x100_0000 + i * 0x3000,
-                len: 4096,
-            })
-            .collect();
+        let src: Vec<Segment> = (0..16).map(|i| Segment { phys: 0x100_0000 + i * 0x3000, len: 4096 }).collect();
         let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 65536).unwrap();
         let chunk = t.next_chunk(&Unlimited).unwrap().unwrap();
         assert_eq!((chunk.bytes(), chunk.entries().len()), (65536, 16));
@@ -352,22 +316,11 @@ mod tests {
             TranslateError::UnalignedLength
         );
         let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 48).unwrap();
-        assert_eq!(
-            t.next_chunk(&Unlimited).unwrap_err(),
-            TranslateError::ShortScatterlist
-        );
+        assert_eq!(t.next_chunk(&Unlimited).unwrap_err(), TranslateError::ShortScatterlist);
         // Entries of 1 byte with room for 8 per chunk: no whole block.
-        let tiny: Vec<Segment> = (0..32)
-            .map(|i| Segment {
-                phys: i * 100,
-                len: 1,
-            })
-            .collect();
+        let tiny: Vec<Segment> = (0..32).map(|i| Segment { phys: i * 100, len: 1 }).collect();
         let mut t = Translator::new(SliceCursor::new(&tiny), SliceCursor::new(&tiny), 32).unwrap();
-        assert_eq!(
-            t.next_chunk(&AtMost(8)).unwrap_err(),
-            TranslateError::NoProgress
-        );
+        assert_eq!(t.next_chunk(&AtMost(8)).unwrap_err(), TranslateError::NoProgress);
         #[derive(Clone)]
         struct Refuse;
         impl Admission for Refuse {
@@ -376,48 +329,21 @@ mod tests {
             }
         }
         let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 32).unwrap();
-        assert_eq!(
-            t.next_chunk(&Refuse).unwrap_err(),
-            TranslateError::Forbidden
-        );
+        assert_eq!(t.next_chunk(&Refuse).unwrap_err(), TranslateError::Forbidden);
     }
 
     #[test]
     fn straddling_blocks_are_cut_at_chunk_ends_and_continue() {
         // 3 entries of 20 bytes, at most 2 per chunk: 40 → 32 bytes, then the rest.
-        let src: Vec<Segment> = (0..3)
-            .map(|i| Segment {
-                phys: i * 1000,
-                len: 20,
-            })
-            .collect();
-        let dst = [Segment {
-            phys: 50_000,
-            len: 60,
-        }];
+        let src: Vec<Segment> = (0..3).map(|i| Segment { phys: i * 1000, len: 20 }).collect();
+        let dst = [Segment { phys: 50_000, len: 60 }];
         let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), 48).unwrap();
         let first = t.next_chunk(&AtMost(2)).unwrap().unwrap();
         assert_eq!(first.bytes(), 32);
-        assert_eq!(
-            first.entries()[1],
-            SgEntry {
-                src: 1000,
-                dst: 50_020,
-                len: 12,
-                reserved_0x14: 0
-            }
-        );
+        assert_eq!(first.entries()[1], SgEntry { src: 1000, dst: 50_020, len: 12, reserved_0x14: 0 });
         let second = t.next_chunk(&AtMost(2)).unwrap().unwrap();
         assert_eq!(second.bytes(), 16);
-        assert_eq!(
-            second.entries()[0],
-            SgEntry {
-                src: 1012,
-                dst: 50_032,
-                len: 8,
-                reserved_0x14: 0
-            }
-        );
+        assert_eq!(second.entries()[0], SgEntry { src: 1012, dst: 50_032, len: 8, reserved_0x14: 0 });
         assert!(t.next_chunk(&AtMost(2)).unwrap().is_none());
     }
 }

@@ -23,12 +23,7 @@ pub struct Segment {
 
 impl From<AbiSegment> for Segment {
     fn from(s: AbiSegment) -> Self {
-        Self {
-            selector: s.selector,
-            attrib: s.attrib,
-            limit: s.limit,
-            base: s.base,
-        }
+        Self { selector: s.selector, attrib: s.attrib, limit: s.limit, base: s.base }
     }
 }
 
@@ -496,13 +491,7 @@ mod tests {
     fn builder_fields_land_at_their_apm_offsets() {
         let mut vmcb = Box::new(Vmcb::zeroed());
         let vcpu = VcpuIndex::new(3).unwrap();
-        let config = VmcbConfig {
-            vcpu,
-            asid: 1,
-            n_cr3: 0x1234_5000,
-            iopm_pa: 0xAAAA_0000,
-            msrpm_pa: 0xBBBB_0000,
-        };
+        let config = VmcbConfig { vcpu, asid: 1, n_cr3: 0x1234_5000, iopm_pa: 0xAAAA_0000, msrpm_pa: 0xBBBB_0000 };
         vmcb.build_vault(&config);
         // SAFETY: `Vmcb` is plain data of 4096 bytes.
         let b: &[u8; 4096] = unsafe { &*(core::ptr::from_ref(&*vmcb).cast()) };
@@ -539,13 +528,7 @@ mod tests {
     fn reset_restores_the_initial_state_only() {
         let mut vmcb = Box::new(Vmcb::zeroed());
         let vcpu = VcpuIndex::new(0).unwrap();
-        vmcb.build_vault(&VmcbConfig {
-            vcpu,
-            asid: 7,
-            n_cr3: 0x5000,
-            iopm_pa: 0,
-            msrpm_pa: 0,
-        });
+        vmcb.build_vault(&VmcbConfig { vcpu, asid: 7, n_cr3: 0x5000, iopm_pa: 0, msrpm_pa: 0 });
         vmcb.save.rip = 0xdead;
         vmcb.save.rsp = 0xbeef;
         vmcb.control.exit_code = 0x7f;

@@ -17,9 +17,7 @@ pub fn bench_aes(root: &Path, args: &[String]) -> Result<()> {
     let (md, json) = (root.join(OUT_MD), root.join(OUT_JSON));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // Recorded in the results as the command that produced them.
-    let command: Vec<&str> = std::iter::once("cargo xtask bench-aes")
-        .chain(args.iter().map(String::as_str))
-        .collect();
+    let command: Vec<&str> = std::iter::once("cargo xtask bench-aes").chain(args.iter().map(String::as_str)).collect();
     let status = Command::new(&cargo)
         .current_dir(root)
         .args(["run", "--release", "-p", "sevault-aes-bench", "--"])
@@ -36,11 +34,7 @@ pub fn bench_aes(root: &Path, args: &[String]) -> Result<()> {
     }
     // `--help` only prints the benchmark's usage.
     if !args.iter().any(|arg| arg == "-h" || arg == "--help") {
-        println!(
-            "AES benchmark results: {} and {}",
-            md.display(),
-            json.display()
-        );
+        println!("AES benchmark results: {} and {}", md.display(), json.display());
     }
     Ok(())
 }

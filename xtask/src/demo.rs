@@ -12,11 +12,13 @@ use crate::vm::{self, Accel, Outcome};
 /// Runs the demo; fails if the VM run or any demo step failed.
 pub fn demo(root: &Path, args: &[String]) -> Result<()> {
     let mut options = vm::parse_args(args)?;
-    options
-        .scripts
-        .insert(0, root.join("xtask/vm-scripts/demo.sh"));
+    options.scripts.insert(0, root.join("xtask/vm-scripts/demo.sh"));
     let kernel = crate::setup::setup(root)?;
-    options.ko = options.ko.take().or_else(|| crate::built_module(root));
+    let ko = match options.ko.take() {
+        Some(ko) => ko,
+        None => crate::module::build(root, &kernel)?,
+    };
+    options.ko = Some(ko);
     let outcome = vm::run(root, &kernel, &options)?;
     let text = report(&outcome, &kernel.release, options.smp);
     println!("\n{text}");
@@ -39,55 +41,33 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
         .filter_map(|line| line.strip_prefix("DEMO "))
         .map(|rest| rest.split_whitespace().collect())
         .collect();
-    let find = |key: &str| {
-        demo.iter()
-            .find(|words| words.first() == Some(&key))
-            .map(|w| &w[1..])
-    };
+    let find = |key: &str| demo.iter().find(|words| words.first() == Some(&key)).map(|w| &w[1..]);
     let mut out = String::new();
     let accel = match outcome.accel {
         Accel::Tcg => "QEMU TCG, emulated EPYC-v3 (timings are emulation artefacts)",
         Accel::Kvm => "QEMU KVM, host CPU with nested SVM",
     };
-    let _ = writeln!(
-        out,
-        "SE-Vault Mini demo — nested VM: {accel}, {smp} vCPUs, Debian kernel {release}"
-    );
-    let _ = writeln!(
-        out,
-        "  wall time        : {:.1} s (boot, demo, power-off)",
-        outcome.wall.as_secs_f64()
-    );
+    let _ = writeln!(out, "SE-Vault Mini demo — nested VM: {accel}, {smp} vCPUs, Debian kernel {release}");
+    let _ = writeln!(out, "  wall time        : {:.1} s (boot, demo, power-off)", outcome.wall.as_secs_f64());
     let present = find("cpu_present").map(|w| w.join(" ")).unwrap_or_default();
     let absent = find("cpu_absent").map(|w| w.join(" ")).unwrap_or_default();
-    let platform_ok = ["svm", "npt", "aes"]
-        .iter()
-        .all(|f| present.split(' ').any(|p| p == *f));
+    let platform_ok = ["svm", "npt", "aes"].iter().all(|f| present.split(' ').any(|p| p == *f));
     let _ = writeln!(
         out,
         "  platform         : {} (present: {present}; absent: {})",
-        if platform_ok {
-            "ok"
-        } else {
-            "FAILED: SVM, NPT or AES-NI missing"
-        },
+        if platform_ok { "ok" } else { "FAILED: SVM, NPT or AES-NI missing" },
         if absent.is_empty() { "none" } else { &absent }
     );
     match find("selftests") {
         Some([passed, failed, ..]) => {
             let verdict = if *failed == "0" { "ok" } else { "FAILED" };
-            let _ = writeln!(
-                out,
-                "  crypto self-tests: {verdict} ({passed} passed, {failed} not passed)"
-            );
+            let _ = writeln!(out, "  crypto self-tests: {verdict} ({passed} passed, {failed} not passed)");
         }
         _ => {
             let _ = writeln!(out, "  crypto self-tests: FAILED (no result)");
         }
     }
-    let driver = find("driver")
-        .and_then(|w| w.first().copied())
-        .unwrap_or("?");
+    let driver = find("driver").and_then(|w| w.first().copied()).unwrap_or("?");
     match find("vault").and_then(|w| w.first().copied()) {
         Some("loaded") => {
             let _ = writeln!(out, "  vault            : loaded; requests go to {driver}");
@@ -100,9 +80,7 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
             );
         }
     }
-    let nist = find("nist")
-        .map(|w| w.join(" "))
-        .unwrap_or_else(|| "FAILED (no result)".into());
+    let nist = find("nist").map(|w| w.join(" ")).unwrap_or_else(|| "FAILED (no result)".into());
     let _ = writeln!(out, "  NIST SP 800-38A F.2.1 via {driver}: {nist}");
     let file = match find("file") {
         Some(["ok", size, digest, ..]) => {
@@ -115,16 +93,10 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
     let _ = writeln!(out, "  /proc/crypto (ecb(aes), cbc(aes)):");
     for words in demo.iter().filter(|w| w.first() == Some(&"crypto")) {
         if let [_, name, driver, priority, selftest, ..] = words.as_slice() {
-            let _ = writeln!(
-                out,
-                "    {name:<10} {driver:<20} priority {priority:<5} selftest {selftest}"
-            );
+            let _ = writeln!(out, "    {name:<10} {driver:<20} priority {priority:<5} selftest {selftest}");
         }
     }
-    let stats: Vec<_> = demo
-        .iter()
-        .filter(|w| w.first() == Some(&"stats"))
-        .collect();
+    let stats: Vec<_> = demo.iter().filter(|w| w.first() == Some(&"stats")).collect();
     if stats.is_empty() {
         let _ = writeln!(out, "  vault statistics : none (no vault loaded)");
     } else {

@@ -38,8 +38,7 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
     ]))
     .context("building the vault image (the linker fails if it exceeds 4096 bytes)")?;
     let elf_path = target_dir.join(TARGET).join(PROFILE).join("sevault-vault");
-    let elf =
-        std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+    let elf = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let image = flat_image(&elf).with_context(|| format!("checking {}", elf_path.display()))?;
     let out_dir = target_dir.join("sevault");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -66,38 +65,20 @@ pub fn flat_image(elf: &[u8]) -> Result<Vec<u8>> {
         header.e_entry(endian)
     );
     let mut image = Vec::new();
-    for segment in header
-        .program_headers(endian, elf)
-        .context("reading program headers")?
-    {
+    for segment in header.program_headers(endian, elf).context("reading program headers")? {
         if segment.p_type(endian) != PT_LOAD || segment.p_memsz(endian) == 0 {
             continue;
         }
-        let (vaddr, filesz, memsz) = (
-            segment.p_vaddr(endian),
-            segment.p_filesz(endian),
-            segment.p_memsz(endian),
-        );
+        let (vaddr, filesz, memsz) = (segment.p_vaddr(endian), segment.p_filesz(endian), segment.p_memsz(endian));
         if segment.p_flags(endian) & PF_W != 0 {
             bail!("segment at {vaddr:#x} is writable: the vault image must be read-only");
         }
-        ensure!(
-            filesz == memsz,
-            "segment at {vaddr:#x} has zero-filled (bss) bytes"
-        );
-        let start = vaddr
-            .checked_sub(IMAGE_BASE)
-            .context("segment below IMAGE_BASE")?;
-        let end = start
-            .checked_add(filesz)
-            .context("segment size overflows")?;
-        ensure!(
-            end <= IMAGE_MAX_SIZE,
-            "image is {end} bytes, over its {IMAGE_MAX_SIZE}-byte budget"
-        );
-        let data = segment
-            .data(endian, elf)
-            .map_err(|()| anyhow::anyhow!("segment at {vaddr:#x} lies outside the file"))?;
+        ensure!(filesz == memsz, "segment at {vaddr:#x} has zero-filled (bss) bytes");
+        let start = vaddr.checked_sub(IMAGE_BASE).context("segment below IMAGE_BASE")?;
+        let end = start.checked_add(filesz).context("segment size overflows")?;
+        ensure!(end <= IMAGE_MAX_SIZE, "image is {end} bytes, over its {IMAGE_MAX_SIZE}-byte budget");
+        let data =
+            segment.data(endian, elf).map_err(|()| anyhow::anyhow!("segment at {vaddr:#x} lies outside the file"))?;
         let (start, end) = (start as usize, end as usize);
         if image.len() < end {
             image.resize(end, 0);
@@ -149,14 +130,8 @@ mod tests {
 
     #[test]
     fn places_segments_at_their_offsets_and_fills_gaps() {
-        let image = flat_image(&elf(
-            IMAGE_BASE,
-            &[
-                (IMAGE_BASE, RX, &[1, 2, 3], 3),
-                (IMAGE_BASE + 8, R, &[9], 1),
-            ],
-        ))
-        .unwrap();
+        let image =
+            flat_image(&elf(IMAGE_BASE, &[(IMAGE_BASE, RX, &[1, 2, 3], 3), (IMAGE_BASE + 8, R, &[9], 1)])).unwrap();
         assert_eq!(image, [1, 2, 3, 0, 0, 0, 0, 0, 9]);
     }
 
@@ -164,33 +139,15 @@ mod tests {
     fn refuses_what_the_hv_could_not_load_as_is() {
         let code: &[u8] = &[0x90; 16];
         let cases: [(Vec<u8>, &str); 5] = [
-            (
-                elf(IMAGE_BASE + 1, &[(IMAGE_BASE, RX, code, 16)]),
-                "entry point",
-            ),
-            (
-                elf(IMAGE_BASE, &[(IMAGE_BASE, RX | PF_W, code, 16)]),
-                "writable",
-            ),
+            (elf(IMAGE_BASE + 1, &[(IMAGE_BASE, RX, code, 16)]), "entry point"),
+            (elf(IMAGE_BASE, &[(IMAGE_BASE, RX | PF_W, code, 16)]), "writable"),
             (elf(IMAGE_BASE, &[(IMAGE_BASE, RX, code, 32)]), "bss"),
-            (
-                elf(IMAGE_BASE, &[(IMAGE_BASE - 16, RX, code, 16)]),
-                "below IMAGE_BASE",
-            ),
-            (
-                elf(
-                    IMAGE_BASE,
-                    &[(IMAGE_BASE + IMAGE_MAX_SIZE - 8, RX, code, 16)],
-                ),
-                "budget",
-            ),
+            (elf(IMAGE_BASE, &[(IMAGE_BASE - 16, RX, code, 16)]), "below IMAGE_BASE"),
+            (elf(IMAGE_BASE, &[(IMAGE_BASE + IMAGE_MAX_SIZE - 8, RX, code, 16)]), "budget"),
         ];
         for (bytes, expected) in cases {
             let error = format!("{:#}", flat_image(&bytes).unwrap_err());
-            assert!(
-                error.contains(expected),
-                "{error:?} should mention {expected:?}"
-            );
+            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
         }
         assert!(flat_image(b"not an elf").is_err());
     }
@@ -198,14 +155,8 @@ mod tests {
     #[test]
     fn linker_script_agrees_with_the_abi() {
         let script = include_str!("../../guest/vault.ld");
-        assert!(
-            script.contains(&format!("IMAGE_BASE = {IMAGE_BASE:#x};")),
-            "vault.ld IMAGE_BASE"
-        );
-        assert!(
-            script.contains(&format!("IMAGE_MAX_SIZE = {IMAGE_MAX_SIZE};")),
-            "vault.ld IMAGE_MAX_SIZE"
-        );
+        assert!(script.contains(&format!("IMAGE_BASE = {IMAGE_BASE:#x};")), "vault.ld IMAGE_BASE");
+        assert!(script.contains(&format!("IMAGE_MAX_SIZE = {IMAGE_MAX_SIZE};")), "vault.ld IMAGE_MAX_SIZE");
     }
 
     /// Builds the real vault image (in its own target directory, so that it does not wait for
@@ -215,11 +166,7 @@ mod tests {
         let root = crate::workspace_root();
         let out = build_into(&root, &root.join("target").join("xtask-test")).unwrap();
         let image = std::fs::read(out).unwrap();
-        assert!(
-            image.len() as u64 <= IMAGE_MAX_SIZE,
-            "{} bytes",
-            image.len()
-        );
+        assert!(image.len() as u64 <= IMAGE_MAX_SIZE, "{} bytes", image.len());
         // The first instruction is `_start`'s `mov rdi, rsp` (48 89 e7).
         assert_eq!(image[..3], [0x48, 0x89, 0xe7]);
     }

@@ -10,16 +10,8 @@ use anyhow::{bail, Context, Result};
 
 /// Modules every VM loads: AF_ALG and netlink crypto for libkcapi's tools, the kernel's
 /// AES-NI drivers (and ECB, a module in Debian's kernel) for comparison.
-pub const CRYPTO_MODULES: &[&str] = &[
-    "crypto_user",
-    "af_alg",
-    "algif_skcipher",
-    "algif_hash",
-    "ecb",
-    "aesni-intel",
-    "cryptd",
-    "crypto_simd",
-];
+pub const CRYPTO_MODULES: &[&str] =
+    &["crypto_user", "af_alg", "algif_skcipher", "algif_hash", "ecb", "aesni-intel", "cryptd", "crypto_simd"];
 
 /// Binaries from the host copied into the image, with the libraries they load.
 pub const HOST_BINARIES: &[&str] = &["/usr/bin/kcapi-enc", "/usr/bin/kcapi-dgst"];
@@ -50,11 +42,7 @@ pub enum Entry {
     /// A directory.
     Dir(String),
     /// A file with its content and mode bits.
-    File {
-        path: String,
-        data: Vec<u8>,
-        mode: u32,
-    },
+    File { path: String, data: Vec<u8>, mode: u32 },
     /// A symbolic link to `target`.
     Symlink { path: String, target: String },
 }
@@ -80,6 +68,8 @@ pub struct Spec {
     pub ko: Option<PathBuf>,
     /// Scripts to run, in order.
     pub scripts: Vec<PathBuf>,
+    /// More host files to copy: (source, path in the image).
+    pub extra_files: Vec<(PathBuf, String)>,
 }
 
 /// The module files (relative to `lib/modules/<release>`) that `wanted` needs, from the text of
@@ -92,14 +82,11 @@ pub fn module_closure(modules_dep: &str, wanted: &[String]) -> Result<BTreeSet<S
             Some((module.trim(), rest.split_whitespace().collect()))
         })
         .collect();
-    let by_name: BTreeMap<String, &str> =
-        deps.keys().map(|path| (module_name(path), *path)).collect();
+    let by_name: BTreeMap<String, &str> = deps.keys().map(|path| (module_name(path), *path)).collect();
     let mut out = BTreeSet::new();
     let mut todo: Vec<&str> = Vec::new();
     for name in wanted {
-        let path = by_name
-            .get(&normalize(name))
-            .with_context(|| format!("module {name} is not in modules.dep"))?;
+        let path = by_name.get(&normalize(name)).with_context(|| format!("module {name} is not in modules.dep"))?;
         todo.push(path);
     }
     while let Some(path) = todo.pop() {
@@ -126,10 +113,7 @@ fn normalize(name: &str) -> String {
 pub fn filter_modules_dep(modules_dep: &str, included: &BTreeSet<String>) -> String {
     modules_dep
         .lines()
-        .filter(|line| {
-            line.split_once(':')
-                .is_some_and(|(module, _)| included.contains(module.trim()))
-        })
+        .filter(|line| line.split_once(':').is_some_and(|(module, _)| included.contains(module.trim())))
         .map(|line| format!("{line}\n"))
         .collect()
 }
@@ -142,10 +126,7 @@ pub fn filter_modules_alias(modules_alias: &str, included: &BTreeSet<String>) ->
         .lines()
         .filter(|line| {
             let mut words = line.split_whitespace();
-            words.next() == Some("alias")
-                && words
-                    .nth(1)
-                    .is_some_and(|module| names.contains(&normalize(module)))
+            words.next() == Some("alias") && words.nth(1).is_some_and(|module| names.contains(&normalize(module)))
         })
         .map(|line| format!("{line}\n"))
         .collect()
@@ -187,11 +168,7 @@ pub fn init_script(modules: &[String], scripts: &[String], has_ko: bool) -> Stri
     if has_ko {
         s += &format!("export SEVAULT_KO=/{KO_PATH}\n");
     }
-    s += &format!(
-        "echo {} > /dev/kmsg\necho {}\nstatus=0\n",
-        marker::TEST_START,
-        marker::TEST_START
-    );
+    s += &format!("echo {} > /dev/kmsg\necho {}\nstatus=0\n", marker::TEST_START, marker::TEST_START);
     for script in scripts {
         s += &format!(
             "echo {begin} {script}\nsh /scripts/{script}\nrc=$?\necho {end} {script} $rc\n\
@@ -226,75 +203,29 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
         entries.extend(missing.into_iter().rev());
         entries.push(entry);
     };
-    let read =
-        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
 
-    add(
-        &mut entries,
-        Entry::File {
-            path: "bin/busybox".into(),
-            data: read(Path::new("/bin/busybox"))?,
-            mode: 0o755,
-        },
-    );
-    add(
-        &mut entries,
-        Entry::Symlink {
-            path: "bin/sh".into(),
-            target: "busybox".into(),
-        },
-    );
+    add(&mut entries, Entry::File { path: "bin/busybox".into(), data: read(Path::new("/bin/busybox"))?, mode: 0o755 });
+    add(&mut entries, Entry::Symlink { path: "bin/sh".into(), target: "busybox".into() });
 
     let modules_dep = String::from_utf8(read(&spec.modules_dir.join("modules.dep"))?)?;
     let included = module_closure(&modules_dep, &spec.modules)?;
     let base = format!("lib/modules/{}", spec.release);
     for module in &included {
         let data = read(&spec.modules_dir.join(module))?;
-        add(
-            &mut entries,
-            Entry::File {
-                path: format!("{base}/{module}"),
-                data,
-                mode: 0o644,
-            },
-        );
+        add(&mut entries, Entry::File { path: format!("{base}/{module}"), data, mode: 0o644 });
     }
     let dep = filter_modules_dep(&modules_dep, &included);
-    add(
-        &mut entries,
-        Entry::File {
-            path: format!("{base}/modules.dep"),
-            data: dep.into_bytes(),
-            mode: 0o644,
-        },
-    );
-    let alias =
-        String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.alias"))?).into_owned();
+    add(&mut entries, Entry::File { path: format!("{base}/modules.dep"), data: dep.into_bytes(), mode: 0o644 });
+    let alias = String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.alias"))?).into_owned();
     let alias = filter_modules_alias(&alias, &included);
-    add(
-        &mut entries,
-        Entry::File {
-            path: format!("{base}/modules.alias"),
-            data: alias.into_bytes(),
-            mode: 0o644,
-        },
-    );
+    add(&mut entries, Entry::File { path: format!("{base}/modules.alias"), data: alias.into_bytes(), mode: 0o644 });
 
     let mut libraries = BTreeSet::new();
     for binary in HOST_BINARIES {
         let path = Path::new(binary);
-        add(
-            &mut entries,
-            Entry::File {
-                path: binary.trim_start_matches('/').into(),
-                data: read(path)?,
-                mode: 0o755,
-            },
-        );
-        let out = Command::new("ldd")
-            .arg(path)
-            .output()
-            .context("cannot run ldd")?;
+        add(&mut entries, Entry::File { path: binary.trim_start_matches('/').into(), data: read(path)?, mode: 0o755 });
+        let out = Command::new("ldd").arg(path).output().context("cannot run ldd")?;
         if !out.status.success() {
             bail!("ldd {binary} failed");
         }
@@ -303,25 +234,14 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
     for library in libraries {
         // Copy the file the link points at, under the name the loader asks for.
         let data = read(&std::fs::canonicalize(&library)?)?;
-        add(
-            &mut entries,
-            Entry::File {
-                path: library.trim_start_matches('/').into(),
-                data,
-                mode: 0o755,
-            },
-        );
+        add(&mut entries, Entry::File { path: library.trim_start_matches('/').into(), data, mode: 0o755 });
     }
 
+    for (source, path) in &spec.extra_files {
+        add(&mut entries, Entry::File { path: path.trim_start_matches('/').into(), data: read(source)?, mode: 0o755 });
+    }
     if let Some(ko) = &spec.ko {
-        add(
-            &mut entries,
-            Entry::File {
-                path: KO_PATH.into(),
-                data: read(ko)?,
-                mode: 0o644,
-            },
-        );
+        add(&mut entries, Entry::File { path: KO_PATH.into(), data: read(ko)?, mode: 0o644 });
     }
     let mut names = Vec::new();
     for script in &spec.scripts {
@@ -333,25 +253,11 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
         if names.contains(&name) {
             bail!("two scripts are named {name}");
         }
-        add(
-            &mut entries,
-            Entry::File {
-                path: format!("scripts/{name}"),
-                data: read(script)?,
-                mode: 0o755,
-            },
-        );
+        add(&mut entries, Entry::File { path: format!("scripts/{name}"), data: read(script)?, mode: 0o755 });
         names.push(name);
     }
     let init = init_script(&spec.modules, &names, spec.ko.is_some());
-    add(
-        &mut entries,
-        Entry::File {
-            path: "init".into(),
-            data: init.into_bytes(),
-            mode: 0o755,
-        },
-    );
+    add(&mut entries, Entry::File { path: "init".into(), data: init.into_bytes(), mode: 0o755 });
     Ok(entries)
 }
 
@@ -368,13 +274,7 @@ pub fn write_cpio(entries: &[Entry], out: &mut impl Write) -> std::io::Result<()
     write_member(out, 0, 0, "TRAILER!!!", &[])
 }
 
-fn write_member(
-    out: &mut impl Write,
-    ino: u32,
-    mode: u32,
-    name: &str,
-    data: &[u8],
-) -> std::io::Result<()> {
+fn write_member(out: &mut impl Write, ino: u32, mode: u32, name: &str, data: &[u8]) -> std::io::Result<()> {
     let nlink = if mode & 0o040_000 != 0 { 2 } else { 1 };
     let header = format!(
         "070701{ino:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
@@ -436,12 +336,8 @@ mod tests {
     #[test]
     fn alias_filter_keeps_included_modules_only() {
         let alias = "# Aliases\nalias crypto-ecb ecb\nalias crypto-aes-aesni aesni_intel\nalias crypto-tcrypt tcrypt\n";
-        let included: BTreeSet<String> =
-            ["kernel/arch/x86/crypto/aesni-intel.ko".to_string()].into();
-        assert_eq!(
-            filter_modules_alias(alias, &included),
-            "alias crypto-aes-aesni aesni_intel\n"
-        );
+        let included: BTreeSet<String> = ["kernel/arch/x86/crypto/aesni-intel.ko".to_string()].into();
+        assert_eq!(filter_modules_alias(alias, &included), "alias crypto-aes-aesni aesni_intel\n");
     }
 
     #[test]
@@ -450,21 +346,13 @@ mod tests {
                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f)\n";
         assert_eq!(
             parse_ldd(out),
-            [
-                "/lib/x86_64-linux-gnu/libkcapi.so.1",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                "/lib64/ld-linux-x86-64.so.2"
-            ]
+            ["/lib/x86_64-linux-gnu/libkcapi.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
         );
     }
 
     #[test]
     fn init_runs_every_script_and_always_powers_off() {
-        let init = init_script(
-            &["crypto_user".into()],
-            &["a.sh".into(), "b.sh".into()],
-            true,
-        );
+        let init = init_script(&["crypto_user".into()], &["a.sh".into(), "b.sh".into()], true);
         assert!(init.starts_with("#!/bin/busybox sh\n"));
         assert!(init.contains("modprobe crypto_user"));
         assert!(init.contains("export SEVAULT_KO=/lib/sevault/sevault.ko"));
@@ -479,15 +367,8 @@ mod tests {
     fn cpio_members_are_newc_and_aligned() {
         let entries = vec![
             Entry::Dir("bin".into()),
-            Entry::File {
-                path: "bin/x".into(),
-                data: b"hello".to_vec(),
-                mode: 0o755,
-            },
-            Entry::Symlink {
-                path: "bin/sh".into(),
-                target: "busybox".into(),
-            },
+            Entry::File { path: "bin/x".into(), data: b"hello".to_vec(), mode: 0o755 },
+            Entry::Symlink { path: "bin/sh".into(), target: "busybox".into() },
         ];
         let mut out = Vec::new();
         write_cpio(&entries, &mut out).unwrap();
@@ -498,13 +379,9 @@ mod tests {
         loop {
             let header = std::str::from_utf8(&out[at..at + 110]).unwrap();
             assert_eq!(&header[..6], "070701");
-            let field = |i: usize| {
-                u32::from_str_radix(&header[6 + 8 * i..14 + 8 * i], 16).unwrap() as usize
-            };
+            let field = |i: usize| u32::from_str_radix(&header[6 + 8 * i..14 + 8 * i], 16).unwrap() as usize;
             let (mode, size, namesize) = (field(1), field(6), field(11));
-            let name = std::str::from_utf8(&out[at + 110..at + 110 + namesize - 1])
-                .unwrap()
-                .to_string();
+            let name = std::str::from_utf8(&out[at + 110..at + 110 + namesize - 1]).unwrap().to_string();
             let data_at = (at + 110 + namesize).div_ceil(4) * 4;
             let data = out[data_at..data_at + size].to_vec();
             at = (data_at + size).div_ceil(4) * 4;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 mod bench;
 mod demo;
@@ -50,9 +50,7 @@ fn run() -> Result<()> {
     };
     match task.as_str() {
         "build" => setup::setup(&root).and_then(|kernel| module::build(&root, &kernel)).map(|_| ()),
-        "build-guest" => ensure_toolchain(&root)
-            .and_then(|()| guest::build(&root))
-            .map(|_| ()),
+        "build-guest" => ensure_toolchain(&root).and_then(|()| guest::build(&root)).map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
         "test" => test(&root),
         "demo" => demo::demo(&root, rest),
@@ -63,8 +61,7 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
-        "setup" => setup::setup(&root)
-            .map(|kernel| println!("xtask: set up; nested VM kernel {}", kernel.release)),
+        "setup" => setup::setup(&root).map(|kernel| println!("xtask: set up; nested VM kernel {}", kernel.release)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -84,9 +81,7 @@ fn workspace_root() -> PathBuf {
 
 /// Runs `command`, streaming its output; fails with the command line if it fails.
 pub(crate) fn run_command(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start {command:?}"))?;
+    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed ({status})");
     }
@@ -96,6 +91,27 @@ pub(crate) fn run_command(command: &mut Command) -> Result<()> {
 /// The vault module, if one has been built (the hypervisor issue adds its build).
 pub(crate) fn built_module(root: &Path) -> Option<PathBuf> {
     Some(root.join("target/sevault/sevault.ko")).filter(|ko| ko.exists())
+}
+
+/// The AF_ALG checker, if built.
+pub(crate) fn built_kcheck(root: &Path) -> Option<PathBuf> {
+    Some(root.join(KCHECK_BIN)).filter(|k| k.exists())
+}
+
+/// Where `build_kcheck` puts the checker.
+const KCHECK_BIN: &str = "target/kcheck/x86_64-unknown-linux-gnu/release/sevault-kcheck";
+
+/// Builds the AF_ALG checker that runs in the nested VM: statically linked, so the image
+/// needs no more libraries for it.
+pub(crate) fn build_kcheck(root: &Path) -> Result<PathBuf> {
+    let out = cargo(root)
+        .env("CARGO_TARGET_DIR", root.join("target/kcheck"))
+        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+        .args(["build", "--quiet", "--release", "--package", "sevault-kcheck", "--target", "x86_64-unknown-linux-gnu"])
+        .status()
+        .context("building sevault-kcheck")?;
+    ensure!(out.success(), "building sevault-kcheck failed");
+    Ok(root.join(KCHECK_BIN))
 }
 
 /// A `cargo` invocation run from the workspace root.
@@ -116,27 +132,13 @@ pub(crate) fn ensure_toolchain(root: &Path) -> Result<()> {
             .context("cannot run rustup (the project needs a rustup-managed toolchain)")?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    if !installed("target")?
-        .lines()
-        .any(|l| l.trim() == guest::TARGET)
-    {
+    if !installed("target")?.lines().any(|l| l.trim() == guest::TARGET) {
         println!("xtask: installing the rustup target {}", guest::TARGET);
-        run_command(Command::new("rustup").current_dir(root).args([
-            "target",
-            "add",
-            guest::TARGET,
-        ]))?;
+        run_command(Command::new("rustup").current_dir(root).args(["target", "add", guest::TARGET]))?;
     }
-    if !installed("component")?
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
+    if !installed("component")?.lines().any(|l| l.starts_with("rust-src")) {
         println!("xtask: installing the rustup component rust-src");
-        run_command(Command::new("rustup").current_dir(root).args([
-            "component",
-            "add",
-            "rust-src",
-        ]))?;
+        run_command(Command::new("rustup").current_dir(root).args(["component", "add", "rust-src"]))?;
     }
     Ok(())
 }
@@ -155,41 +157,36 @@ fn test(root: &Path) -> Result<()> {
             Err(error) => format!("FAIL  {name}: {error:#}"),
         };
         println!("xtask: {line}");
-        results.push(SuiteResult {
-            name: name.to_string(),
-            outcome,
-        });
+        results.push(SuiteResult { name: name.to_string(), outcome });
     };
-    println!("xtask: [1/4] set-up (packages, rustup target)");
+    println!("xtask: [1/5] set-up (packages, rustup target)");
     let kernel = setup::setup(root);
-    record(
-        "set-up",
-        kernel
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("{e:#}")),
-    );
-    println!("xtask: [2/4] host tests: cargo test --workspace");
-    record(
-        "host tests (cargo test --workspace)",
-        run_command(cargo(root).args(["test", "--workspace"])),
-    );
-    println!("xtask: [3/4] vault image");
-    record(
-        "vault image build (<= 4096 bytes)",
-        guest::build(root).map(|_| ()),
-    );
-    println!("xtask: [4/4] in-VM suite (tests/vm)");
-    match kernel {
+    record("set-up", kernel.as_ref().map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}")));
+    println!("xtask: [2/5] host tests: cargo test --workspace");
+    record("host tests (cargo test --workspace)", run_command(cargo(root).args(["test", "--workspace"])));
+    println!("xtask: [3/5] vault image");
+    record("vault image build (<= 4096 bytes)", guest::build(root).map(|_| ()));
+    println!("xtask: [4/5] sevault.ko and the in-VM checker");
+    let built = match &kernel {
         Ok(kernel) => {
+            let ko = module::build(root, kernel);
+            let ok = ko.is_ok();
+            record("sevault.ko build (no compiler/objtool/modpost warnings)", ko.map(|_| ()));
+            let kcheck = build_kcheck(root);
+            let ok = ok && kcheck.is_ok();
+            record("sevault-kcheck build (static)", kcheck.map(|_| ()));
+            ok
+        }
+        Err(_) => false,
+    };
+    println!("xtask: [5/5] in-VM suite (tests/vm)");
+    match kernel {
+        Ok(kernel) if built => {
             for (name, outcome) in vm_suite(root, &kernel) {
                 record(&name, outcome);
             }
         }
-        Err(_) => record(
-            "in-VM suite",
-            Err(anyhow::anyhow!("not run: set-up failed")),
-        ),
+        _ => record("in-VM suite", Err(anyhow::anyhow!("not run: set-up or build failed"))),
     }
     let failed = results.iter().filter(|r| r.outcome.is_err()).count();
     println!();
@@ -226,16 +223,8 @@ fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()
     let mut results: Vec<(String, Result<()>)> = scripts
         .iter()
         .map(|script| {
-            let name = script
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let status = outcome
-                .console
-                .scripts
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| *s);
+            let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let status = outcome.console.scripts.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
             let result = match status {
                 Some(0) => Ok(()),
                 Some(status) => Err(anyhow::anyhow!("exited with {status}")),
@@ -244,23 +233,9 @@ fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()
             (format!("vm: {name}"), result)
         })
         .collect();
-    let run_problems: Vec<String> = outcome
-        .problems()
-        .into_iter()
-        .filter(|p| !p.starts_with("script "))
-        .collect();
-    let run = if run_problems.is_empty() {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!(run_problems.join("; ")))
-    };
-    results.push((
-        format!(
-            "vm: clean run ({:.1} s wall, kernel log clean)",
-            outcome.wall.as_secs_f64()
-        ),
-        run,
-    ));
+    let run_problems: Vec<String> = outcome.problems().into_iter().filter(|p| !p.starts_with("script ")).collect();
+    let run = if run_problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(run_problems.join("; "))) };
+    results.push((format!("vm: clean run ({:.1} s wall, kernel log clean)", outcome.wall.as_secs_f64()), run));
     results
 }
 

@@ -32,7 +32,11 @@ const OBJTOOL_ARGS: &[&str] = &[
 pub fn build(root: &Path, kernel: &DebianKernel) -> Result<PathBuf> {
     let image = guest::build(root)?;
     let kdir = kernel.headers();
-    ensure!(kdir.join("Makefile").exists(), "no kernel headers at {} (run `cargo xtask setup` or set KDIR)", kdir.display());
+    ensure!(
+        kdir.join("Makefile").exists(),
+        "no kernel headers at {} (run `cargo xtask setup` or set KDIR)",
+        kdir.display()
+    );
     let target_dir = root.join("target").join("kmod");
     println!("xtask: building the hypervisor core (no_std staticlib, -Zbuild-std)");
     let out = cargo(root)
@@ -77,7 +81,8 @@ pub fn build(root: &Path, kernel: &DebianKernel) -> Result<PathBuf> {
     ensure!(warnings.is_empty(), "objtool warnings on the Rust core:\n{}", warnings.join("\n"));
 
     for file in ["Kbuild", "sevault_glue.c", "sevault_glue.h"] {
-        std::fs::copy(root.join("hv/kernel").join(file), build_dir.join(file)).with_context(|| format!("copying {file}"))?;
+        std::fs::copy(root.join("hv/kernel").join(file), build_dir.join(file))
+            .with_context(|| format!("copying {file}"))?;
     }
     println!("xtask: linking sevault.ko against {}", kdir.display());
     let log = run_quiet(

@@ -44,11 +44,7 @@ impl DebianKernel {
 
 /// Installs what is missing, then checks that kernel and headers match.
 pub fn setup(root: &Path) -> Result<DebianKernel> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !is_installed(p)).collect();
     if !missing.is_empty() {
         install(&missing)?;
     }
@@ -65,16 +61,10 @@ pub fn setup(root: &Path) -> Result<DebianKernel> {
 /// The installed kernel, checked against the installed headers: both meta-packages must
 /// point at the same kernel release.
 pub fn installed_kernel() -> Result<DebianKernel> {
-    let image = depends_on_release(
-        &package_field("linux-image-amd64", "Depends")?,
-        "linux-image-",
-    )
-    .context("cannot tell which kernel linux-image-amd64 installs (run `cargo xtask setup`)")?;
-    let headers = depends_on_release(
-        &package_field("linux-headers-amd64", "Depends")?,
-        "linux-headers-",
-    )
-    .context("cannot tell which headers linux-headers-amd64 installs (run `cargo xtask setup`)")?;
+    let image = depends_on_release(&package_field("linux-image-amd64", "Depends")?, "linux-image-")
+        .context("cannot tell which kernel linux-image-amd64 installs (run `cargo xtask setup`)")?;
+    let headers = depends_on_release(&package_field("linux-headers-amd64", "Depends")?, "linux-headers-")
+        .context("cannot tell which headers linux-headers-amd64 installs (run `cargo xtask setup`)")?;
     if image != headers {
         bail!(
             "kernel and headers do not match: linux-image-amd64 installs {image}, \
@@ -116,10 +106,7 @@ fn depends_on_release(depends: &str, prefix: &str) -> Option<String> {
 }
 
 fn install(missing: &[&str]) -> Result<()> {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .context("cannot run `id -u`")?;
+    let uid = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         bail!(
             "missing packages: {}. Installing them needs root: run `sudo cargo xtask setup` \
@@ -129,26 +116,15 @@ fn install(missing: &[&str]) -> Result<()> {
         );
     }
     if Command::new("apt-get").arg("--version").output().is_err() {
-        bail!(
-            "missing packages {} and no apt-get: this needs Debian 12",
-            missing.join(" ")
-        );
+        bail!("missing packages {} and no apt-get: this needs Debian 12", missing.join(" "));
     }
     println!("xtask: installing {} (about a minute)", missing.join(" "));
     apt(&["update"])?;
     let mut install_args = vec!["install", "-y", "--no-install-recommends"];
     install_args.extend_from_slice(missing);
     apt(&install_args)?;
-    let still: Vec<&str> = missing
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
-    ensure!(
-        still.is_empty(),
-        "apt-get did not install {}",
-        still.join(" ")
-    );
+    let still: Vec<&str> = missing.iter().copied().filter(|p| !is_installed(p)).collect();
+    ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
     Ok(())
 }
 
@@ -161,18 +137,10 @@ fn apt(args: &[&str]) -> Result<()> {
         .output()
         .context("cannot run apt-get")?;
     if !out.status.success() {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        bail!(
-            "apt-get {} failed ({}):\n{tail}",
-            args.join(" "),
-            out.status
-        );
+        bail!("apt-get {} failed ({}):\n{tail}", args.join(" "), out.status);
     }
     Ok(())
 }
@@ -184,19 +152,10 @@ mod tests {
     #[test]
     fn reads_the_release_a_meta_package_depends_on() {
         let image = "linux-image-6.1.0-37-amd64 (= 6.1.140-1)";
-        assert_eq!(
-            depends_on_release(image, "linux-image-").as_deref(),
-            Some("6.1.0-37-amd64")
-        );
+        assert_eq!(depends_on_release(image, "linux-image-").as_deref(), Some("6.1.0-37-amd64"));
         let headers = "linux-headers-6.1.0-37-amd64 (= 6.1.140-1), linux-kbuild-6.1";
-        assert_eq!(
-            depends_on_release(headers, "linux-headers-").as_deref(),
-            Some("6.1.0-37-amd64")
-        );
-        assert_eq!(
-            depends_on_release("linux-image-amd64-signed-template", "linux-image-"),
-            None
-        );
+        assert_eq!(depends_on_release(headers, "linux-headers-").as_deref(), Some("6.1.0-37-amd64"));
+        assert_eq!(depends_on_release("linux-image-amd64-signed-template", "linux-image-"), None);
         assert_eq!(depends_on_release("", "linux-image-"), None);
     }
 
@@ -210,9 +169,7 @@ mod tests {
 
     #[test]
     fn kernel_paths() {
-        let k = DebianKernel {
-            release: "6.1.0-37-amd64".into(),
-        };
+        let k = DebianKernel { release: "6.1.0-37-amd64".into() };
         assert_eq!(k.vmlinuz(), Path::new("/boot/vmlinuz-6.1.0-37-amd64"));
         assert_eq!(k.modules(), Path::new("/lib/modules/6.1.0-37-amd64"));
     }

@@ -51,20 +51,11 @@ pub struct HostFacts {
 impl HostFacts {
     /// Reads the facts off this machine.
     pub fn probe() -> Self {
-        let kvm_usable = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok();
-        let amd_cpu =
-            std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains("AuthenticAMD"));
+        let kvm_usable = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        let amd_cpu = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains("AuthenticAMD"));
         let nested_svm = std::fs::read_to_string("/sys/module/kvm_amd/parameters/nested")
             .is_ok_and(|v| matches!(v.trim(), "1" | "Y" | "y"));
-        Self {
-            kvm_usable,
-            amd_cpu,
-            nested_svm,
-        }
+        Self { kvm_usable, amd_cpu, nested_svm }
     }
 }
 
@@ -93,6 +84,8 @@ pub struct Options {
     pub scripts: Vec<PathBuf>,
     /// The vault module to put in the image.
     pub ko: Option<PathBuf>,
+    /// The AF_ALG checker (`sevault-kcheck`) to put in the image.
+    pub kcheck: Option<PathBuf>,
     /// vCPUs.
     pub smp: u32,
     /// Memory in MiB.
@@ -110,6 +103,7 @@ impl Default for Options {
         Self {
             scripts: Vec::new(),
             ko: None,
+            kcheck: None,
             smp: 2,
             mem_mib: 1024,
             accel: AccelRequest::Auto,
@@ -120,8 +114,7 @@ impl Default for Options {
 }
 
 /// Usage of `cargo xtask vm`.
-pub const USAGE: &str =
-    "usage: cargo xtask vm [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] \
+pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] \
 [--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE]";
 
 /// Parses `cargo xtask vm` arguments.
@@ -129,10 +122,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
     let mut options = Options::default();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--script" => options.scripts.push(value()?.into()),
             "--ko" => options.ko = Some(value()?.into()),
@@ -158,9 +148,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
 }
 
 fn number(flag: &str, value: &str) -> Result<u32> {
-    value
-        .parse()
-        .with_context(|| format!("{flag} {value}: not a number"))
+    value.parse().with_context(|| format!("{flag} {value}: not a number"))
 }
 
 /// `1024`, `1024M` or `1G` → MiB.
@@ -169,12 +157,8 @@ fn parse_mem(value: &str) -> Result<u32> {
         Some(digits) => (digits, 1024),
         None => (value.strip_suffix(['M', 'm']).unwrap_or(value), 1),
     };
-    let mib = digits
-        .parse::<u32>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale));
-    mib.filter(|m| *m >= 128)
-        .with_context(|| format!("--mem {value}: expected MiB (at least 128), or e.g. 2G"))
+    let mib = digits.parse::<u32>().ok().and_then(|n| n.checked_mul(scale));
+    mib.filter(|m| *m >= 128).with_context(|| format!("--mem {value}: expected MiB (at least 128), or e.g. 2G"))
 }
 
 /// QEMU's command line.
@@ -226,23 +210,9 @@ pub struct Console {
 }
 
 /// Kernel-log patterns that fail a run.
-const BAD_PATTERNS: &[&str] = &[
-    "BUG:",
-    "WARNING:",
-    "Oops",
-    "Call Trace",
-    "general protection",
-];
+const BAD_PATTERNS: &[&str] = &["BUG:", "WARNING:", "Oops", "Call Trace", "general protection"];
 /// Notices the emulated CPU triggers that are not problems of ours (speculation mitigations).
-const BENIGN_PATTERNS: &[&str] = &[
-    "RETBleed",
-    "Spectre",
-    "MDS:",
-    "MMIO Stale Data",
-    "TAA:",
-    "SRBDS",
-    "vulnerable",
-];
+const BENIGN_PATTERNS: &[&str] = &["RETBleed", "Spectre", "MDS:", "MMIO Stale Data", "TAA:", "SRBDS", "vulnerable"];
 
 /// Reads the console: script statuses, the result, and kernel problems after the start.
 pub fn parse_console<'a>(lines: impl IntoIterator<Item = &'a str>) -> Console {
@@ -254,8 +224,7 @@ pub fn parse_console<'a>(lines: impl IntoIterator<Item = &'a str>) -> Console {
         match words.next() {
             Some(marker::TEST_START) => console.started = true,
             Some(marker::SCRIPT_END) => {
-                if let (Some(name), Some(Ok(status))) = (words.next(), words.next().map(str::parse))
-                {
+                if let (Some(name), Some(Ok(status))) = (words.next(), words.next().map(str::parse)) {
                     console.scripts.push((name.to_string(), status));
                 }
             }
@@ -303,10 +272,7 @@ impl Outcome {
         if self.timed_out {
             out.push("the VM did not finish in time: QEMU was killed".to_string());
         } else if self.console.result.is_none() {
-            out.push(
-                "the VM stopped before /init reported a result (kernel panic or crash?)"
-                    .to_string(),
-            );
+            out.push("the VM stopped before /init reported a result (kernel panic or crash?)".to_string());
         }
         for line in &self.console.kernel_problems {
             out.push(format!("kernel log after the scripts started: {line}"));
@@ -326,12 +292,10 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
     let spec = initramfs::Spec {
         release: kernel.release.clone(),
         modules_dir: kernel.modules(),
-        modules: initramfs::CRYPTO_MODULES
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
+        modules: initramfs::CRYPTO_MODULES.iter().map(|m| m.to_string()).collect(),
         ko: options.ko.clone(),
         scripts: options.scripts.clone(),
+        extra_files: options.kcheck.iter().map(|k| (k.clone(), "usr/bin/sevault-kcheck".to_string())).collect(),
     };
     let entries = initramfs::entries(&spec)?;
     let dir = root.join("target").join("sevault").join("vm");
@@ -355,9 +319,7 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
         options.timeout.as_secs()
     );
     let mut log = match &options.log {
-        Some(path) => Some(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ),
+        Some(path) => Some(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
         None => None,
     };
     let start = Instant::now();
@@ -370,10 +332,8 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
         .context("cannot start qemu-system-x86_64 (run `cargo xtask setup`)")?;
     // (from QEMU's stderr?, line)
     let (tx, rx) = mpsc::channel::<(bool, String)>();
-    let streams: [(bool, Option<Box<dyn std::io::Read + Send>>); 2] = [
-        (false, child.stdout.take().map(|s| Box::new(s) as _)),
-        (true, child.stderr.take().map(|s| Box::new(s) as _)),
-    ];
+    let streams: [(bool, Option<Box<dyn std::io::Read + Send>>); 2] =
+        [(false, child.stdout.take().map(|s| Box::new(s) as _)), (true, child.stderr.take().map(|s| Box::new(s) as _))];
     for (is_stderr, stream) in streams {
         let Some(stream) = stream else { continue };
         let tx = tx.clone();
@@ -413,10 +373,7 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
-                println!(
-                    "xtask: timeout after {} s: killing QEMU",
-                    options.timeout.as_secs()
-                );
+                println!("xtask: timeout after {} s: killing QEMU", options.timeout.as_secs());
                 child.kill().ok();
                 break;
             }
@@ -433,27 +390,22 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
         println!("xtask: QEMU exited with {status}");
     }
     let console = parse_console(lines.iter().map(String::as_str));
-    Ok(Outcome {
-        console,
-        timed_out,
-        wall: start.elapsed(),
-        accel,
-    })
+    Ok(Outcome { console, timed_out, wall: start.elapsed(), accel })
 }
 
 /// `cargo xtask vm …`: returns the exit status.
 pub fn command(root: &Path, args: &[String]) -> Result<i32> {
-    let options = parse_args(args)?;
+    let mut options = parse_args(args)?;
     let kernel = crate::setup::setup(root)?;
+    // What `cargo xtask build` made is there for the scripts: the module (unless --ko says
+    // otherwise) at $SEVAULT_KO, the checker as `sevault-kcheck`.
+    options.ko = options.ko.take().or_else(|| crate::built_module(root));
+    options.kcheck = crate::built_kcheck(root);
     let outcome = run(root, &kernel, &options)?;
     for problem in outcome.problems() {
         println!("xtask: {problem}");
     }
-    println!(
-        "xtask: VM finished in {:.1} s, status {}",
-        outcome.wall.as_secs_f64(),
-        outcome.exit_status()
-    );
+    println!("xtask: VM finished in {:.1} s, status {}", outcome.wall.as_secs_f64(), outcome.exit_status());
     Ok(outcome.exit_status())
 }
 
@@ -463,81 +415,32 @@ mod tests {
 
     #[test]
     fn accel_choice() {
-        let amd_nested = HostFacts {
-            kvm_usable: true,
-            amd_cpu: true,
-            nested_svm: true,
-        };
-        let intel = HostFacts {
-            kvm_usable: true,
-            amd_cpu: false,
-            nested_svm: false,
-        };
+        let amd_nested = HostFacts { kvm_usable: true, amd_cpu: true, nested_svm: true };
+        let intel = HostFacts { kvm_usable: true, amd_cpu: false, nested_svm: false };
         let no_kvm = HostFacts::default();
-        assert_eq!(
-            choose_accel(AccelRequest::Auto, amd_nested).unwrap(),
-            Accel::Kvm
-        );
+        assert_eq!(choose_accel(AccelRequest::Auto, amd_nested).unwrap(), Accel::Kvm);
         assert_eq!(choose_accel(AccelRequest::Auto, intel).unwrap(), Accel::Tcg);
-        assert_eq!(
-            choose_accel(AccelRequest::Auto, no_kvm).unwrap(),
-            Accel::Tcg
-        );
-        assert_eq!(
-            choose_accel(AccelRequest::Tcg, amd_nested).unwrap(),
-            Accel::Tcg
-        );
-        assert!(choose_accel(AccelRequest::Kvm, intel)
-            .unwrap_err()
-            .to_string()
-            .contains("not AMD"));
-        let no_nested = HostFacts {
-            nested_svm: false,
-            ..amd_nested
-        };
-        assert!(choose_accel(AccelRequest::Kvm, no_nested)
-            .unwrap_err()
-            .to_string()
-            .contains("nested=1"));
-        assert!(choose_accel(AccelRequest::Kvm, no_kvm)
-            .unwrap_err()
-            .to_string()
-            .contains("/dev/kvm"));
+        assert_eq!(choose_accel(AccelRequest::Auto, no_kvm).unwrap(), Accel::Tcg);
+        assert_eq!(choose_accel(AccelRequest::Tcg, amd_nested).unwrap(), Accel::Tcg);
+        assert!(choose_accel(AccelRequest::Kvm, intel).unwrap_err().to_string().contains("not AMD"));
+        let no_nested = HostFacts { nested_svm: false, ..amd_nested };
+        assert!(choose_accel(AccelRequest::Kvm, no_nested).unwrap_err().to_string().contains("nested=1"));
+        assert!(choose_accel(AccelRequest::Kvm, no_kvm).unwrap_err().to_string().contains("/dev/kvm"));
     }
 
     #[test]
     fn args() {
-        let args: Vec<String> = [
-            "--script",
-            "a.sh",
-            "--script",
-            "b.sh",
-            "--smp",
-            "4",
-            "--mem",
-            "2G",
-            "--accel",
-            "tcg",
-            "--timeout",
-            "9",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
+        let args: Vec<String> =
+            ["--script", "a.sh", "--script", "b.sh", "--smp", "4", "--mem", "2G", "--accel", "tcg", "--timeout", "9"]
+                .into_iter()
+                .map(String::from)
+                .collect();
         let o = parse_args(&args).unwrap();
         assert_eq!(o.scripts, [PathBuf::from("a.sh"), PathBuf::from("b.sh")]);
-        assert_eq!(
-            (o.smp, o.mem_mib, o.accel, o.timeout),
-            (4, 2048, AccelRequest::Tcg, Duration::from_secs(9))
-        );
-        for bad in [
-            &["--smp"][..],
-            &["--smp", "x"],
-            &["--accel", "xen"],
-            &["--mem", "12"],
-            &["--frob"],
-            &["--smp", "0"],
-        ] {
+        assert_eq!((o.smp, o.mem_mib, o.accel, o.timeout), (4, 2048, AccelRequest::Tcg, Duration::from_secs(9)));
+        for bad in
+            [&["--smp"][..], &["--smp", "x"], &["--accel", "xen"], &["--mem", "12"], &["--frob"], &["--smp", "0"]]
+        {
             let bad: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(parse_args(&bad).is_err(), "{bad:?}");
         }
@@ -568,42 +471,21 @@ SEVAULT-DMESG-END\n\
 SEVAULT-RESULT 3\n";
         let c = parse_console(console.lines());
         assert!(c.started);
-        assert_eq!(
-            c.scripts,
-            [("a.sh".to_string(), 0), ("b.sh".to_string(), 3)]
-        );
+        assert_eq!(c.scripts, [("a.sh".to_string(), 0), ("b.sh".to_string(), 3)]);
         assert_eq!(c.result, Some(3));
         assert_eq!(c.kernel_problems.len(), 2, "{:?}", c.kernel_problems);
         assert!(c.kernel_problems[0].contains("crypto/foo.c"));
-        let outcome = Outcome {
-            console: c,
-            timed_out: false,
-            wall: Duration::ZERO,
-            accel: Accel::Tcg,
-        };
+        let outcome = Outcome { console: c, timed_out: false, wall: Duration::ZERO, accel: Accel::Tcg };
         assert_eq!(outcome.exit_status(), 3);
         let clean = parse_console("SEVAULT-TEST-START\nSEVAULT-RESULT 0\n".lines());
-        let mut outcome = Outcome {
-            console: clean,
-            timed_out: false,
-            wall: Duration::ZERO,
-            accel: Accel::Tcg,
-        };
+        let mut outcome = Outcome { console: clean, timed_out: false, wall: Duration::ZERO, accel: Accel::Tcg };
         assert_eq!(outcome.exit_status(), 0);
         outcome.console.kernel_problems.push("Oops".into());
-        assert_eq!(
-            outcome.exit_status(),
-            1,
-            "a clean status with kernel problems fails"
-        );
+        assert_eq!(outcome.exit_status(), 1, "a clean status with kernel problems fails");
         outcome.timed_out = true;
         assert_eq!(outcome.exit_status(), 124);
-        let crashed = Outcome {
-            console: Console::default(),
-            timed_out: false,
-            wall: Duration::ZERO,
-            accel: Accel::Kvm,
-        };
+        let crashed =
+            Outcome { console: Console::default(), timed_out: false, wall: Duration::ZERO, accel: Accel::Kvm };
         assert_eq!(crashed.exit_status(), 1);
         assert!(crashed.problems()[0].contains("before /init reported"));
     }

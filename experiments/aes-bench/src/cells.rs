@@ -35,12 +35,7 @@ impl Cell {
             for mode in [Mode::Ecb, Mode::Cbc] {
                 for direction in [Direction::Encrypt, Direction::Decrypt] {
                     for bytes in SIZES {
-                        cells.push(Self {
-                            key,
-                            mode,
-                            direction,
-                            bytes,
-                        });
+                        cells.push(Self { key, mode, direction, bytes });
                     }
                 }
             }
@@ -76,22 +71,12 @@ impl Cell {
 
     /// "AES-128 ECB encrypt 4 KiB".
     pub fn label(self) -> String {
-        format!(
-            "AES-{} {} {} {}",
-            self.key_bits(),
-            self.mode_name(),
-            self.direction_name(),
-            self.size_name()
-        )
+        format!("AES-{} {} {} {}", self.key_bits(), self.mode_name(), self.direction_name(), self.size_name())
     }
 
     /// The EVP cipher name OpenSSL knows it by: "aes-128-ecb".
     pub fn openssl_cipher(self) -> String {
-        format!(
-            "aes-{}-{}",
-            self.key_bits(),
-            self.mode_name().to_ascii_lowercase()
-        )
+        format!("aes-{}-{}", self.key_bits(), self.mode_name().to_ascii_lowercase())
     }
 
     /// The target for vault/OpenSSL throughput in this cell.
@@ -119,11 +104,7 @@ mod tests {
     #[test]
     fn targets() {
         for cell in Cell::all() {
-            let expected = if cell.mode == Mode::Cbc && cell.direction == Direction::Encrypt {
-                0.9
-            } else {
-                0.5
-            };
+            let expected = if cell.mode == Mode::Cbc && cell.direction == Direction::Encrypt { 0.9 } else { 0.5 };
             assert_eq!(cell.target_ratio(), expected, "{}", cell.label());
         }
     }

@@ -25,11 +25,7 @@ impl Inputs {
     /// The inputs of `cell`, from a generator seeded by the cell.
     pub fn for_cell(cell: Cell) -> Self {
         let mut state = 0x5e7a_u64 ^ ((cell.key_bits() as u64) << 32) ^ cell.bytes as u64;
-        let mut bytes = |n: usize| {
-            (0..n)
-                .map(|_| splitmix64(&mut state) as u8)
-                .collect::<Vec<u8>>()
-        };
+        let mut bytes = |n: usize| (0..n).map(|_| splitmix64(&mut state) as u8).collect::<Vec<u8>>();
         let key = bytes(cell.key.bytes());
         let mut iv = [0; 16];
         iv.copy_from_slice(&bytes(16));
@@ -64,11 +60,7 @@ impl AlignedBuf {
         let mut storage = vec![0; data.len() + Self::ALIGN];
         let offset = storage.as_ptr().align_offset(Self::ALIGN);
         storage[offset..offset + data.len()].copy_from_slice(data);
-        Self {
-            storage,
-            offset,
-            len: data.len(),
-        }
+        Self { storage, offset, len: data.len() }
     }
 
     /// The bytes.
@@ -97,13 +89,7 @@ impl Vault {
     pub fn new(cell: Cell, key: &[u8], iv: [u8; 16]) -> Self {
         let mut schedule = KeySchedule::zeroed();
         expand_key(key, cell.key, &mut schedule);
-        Self {
-            schedule,
-            key: cell.key,
-            mode: cell.mode,
-            direction: cell.direction,
-            iv,
-        }
+        Self { schedule, key: cell.key, mode: cell.mode, direction: cell.direction, iv }
     }
 
     /// A fresh operation (CBC: starting from the cell's IV).
@@ -124,29 +110,20 @@ pub fn rustcrypto(cell: Cell, key: &[u8], iv: &[u8; 16]) -> Result<InPlace, Erro
             match (cell.mode, cell.direction) {
                 (Mode::Ecb, Direction::Encrypt) => {
                     let mut c = ecb::Encryptor::<$aes>::new_from_slice(key).map_err(invalid)?;
-                    Box::new(move |buf: &mut [u8]| {
-                        c.encrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0)
-                    }) as InPlace
+                    Box::new(move |buf: &mut [u8]| c.encrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0))
+                        as InPlace
                 }
                 (Mode::Ecb, Direction::Decrypt) => {
                     let mut c = ecb::Decryptor::<$aes>::new_from_slice(key).map_err(invalid)?;
-                    Box::new(move |buf: &mut [u8]| {
-                        c.decrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0)
-                    })
+                    Box::new(move |buf: &mut [u8]| c.decrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0))
                 }
                 (Mode::Cbc, Direction::Encrypt) => {
-                    let mut c =
-                        cbc::Encryptor::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
-                    Box::new(move |buf: &mut [u8]| {
-                        c.encrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0)
-                    })
+                    let mut c = cbc::Encryptor::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
+                    Box::new(move |buf: &mut [u8]| c.encrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0))
                 }
                 (Mode::Cbc, Direction::Decrypt) => {
-                    let mut c =
-                        cbc::Decryptor::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
-                    Box::new(move |buf: &mut [u8]| {
-                        c.decrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0)
-                    })
+                    let mut c = cbc::Decryptor::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
+                    Box::new(move |buf: &mut [u8]| c.decrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0))
                 }
             }
         };
@@ -171,11 +148,7 @@ pub fn check(cell: Cell, inputs: &Inputs) -> Result<(), Error> {
         vault_op.run_in_place(&mut ours);
         reference(&mut theirs);
         if let Some(offset) = ours.iter().zip(&theirs).position(|(a, b)| a != b) {
-            return Err(Error::Mismatch {
-                cell: cell.label(),
-                call,
-                offset,
-            });
+            return Err(Error::Mismatch { cell: cell.label(), call, offset });
         }
     }
     Ok(())
@@ -209,26 +182,15 @@ mod tests {
         // FIPS-197 Appendix C.1 (AES-128), one block, ECB.
         let key: Vec<u8> = (0..16).collect();
         let mut block: Vec<u8> = (0..16).map(|i| i * 0x11).collect();
-        let cell = Cell {
-            key: KeyLen::Aes128,
-            mode: Mode::Ecb,
-            direction: Direction::Encrypt,
-            bytes: 16,
-        };
+        let cell = Cell { key: KeyLen::Aes128, mode: Mode::Ecb, direction: Direction::Encrypt, bytes: 16 };
         rustcrypto(cell, &key, &[0; 16]).unwrap()(&mut block);
-        let expected = [
-            0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4,
-            0xc5, 0x5a,
-        ];
+        let expected = [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a];
         assert_eq!(block, expected);
     }
 
     #[test]
     fn vault_agrees_with_rustcrypto_in_every_cell() {
-        assert!(
-            std::arch::is_x86_feature_detected!("aes"),
-            "these tests need a host CPU with AES-NI"
-        );
+        assert!(std::arch::is_x86_feature_detected!("aes"), "these tests need a host CPU with AES-NI");
         for cell in Cell::all() {
             check(cell, &Inputs::for_cell(cell)).unwrap();
         }

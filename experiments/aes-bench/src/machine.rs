@@ -56,10 +56,7 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Self {
             cpu_model: cpu.model,
             cpu_family_model_stepping: cpu.family_model_stepping,
@@ -79,13 +76,7 @@ impl Machine {
         let words: Vec<String> = self
             .cpu_flags
             .iter()
-            .map(|flag| {
-                if flag.present {
-                    flag.name.to_owned()
-                } else {
-                    format!("no-{}", flag.name)
-                }
-            })
+            .map(|flag| if flag.present { flag.name.to_owned() } else { format!("no-{}", flag.name) })
             .collect();
         words.join(" ")
     }
@@ -109,11 +100,7 @@ impl CpuInfo {
                 .find(|(key, _)| key.trim() == name)
                 .map(|(_, value)| value.trim().to_owned())
         };
-        let present: Vec<String> = field("flags")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+        let present: Vec<String> = field("flags").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
         Self {
             model: field("model name").unwrap_or_else(|| "unknown".to_owned()),
             family_model_stepping: format!(
@@ -122,19 +109,10 @@ impl CpuInfo {
                 field("model").unwrap_or_else(|| "?".to_owned()),
                 field("stepping").unwrap_or_else(|| "?".to_owned()),
             ),
-            flags: FLAGS
-                .iter()
-                .map(|&name| Flag {
-                    name,
-                    present: present.iter().any(|f| f == name),
-                })
-                .collect(),
+            flags: FLAGS.iter().map(|&name| Flag { name, present: present.iter().any(|f| f == name) }).collect(),
             processors: text
                 .lines()
-                .filter(|line| {
-                    line.split_once(':')
-                        .is_some_and(|(key, _)| key.trim() == "processor")
-                })
+                .filter(|line| line.split_once(':').is_some_and(|(key, _)| key.trim() == "processor"))
                 .count(),
         }
     }
@@ -154,12 +132,7 @@ pub fn utc_date(unix_seconds: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 #[cfg(test)]
@@ -183,12 +156,7 @@ mod tests {
         assert_eq!(cpu.model, "AMD EPYC");
         assert_eq!(cpu.family_model_stepping, "family 25, model 17, stepping 1");
         assert_eq!(cpu.processors, 2);
-        let present: Vec<_> = cpu
-            .flags
-            .iter()
-            .filter(|f| f.present)
-            .map(|f| f.name)
-            .collect();
+        let present: Vec<_> = cpu.flags.iter().filter(|f| f.present).map(|f| f.name).collect();
         assert_eq!(present, ["aes", "vaes", "avx2"]);
     }
 }

@@ -62,19 +62,10 @@ struct Options {
 impl Options {
     /// Parses the arguments after the program name.
     fn parse(args: &[String]) -> Result<Self, Error> {
-        let mut options = Self {
-            seconds: 1.0,
-            runs: 3,
-            out_md: None,
-            out_json: None,
-            help: false,
-        };
+        let mut options = Self { seconds: 1.0, runs: 3, out_md: None, out_json: None, help: false };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let mut value = || {
-                args.next()
-                    .ok_or_else(|| Error::Usage(format!("{arg} needs a value")))
-            };
+            let mut value = || args.next().ok_or_else(|| Error::Usage(format!("{arg} needs a value")));
             match arg.as_str() {
                 "--seconds" => {
                     let text = value()?;
@@ -82,9 +73,7 @@ impl Options {
                         .parse()
                         .ok()
                         .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 600.0)
-                        .ok_or_else(|| {
-                            Error::Usage(format!("--seconds {text}: want a number in (0, 600]"))
-                        })?;
+                        .ok_or_else(|| Error::Usage(format!("--seconds {text}: want a number in (0, 600]")))?;
                 }
                 "--runs" => {
                     let text = value()?;
@@ -92,9 +81,7 @@ impl Options {
                         .parse()
                         .ok()
                         .filter(|n| (1..=100).contains(n))
-                        .ok_or_else(|| {
-                            Error::Usage(format!("--runs {text}: want a whole number in 1..=100"))
-                        })?;
+                        .ok_or_else(|| Error::Usage(format!("--runs {text}: want a whole number in 1..=100")))?;
                 }
                 "--out-md" => options.out_md = Some(PathBuf::from(value()?)),
                 "--out-json" => options.out_json = Some(PathBuf::from(value()?)),
@@ -135,11 +122,7 @@ fn run() -> Result<(), Error> {
         warmup_seconds: WARMUP_SECONDS.min(options.seconds),
         unit: "GB/s (10^9 bytes per second)",
     };
-    let command = command_line(
-        std::env::var(COMMAND_ENV).ok(),
-        std::env::var("CARGO_PKG_NAME").ok().as_deref(),
-        &argv,
-    );
+    let command = command_line(std::env::var(COMMAND_ENV).ok(), std::env::var("CARGO_PKG_NAME").ok().as_deref(), &argv);
 
     println!("sevault-aes-bench: {}", machine.note);
     println!(
@@ -219,8 +202,7 @@ fn measure_cell(cell: Cell, method: &Method) -> Result<Row, Error> {
     let warmup = Duration::from_secs_f64(method.warmup_seconds);
     measure::run_for(warmup, cell.bytes, &mut vault_op);
     measure::run_for(warmup, cell.bytes, &mut rustcrypto_op);
-    let (mut vault_runs, mut rustcrypto_runs, mut openssl_runs) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut vault_runs, mut rustcrypto_runs, mut openssl_runs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..method.runs {
         vault_runs.push(measure::run_for(run, cell.bytes, &mut vault_op));
         rustcrypto_runs.push(measure::run_for(run, cell.bytes, &mut rustcrypto_op));
@@ -234,27 +216,16 @@ fn measure_cell(cell: Cell, method: &Method) -> Result<Row, Error> {
 /// The command that produced this run, for the results: the one `cargo xtask bench-aes` passes
 /// in `via_xtask`; else, under `cargo run` (which sets `CARGO_PKG_NAME`), the `cargo run` line
 /// rebuilt from the arguments and the build's profile; else the binary's own command line.
-fn command_line(
-    via_xtask: Option<String>,
-    cargo_pkg_name: Option<&str>,
-    argv: &[String],
-) -> String {
+fn command_line(via_xtask: Option<String>, cargo_pkg_name: Option<&str>, argv: &[String]) -> String {
     if let Some(command) = via_xtask {
         return command;
     }
     let argv = binary_argv(argv);
     if cargo_pkg_name == Some(env!("CARGO_PKG_NAME")) {
-        let profile = if cfg!(debug_assertions) {
-            ""
-        } else {
-            " --release"
-        };
+        let profile = if cfg!(debug_assertions) { "" } else { " --release" };
         let args = shell_words(argv.get(1..).unwrap_or_default());
         let sep = if args.is_empty() { "" } else { " -- " };
-        return format!(
-            "cargo run{profile} -p {}{sep}{args}",
-            env!("CARGO_PKG_NAME")
-        );
+        return format!("cargo run{profile} -p {}{sep}{args}", env!("CARGO_PKG_NAME"));
     }
     shell_words(&argv)
 }
@@ -273,10 +244,7 @@ fn binary_argv(argv: &[String]) -> Vec<String> {
 /// `words` as a shell would need them typed (single-quoting any word with odd characters).
 fn shell_words(words: &[String]) -> String {
     let quote = |word: &String| {
-        let plain = !word.is_empty()
-            && word
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
         if plain {
             word.clone()
         } else {
@@ -288,10 +256,7 @@ fn shell_words(words: &[String]) -> String {
 
 /// Writes `text` to `path`, creating its directory if needed.
 fn write_file(path: &Path, text: &str) -> Result<(), Error> {
-    let io = |source| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| Error::Write { path: path.to_owned(), source };
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -308,65 +273,32 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = Options::parse(&args(
-            "--seconds 0.5 --runs 5 --out-md a.md --out-json b.json",
-        ))
-        .unwrap();
+        let o = Options::parse(&args("--seconds 0.5 --runs 5 --out-md a.md --out-json b.json")).unwrap();
         assert_eq!(o.seconds, 0.5);
         assert_eq!(o.runs, 5);
         assert_eq!(o.out_md, Some(PathBuf::from("a.md")));
         assert_eq!(o.out_json, Some(PathBuf::from("b.json")));
         let o = Options::parse(&[]).unwrap();
         assert_eq!((o.seconds, o.runs, o.out_md, o.help), (1.0, 3, None, false));
-        for bad in [
-            "--seconds",
-            "--seconds 0",
-            "--seconds -1",
-            "--seconds nan",
-            "--runs 0",
-            "--frobnicate",
-        ] {
-            assert!(
-                matches!(Options::parse(&args(bad)), Err(Error::Usage(_))),
-                "{bad}"
-            );
+        for bad in ["--seconds", "--seconds 0", "--seconds -1", "--seconds nan", "--runs 0", "--frobnicate"] {
+            assert!(matches!(Options::parse(&args(bad)), Err(Error::Usage(_))), "{bad}");
         }
     }
 
     #[test]
     fn command_text() {
-        let argv =
-            args("/work/main/target/release/sevault-aes-bench --out-md results/a.md --seconds 0.5");
+        let argv = args("/work/main/target/release/sevault-aes-bench --out-md results/a.md --seconds 0.5");
+        assert_eq!(shell_words(&binary_argv(&argv)), "sevault-aes-bench --out-md results/a.md --seconds 0.5");
+        assert_eq!(shell_words(&["a b".into(), "it's".into()]), r"'a b' 'it'\''s'");
         assert_eq!(
-            shell_words(&binary_argv(&argv)),
-            "sevault-aes-bench --out-md results/a.md --seconds 0.5"
-        );
-        assert_eq!(
-            shell_words(&["a b".into(), "it's".into()]),
-            r"'a b' 'it'\''s'"
-        );
-        assert_eq!(
-            command_line(
-                Some("cargo xtask bench-aes".into()),
-                Some("sevault-aes-bench"),
-                &argv
-            ),
+            command_line(Some("cargo xtask bench-aes".into()), Some("sevault-aes-bench"), &argv),
             "cargo xtask bench-aes"
         );
-        assert_eq!(
-            command_line(None, None, &argv),
-            "sevault-aes-bench --out-md results/a.md --seconds 0.5"
-        );
-        let profile = if cfg!(debug_assertions) {
-            ""
-        } else {
-            " --release"
-        };
+        assert_eq!(command_line(None, None, &argv), "sevault-aes-bench --out-md results/a.md --seconds 0.5");
+        let profile = if cfg!(debug_assertions) { "" } else { " --release" };
         assert_eq!(
             command_line(None, Some("sevault-aes-bench"), &argv),
-            format!(
-                "cargo run{profile} -p sevault-aes-bench -- --out-md results/a.md --seconds 0.5"
-            )
+            format!("cargo run{profile} -p sevault-aes-bench -- --out-md results/a.md --seconds 0.5")
         );
     }
 }

@@ -23,10 +23,7 @@ pub struct Series {
 impl Series {
     /// A series of runs (GB/s).
     pub fn new(runs: Vec<f64>) -> Self {
-        Self {
-            best_gb_per_s: best(&runs),
-            runs_gb_per_s: runs,
-        }
+        Self { best_gb_per_s: best(&runs), runs_gb_per_s: runs }
     }
 }
 
@@ -58,11 +55,7 @@ pub struct Row {
 impl Row {
     /// The row of `cell` from the runs of each implementation (GB/s).
     pub fn new(cell: Cell, vault: Vec<f64>, rustcrypto: Vec<f64>, openssl: Vec<f64>) -> Self {
-        let (vault, rustcrypto, openssl) = (
-            Series::new(vault),
-            Series::new(rustcrypto),
-            Series::new(openssl),
-        );
+        let (vault, rustcrypto, openssl) = (Series::new(vault), Series::new(rustcrypto), Series::new(openssl));
         let vault_over_openssl = vault.best_gb_per_s / openssl.best_gb_per_s;
         let target_ratio = cell.target_ratio();
         Self {
@@ -180,25 +173,13 @@ impl Report {
             .rows
             .iter()
             .filter(|row| !row.target_met)
-            .map(|row| {
-                format!(
-                    "AES-{} {} {} {} KiB",
-                    row.key_bits,
-                    row.mode,
-                    row.direction,
-                    row.bytes / 1024
-                )
-            })
+            .map(|row| format!("AES-{} {} {} {} KiB", row.key_bits, row.mode, row.direction, row.bytes / 1024))
             .collect();
         let met = self.rows.len() - missed.len();
         if missed.is_empty() {
             format!("Targets met in all {met} cells.")
         } else {
-            format!(
-                "Targets met in {met} of {} cells; not met: {}.",
-                self.rows.len(),
-                missed.join(", ")
-            )
+            format!("Targets met in {met} of {} cells; not met: {}.", self.rows.len(), missed.join(", "))
         }
     }
 
@@ -206,15 +187,9 @@ impl Report {
     pub fn markdown(&self) -> String {
         let m = &self.machine;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# AES throughput: the vault's code vs RustCrypto vs OpenSSL\n"
-        );
-        let _ = writeln!(
-            out,
-            "Written by `sevault-aes-bench` ({}). Reproduce with `cargo xtask bench-aes`.\n",
-            m.date_utc
-        );
+        let _ = writeln!(out, "# AES throughput: the vault's code vs RustCrypto vs OpenSSL\n");
+        let _ =
+            writeln!(out, "Written by `sevault-aes-bench` ({}). Reproduce with `cargo xtask bench-aes`.\n", m.date_utc);
         if self.debug_build {
             let _ = writeln!(out, "**Debug build: these figures are meaningless.**\n");
         }
@@ -227,9 +202,7 @@ impl Report {
             self.method.runs
         );
         let _ = writeln!(out, "| {} |", HEADINGS.join(" | "));
-        let align: Vec<&str> = (0..HEADINGS.len())
-            .map(|i| if i < 4 { ":--" } else { "--:" })
-            .collect();
+        let align: Vec<&str> = (0..HEADINGS.len()).map(|i| if i < 4 { ":--" } else { "--:" }).collect();
         let _ = writeln!(out, "|{}|", align.join("|"));
         for row in &self.rows {
             let _ = writeln!(out, "| {} |", row.columns().join(" | "));
@@ -237,21 +210,14 @@ impl Report {
         let _ = writeln!(out, "\n{}\n", self.summary());
         let _ = writeln!(out, "## Machine\n");
         let _ = writeln!(out, "| | |\n|:--|:--|");
-        let _ = writeln!(
-            out,
-            "| CPU | {} ({}) |",
-            m.cpu_model, m.cpu_family_model_stepping
-        );
+        let _ = writeln!(out, "| CPU | {} ({}) |", m.cpu_model, m.cpu_family_model_stepping);
         let _ = writeln!(out, "| CPU flags | {} |", m.flags_summary());
         let _ = writeln!(out, "| Logical CPUs | {} |", m.logical_cpus);
         let _ = writeln!(out, "| Kernel | {} |", m.kernel);
         let _ = writeln!(out, "| rustc | {} |", m.rustc);
         let _ = writeln!(out, "| OpenSSL | {} |", m.openssl);
         if let Some(cap) = &m.openssl_ia32cap_env {
-            let _ = writeln!(
-                out,
-                "| OPENSSL_ia32cap | `{cap}` (set: it changes OpenSSL's code paths) |"
-            );
+            let _ = writeln!(out, "| OPENSSL_ia32cap | `{cap}` (set: it changes OpenSSL's code paths) |");
         }
         let _ = writeln!(out, "| Date | {} |\n", m.date_utc);
         let _ = writeln!(out, "## Method\n");
@@ -292,31 +258,16 @@ mod tests {
     use super::*;
 
     fn cell(mode: Mode, direction: Direction) -> Cell {
-        Cell {
-            key: KeyLen::Aes128,
-            mode,
-            direction,
-            bytes: 4096,
-        }
+        Cell { key: KeyLen::Aes128, mode, direction, bytes: 4096 }
     }
 
     #[test]
     fn ratio_and_target() {
-        let row = Row::new(
-            cell(Mode::Ecb, Direction::Encrypt),
-            vec![5.0, 6.0],
-            vec![1.0],
-            vec![10.0, 12.0],
-        );
+        let row = Row::new(cell(Mode::Ecb, Direction::Encrypt), vec![5.0, 6.0], vec![1.0], vec![10.0, 12.0]);
         assert_eq!(row.vault.best_gb_per_s, 6.0);
         assert_eq!(row.vault_over_openssl, 0.5);
         assert!(row.target_met);
-        let row = Row::new(
-            cell(Mode::Cbc, Direction::Encrypt),
-            vec![1.7],
-            vec![1.0],
-            vec![2.0],
-        );
+        let row = Row::new(cell(Mode::Cbc, Direction::Encrypt), vec![1.7], vec![1.0], vec![2.0]);
         assert!((row.vault_over_openssl - 0.85).abs() < 1e-12);
         assert!(!row.target_met);
     }
@@ -337,33 +288,15 @@ mod tests {
             },
             machine: Machine::describe("OpenSSL test".into()),
             rows: vec![
-                Row::new(
-                    cell(Mode::Ecb, Direction::Decrypt),
-                    vec![8.0],
-                    vec![7.0],
-                    vec![10.0],
-                ),
-                Row::new(
-                    cell(Mode::Cbc, Direction::Encrypt),
-                    vec![1.0],
-                    vec![1.0],
-                    vec![2.0],
-                ),
+                Row::new(cell(Mode::Ecb, Direction::Decrypt), vec![8.0], vec![7.0], vec![10.0]),
+                Row::new(cell(Mode::Cbc, Direction::Encrypt), vec![1.0], vec![1.0], vec![2.0]),
             ],
         };
         let text = report.text_table();
         assert!(text.contains("AES-128  ECB   decrypt    4 KiB"), "{text}");
-        assert!(
-            text.contains("Targets met in 1 of 2 cells; not met: AES-128 CBC encrypt 4 KiB."),
-            "{text}"
-        );
+        assert!(text.contains("Targets met in 1 of 2 cells; not met: AES-128 CBC encrypt 4 KiB."), "{text}");
         let md = report.markdown();
-        assert!(
-            md.contains(
-                "| AES-128 | ECB | decrypt | 4 KiB | 8.00 | 7.00 | 10.00 | 0.80 | ≥ 0.5 | yes |"
-            ),
-            "{md}"
-        );
+        assert!(md.contains("| AES-128 | ECB | decrypt | 4 KiB | 8.00 | 7.00 | 10.00 | 0.80 | ≥ 0.5 | yes |"), "{md}");
         let json: serde_json::Value = serde_json::from_str(&report.json().unwrap()).unwrap();
         assert_eq!(json["rows"][1]["target_met"], false);
         assert_eq!(json["rows"][0]["openssl"]["best_gb_per_s"], 10.0);

@@ -114,7 +114,8 @@ static STATE: Global = Global {
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static REBUILDS: AtomicU64 = AtomicU64::new(0);
 /// Key slots in use.
-static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] = [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
+static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] =
+    [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
 
 fn state() -> Option<&'static State> {
     // SAFETY: only `init`/`exit` write STATE, and only while `ready` is false.
@@ -163,7 +164,9 @@ impl State {
     /// The host page behind vault guest-physical page `gpa`.
     fn backing(&self, gpa: u64) -> Option<u64> {
         let p = &self.private;
-        let index = |base: u64, count: usize| (gpa >= base && gpa < base + count as u64 * PAGE_SIZE).then(|| ((gpa - base) / PAGE_SIZE) as usize);
+        let index = |base: u64, count: usize| {
+            (gpa >= base && gpa < base + count as u64 * PAGE_SIZE).then(|| ((gpa - base) / PAGE_SIZE) as usize)
+        };
         if gpa == IMAGE_BASE {
             return Some(p.image.phys);
         }
