@@ -194,6 +194,15 @@ static int stats_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
 
+/* Writing 1 makes the next vault run fault (a test of the rebuild path). */
+static int inject_fault_set(void *data, u64 val)
+{
+	if (val)
+		sevault_rust_inject_fault();
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(inject_fault_fops, NULL, inject_fault_set, "%llu\n");
+
 /* ---- module ---- */
 
 static int __init sevault_init(void)
@@ -212,6 +221,7 @@ static int __init sevault_init(void)
 	}
 	sevault_debugfs = debugfs_create_dir("sevault", NULL);
 	debugfs_create_file("stats", 0444, sevault_debugfs, NULL, &stats_fops);
+	debugfs_create_file_unsafe("inject_fault", 0200, sevault_debugfs, NULL, &inject_fault_fops);
 	return 0;
 }
 

@@ -60,5 +60,6 @@ s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_reque
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
 u64 sevault_rust_generation(void);
+void sevault_rust_inject_fault(void);	/* debugfs: the next run faults (tests) */
 
 #endif

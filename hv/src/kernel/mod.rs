@@ -80,6 +80,12 @@ pub extern "C" fn sevault_rust_generation() -> u64 {
     vault::generation()
 }
 
+/// debugfs `inject_fault`: the next vault run faults, to test the rebuild path.
+#[no_mangle]
+pub extern "C" fn sevault_rust_inject_fault() {
+    vault::inject_fault()
+}
+
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // SAFETY: the kernel's panic() with a format string that has no conversions.

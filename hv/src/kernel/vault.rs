@@ -113,6 +113,8 @@ static STATE: Global = Global {
 /// Bumped at every rebuild: keys set before are gone.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static REBUILDS: AtomicU64 = AtomicU64::new(0);
+/// Test hook (debugfs `inject_fault`): the next run starts at an unmapped address.
+static INJECT_FAULT: AtomicBool = AtomicBool::new(false);
 /// Key slots in use.
 static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] =
     [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
@@ -570,6 +572,10 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     vcpu.comm().post_parts(&header, &call.parts);
     // A stale "done" event must not pass for this request's.
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
+    if INJECT_FAULT.swap(false, Ordering::AcqRel) {
+        // The null page is unmapped in the vault: a #PF the HV intercepts.
+        vcpu.vmcb().save.rip = 0;
+    }
     // SAFETY: FFI.
     let flags = unsafe { ffi::sevault_irq_save() };
     // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
@@ -767,6 +773,11 @@ pub fn stats(cpu: u32) -> Option<Stats> {
 /// Rebuilds so far.
 pub fn rebuilds() -> u64 {
     REBUILDS.load(Ordering::Relaxed)
+}
+
+/// Makes the next vault run fault (tests of the rebuild path).
+pub fn inject_fault() {
+    INJECT_FAULT.store(true, Ordering::Release);
 }
 
 /// The current generation.
