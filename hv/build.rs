@@ -3,15 +3,17 @@
 //! side refuses to load.
 use std::path::PathBuf;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-env-changed=SEVAULT_GUEST_BIN");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("guest.bin");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR unset")?).join("guest.bin");
     let image = match std::env::var_os("SEVAULT_GUEST_BIN") {
         Some(path) => {
-            println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
-            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", PathBuf::from(&path).display()))
+            let path = PathBuf::from(path);
+            println!("cargo:rerun-if-changed={}", path.display());
+            std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?
         }
         None => Vec::new(),
     };
-    std::fs::write(&out, image).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    std::fs::write(&out, image).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(())
 }
