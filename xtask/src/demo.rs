@@ -100,9 +100,27 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
     if stats.is_empty() {
         let _ = writeln!(out, "  vault statistics : none (no vault loaded)");
     } else {
-        let _ = writeln!(out, "  vault statistics :");
+        let state = find("vault_state").map(|w| w.join(" ")).unwrap_or_default();
+        let _ = writeln!(out, "  vault statistics ({state}; self-tests, the NIST vector and the file included):");
+        let _ = writeln!(
+            out,
+            "    cpu  requests       bytes  vmruns  vmmcall  vmgexit  nmi  other  errors  VMRUNs/request  bytes/VMRUN"
+        );
         for words in stats {
-            let _ = writeln!(out, "    {}", words[1..].join(" "));
+            let n = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+            let (requests, bytes, vmruns) = (n(2), n(3), n(4));
+            let per_request = if requests > 0 { vmruns as f64 / requests as f64 } else { 0.0 };
+            let per_vmrun = if vmruns > 0 { bytes / vmruns } else { 0 };
+            let _ = writeln!(
+                out,
+                "    {:>3}  {requests:>8}  {bytes:>10}  {vmruns:>6}  {:>7}  {:>7}  {:>3}  {:>5}  {:>6}  {per_request:>14.2}  {per_vmrun:>11}",
+                words.get(1).unwrap_or(&"?"),
+                n(5),
+                n(6),
+                n(7),
+                n(8),
+                n(9)
+            );
         }
     }
     out
@@ -140,6 +158,22 @@ mod tests {
         assert!(text.contains("F.2.1 via cbc-aes-aesni: ok"));
         assert!(text.contains("1048576 bytes"));
         assert!(text.contains("cbc-aes-aesni        priority 400"));
+        assert!(text.contains("none (no vault loaded)"));
+    }
+
+    #[test]
+    fn statistics_table() {
+        let console = "DEMO vault_state generation 1 rebuilds 0\nDEMO stats 1 43 2097216 43 43 0 0 0 0\n";
+        let outcome = Outcome {
+            console: parse_console(console.lines()),
+            timed_out: false,
+            wall: Duration::ZERO,
+            accel: Accel::Tcg,
+        };
+        let text = report(&outcome, "r", 2);
+        assert!(text.contains("generation 1 rebuilds 0"), "{text}");
+        assert!(text.contains("1.00"), "{text}");
+        assert!(text.contains("48772"), "bytes per VMRUN: {text}");
     }
 
     #[test]

@@ -48,8 +48,10 @@ awk -F': ' '
     /^selftest/ { if (name == "cbc(aes)" || name == "ecb(aes)") print "DEMO crypto " name " " driver " " priority " " $2 }
 ' /proc/crypto
 
-if [ -d /sys/kernel/debug/sevault ]; then
-    for f in /sys/kernel/debug/sevault/*; do echo "DEMO stats $(basename "$f") $(tr '\n' ' ' < "$f")"; done
+if [ -r /sys/kernel/debug/sevault/stats ]; then
+    # "generation G rebuilds R", a header, then one line per CPU.
+    head -1 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO vault_state /'
+    tail -n +3 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO stats /'
 fi
 [ -n "$SEVAULT_KO" ] && grep -q '^sevault ' /proc/modules && rmmod sevault && echo "DEMO vault unloaded"
 true
