@@ -38,3 +38,64 @@ pub fn bench_aes(root: &Path, args: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The nested-VM measurement's results, relative to the workspace root.
+const VM_OUT: &str = "experiments/results/vm-bench.txt";
+
+/// `cargo xtask bench-vm [--seconds S]`: builds the module and the checker, runs
+/// `experiments/vm/vm-bench.sh` in the nested VM — VMRUNs per request and bytes per VMRUN
+/// from the vault's statistics at 4 KiB and 64 KiB, and throughput of the vault against
+/// the kernel's AES-NI and generic drivers in the same run — and keeps the script's output
+/// with the command and date in `experiments/results/vm-bench.txt`.
+pub fn bench_vm(root: &Path, args: &[String]) -> Result<()> {
+    let seconds = match args {
+        [] => "2".to_string(),
+        [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => value.clone(),
+        _ => bail!("usage: cargo xtask bench-vm [--seconds S]"),
+    };
+    let kernel = crate::setup::setup(root)?;
+    let ko = crate::module::build(root, &kernel)?;
+    let kcheck = crate::build_kcheck(root)?;
+    // The script reads SECONDS_PER_CELL: run a copy that sets it first.
+    let script = std::fs::read_to_string(root.join("experiments/vm/vm-bench.sh"))?;
+    let run = root.join("target/sevault/vm/vm-bench-run.sh");
+    std::fs::create_dir_all(run.parent().context("no parent")?)?;
+    std::fs::write(&run, format!("SECONDS_PER_CELL={seconds}\n{script}"))?;
+    let options = crate::vm::Options {
+        scripts: vec![run],
+        ko: Some(ko),
+        kcheck: Some(kcheck),
+        timeout: std::time::Duration::from_secs(1800),
+        ..Default::default()
+    };
+    let outcome = crate::vm::run(root, &kernel, &options)?;
+    if outcome.exit_status() != 0 {
+        for problem in outcome.problems() {
+            println!("xtask: {problem}");
+        }
+        bail!("the nested-VM benchmark failed");
+    }
+    let body: Vec<&str> = outcome
+        .console
+        .lines
+        .iter()
+        .map(String::as_str)
+        .skip_while(|l| !l.starts_with("SEVAULT-SCRIPT-BEGIN vm-bench-run.sh"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("SEVAULT-SCRIPT-END"))
+        .filter(|l| !l.starts_with('['))
+        .collect();
+    let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
+    let text = format!(
+        "# SE-Vault Mini in the nested VM (QEMU TCG, emulated EPYC-v3, {} vCPUs, Debian {})\n\
+         # {} — `cargo xtask bench-vm --seconds {seconds}` — TCG-emulated: compare only within this file.\n{}\n",
+        options.smp,
+        kernel.release,
+        String::from_utf8_lossy(&date.stdout).trim(),
+        body.join("\n")
+    );
+    let out = root.join(VM_OUT);
+    std::fs::write(&out, &text)?;
+    println!("\n{text}\nwritten to {}", out.display());
+    Ok(())
+}

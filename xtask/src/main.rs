@@ -29,7 +29,8 @@ tasks:
   vm [VM OPTIONS]         boot the nested VM and run scripts in it; exits with their status
   build                   build the vault image and sevault.ko (target/sevault/)
   build-guest             build the vault image into target/sevault/guest.bin and print its size
-  bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL
+  bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL (host)
+  bench-vm [--seconds S]  the vault in the nested VM: VMRUNs per request, throughput vs AES-NI/generic
 
 VM OPTIONS: [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
             [--timeout SECONDS] [--log FILE]";
@@ -52,6 +53,7 @@ fn run() -> Result<()> {
         "build" => setup::setup(&root).and_then(|kernel| module::build(&root, &kernel)).map(|_| ()),
         "build-guest" => ensure_toolchain(&root).and_then(|()| guest::build(&root)).map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
+        "bench-vm" => bench::bench_vm(&root, rest),
         "test" => test(&root),
         "demo" => demo::demo(&root, rest),
         "vm" => {
