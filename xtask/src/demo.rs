@@ -110,7 +110,7 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
             let n = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
             let (requests, bytes, vmruns) = (n(2), n(3), n(4));
             let per_request = if requests > 0 { vmruns as f64 / requests as f64 } else { 0.0 };
-            let per_vmrun = if vmruns > 0 { bytes / vmruns } else { 0 };
+            let per_vmrun = bytes.checked_div(vmruns).unwrap_or(0);
             let _ = writeln!(
                 out,
                 "    {:>3}  {requests:>8}  {bytes:>10}  {vmruns:>6}  {:>7}  {:>7}  {:>3}  {:>5}  {:>6}  {per_request:>14.2}  {per_vmrun:>11}",

@@ -215,7 +215,8 @@ fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()
     let options = vm::Options {
         scripts: scripts.clone(),
         ko: built_module(root),
-        timeout: std::time::Duration::from_secs(600),
+        kcheck: built_kcheck(root),
+        timeout: std::time::Duration::from_secs(1200),
         ..Default::default()
     };
     let outcome = match vm::run(root, kernel, &options) {
