@@ -23,19 +23,27 @@ pub fn build(root: &Path) -> Result<PathBuf> {
 
 /// Builds the image with `target_dir` as cargo's target directory.
 pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
-    run_command(cargo(root).env("CARGO_TARGET_DIR", target_dir).args([
-        "build",
-        "--package",
-        "sevault-guest",
-        "--bin",
-        "sevault-vault",
-        "--features",
-        "vault-image",
-        "--profile",
-        PROFILE,
-        "--target",
-        TARGET,
-    ]))
+    // The image's flags come from .cargo/config.toml; a RUSTFLAGS from the environment (even
+    // an empty one) would replace them and break the fixed-address link.
+    run_command(
+        cargo(root)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env("CARGO_TARGET_DIR", target_dir)
+            .args([
+                "build",
+                "--package",
+                "sevault-guest",
+                "--bin",
+                "sevault-vault",
+                "--features",
+                "vault-image",
+                "--profile",
+                PROFILE,
+                "--target",
+                TARGET,
+            ]),
+    )
     .context("building the vault image (the linker fails if it exceeds 4096 bytes)")?;
     let elf_path = target_dir.join(TARGET).join(PROFILE).join("sevault-vault");
     let elf = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;

@@ -40,6 +40,8 @@ pub fn build(root: &Path, kernel: &DebianKernel) -> Result<PathBuf> {
     let target_dir = root.join("target").join("kmod");
     println!("xtask: building the hypervisor core (no_std staticlib, -Zbuild-std)");
     let out = cargo(root)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("RUSTC_BOOTSTRAP", "1")
         .env("SEVAULT_GUEST_BIN", &image)
         .env("CARGO_TARGET_DIR", &target_dir)

@@ -20,6 +20,7 @@ subcommands:
   errors         bad inputs (lengths, key sizes, no key, empty input): same errno as the reference?
   bench          encryption throughput of several drivers, interleaved in one process
   setkey-stress  many transforms holding keys at once, checked, dropped, again
+  rebuild        the vault's fault path: EIO, then ENOKEY for old keys, new keys work
 
 Driver and algorithm names both work (ecb-aes-sevault, cbc(aes-generic), ecb(aes)).
 Exit status: 0 all checks passed, 1 a check failed, 2 usage error.
@@ -68,6 +69,15 @@ with each (in random order, all keys held at once) and checks it against REF (de
 ecb(aes-generic), or cbc(aes-generic) when D's name contains `cbc`); re-keys half of them
 and checks again; drops them all. R rounds (default 3).";
 
+/// Usage of `rebuild`.
+pub const REBUILD_USAGE: &str = "\
+usage: sevault-kcheck rebuild --driver D --reference REF
+
+The vault's fault path, through sevault.ko's debugfs test hook: two transforms of D keyed
+and checked against REF; `1` written to /sys/kernel/debug/sevault/inject_fault; the next
+request fails with EIO (the vault faulted and was rebuilt), then both transforms get ENOKEY
+(the keys are gone) until they are keyed again, after which they match REF again.";
+
 /// What to run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -81,6 +91,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// `setkey-stress`.
     SetkeyStress(StressArgs),
+    /// `rebuild`.
+    Rebuild(ErrorsArgs),
 }
 
 /// `diff` options.
@@ -174,6 +186,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "errors" => (ERRORS_USAGE, &["--driver", "--reference"]),
         "bench" => (BENCH_USAGE, &["--drivers", "--sizes", "--seconds", "--key-len", "--json"]),
         "setkey-stress" => (STRESS_USAGE, &["--driver", "--count", "--rounds", "--reference"]),
+        "rebuild" => (REBUILD_USAGE, &["--driver", "--reference"]),
         other => return Err(UsageError { message: format!("unknown subcommand {other:?}"), usage: USAGE }),
     };
     let fail = |message: String| UsageError { message, usage };
@@ -199,6 +212,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "errors" => {
             let (driver, reference, with_iv) = pair(&flags)?;
             Command::Errors(ErrorsArgs { driver, reference, with_iv })
+        }
+        "rebuild" => {
+            let (driver, reference, with_iv) = pair(&flags)?;
+            Command::Rebuild(ErrorsArgs { driver, reference, with_iv })
         }
         "bench" => {
             let drivers = flags.required("--drivers")?;
