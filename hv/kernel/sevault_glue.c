@@ -26,6 +26,23 @@ module_param(priority, int, 0444);
 MODULE_PARM_DESC(priority,
 	"crypto API priority of ecb-aes-sevault/cbc-aes-sevault (default 500: above the kernel's AES-NI drivers at 400, so users get the vault transparently; lower it to make the vault opt-in by driver name)");
 
+static char *sev = "off";
+module_param(sev, charp, 0444);
+MODULE_PARM_DESC(sev,
+	"off (default): plain SVM; sev or es: launch the vault encrypted with AMD SEV / SEV-ES (needs an EPYC with SEV enabled in the firmware and the ccp driver; SNP needs a newer host kernel)");
+
+/* sev= as a number for Rust: 0 off, 1 sev, 2 es; -1 unknown. */
+static int sevault_sev_mode(void)
+{
+	if (!strcmp(sev, "off"))
+		return 0;
+	if (!strcmp(sev, "sev"))
+		return 1;
+	if (!strcmp(sev, "es"))
+		return 2;
+	return -1;
+}
+
 /* ---- helpers for Rust ---- */
 
 void *sevault_pages_alloc(u32 order, u64 *phys)
@@ -207,9 +224,13 @@ DEFINE_DEBUGFS_ATTRIBUTE(inject_fault_fops, NULL, inject_fault_set, "%llu\n");
 
 static int __init sevault_init(void)
 {
-	int i, err;
+	int i, err, mode = sevault_sev_mode();
 
-	err = sevault_rust_init();
+	if (mode < 0) {
+		pr_err("sevault: sev=%s: expected off, sev or es (snp needs a host kernel with SNP support)\n", sev);
+		return -EINVAL;
+	}
+	err = sevault_rust_init(mode);
 	if (err)
 		return err;
 	for (i = 0; i < ARRAY_SIZE(sevault_algs); i++)

@@ -51,7 +51,7 @@ const void *sevault_sg_next(const void *sg);
 void sevault_sg_info(const void *sg, u64 *phys, u32 *len);
 
 /* ---- Rust core, called by C ---- */
-s32 sevault_rust_init(void);
+s32 sevault_rust_init(u32 sev_mode);	/* 0 off, 1 SEV, 2 SEV-ES */
 void sevault_rust_exit(void);
 s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len);
 void sevault_rust_clear_key(struct sevault_key *key);

@@ -13,5 +13,6 @@ pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;
 pub mod paging;
+pub mod sev;
 pub mod translate;
 pub mod vmcb;

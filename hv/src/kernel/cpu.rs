@@ -80,6 +80,38 @@ impl Unsupported {
     }
 }
 
+/// What the CPU says about memory encryption (CPUID 0x8000_001F, AMD APM Vol. 2 §15.34.1 and
+/// Vol. 3 Appendix E.4.17).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SevInfo {
+    /// EAX bit 1.
+    pub sev: bool,
+    /// EAX bit 3.
+    pub sev_es: bool,
+    /// EAX bit 4.
+    pub snp: bool,
+    /// EBX[5:0]: the C-bit's position in page-table entries.
+    pub c_bit: u32,
+    /// ECX: highest SEV ASID.
+    pub max_asid: u32,
+    /// EDX: lowest ASID for SEV without ES (ES guests use 1 .. EDX-1).
+    pub min_sev_asid: u32,
+}
+
+/// Reads CPUID 0x8000_001F (all zero where the leaf does not exist).
+pub fn sev_info() -> SevInfo {
+    let (max_ext, ..) = cpuid(0x8000_0000);
+    let (eax, ebx, ecx, edx) = if max_ext >= 0x8000_001F { cpuid(0x8000_001F) } else { (0, 0, 0, 0) };
+    SevInfo {
+        sev: eax & (1 << 1) != 0,
+        sev_es: eax & (1 << 3) != 0,
+        snp: eax & (1 << 4) != 0,
+        c_bit: ebx & 0x3F,
+        max_asid: ecx,
+        min_sev_asid: edx,
+    }
+}
+
 /// Checks SVM, NPT, AES-NI; reports NRIPS.
 pub fn check() -> Result<SvmFeatures, Unsupported> {
     let (max_ext, ..) = cpuid(0x8000_0000);

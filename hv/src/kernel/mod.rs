@@ -8,10 +8,10 @@ pub mod vault;
 
 use ffi::{Key, Request, Stats};
 
-/// Module init: 0 or a negative errno.
+/// Module init: 0 or a negative errno. `sev_mode`: 0 off, 1 SEV, 2 SEV-ES (`sev=`).
 #[no_mangle]
-pub extern "C" fn sevault_rust_init() -> i32 {
-    vault::init()
+pub extern "C" fn sevault_rust_init(sev_mode: u32) -> i32 {
+    vault::init(sev_mode)
 }
 
 /// Module exit.

@@ -28,6 +28,7 @@ use super::log::{klog, log_ratelimited, Level};
 use crate::arena::{Arena, Block, PageRef};
 use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
+use crate::sev::{self, SevCpu, SevMode};
 use crate::translate::{Admission, Segment, SegmentCursor, TranslateError, Translator};
 use crate::vmcb::{Vmcb, VmcbConfig};
 
@@ -194,7 +195,7 @@ impl State {
 }
 
 /// Loads the vault: checks the CPU, allocates and builds everything. Returns 0 or an errno.
-pub fn init() -> i32 {
+pub fn init(sev_mode: u32) -> i32 {
     let features = match cpu::check() {
         Ok(features) => features,
         Err(why) => {
@@ -202,6 +203,33 @@ pub fn init() -> i32 {
             return -errno::ENODEV;
         }
     };
+    let Some(mode) = SevMode::from_raw(sev_mode) else { return -errno::EINVAL };
+    let info = cpu::sev_info();
+    let sev_cpu = SevCpu {
+        sev: info.sev,
+        sev_es: info.sev_es,
+        c_bit: info.c_bit,
+        max_asid: info.max_asid,
+        min_sev_asid: info.min_sev_asid,
+    };
+    match sev::plan(mode, sev_cpu) {
+        Ok(None) => {}
+        Err(why) => {
+            klog!(Level::Error, "cannot load with sev={}: {}", mode.name(), why.message());
+            return -errno::ENODEV;
+        }
+        Ok(Some(plan)) => {
+            klog!(
+                Level::Error,
+                "cannot load with sev={}: the CPU offers it (C-bit {}, ASID {} free for the vault) but this build has no \
+                 SEV launch through the ccp driver yet (see thesis-notes/sev-plan.md)",
+                mode.name(),
+                plan.c_bit,
+                plan.asid
+            );
+            return -errno::ENODEV;
+        }
+    }
     if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
         klog!(Level::Error, "cannot load: module built without a valid vault image ({} bytes)", GUEST_IMAGE.len());
         return -errno::EINVAL;

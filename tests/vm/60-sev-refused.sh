@@ -1,0 +1,18 @@
+#!/bin/sh
+# sev=es (and sev) are refused cleanly where the CPU offers no SEV — QEMU's emulated EPYC
+# has none — with a message naming what is missing, and nothing left loaded; sev=snp is
+# refused as unknown; plain SVM still loads afterwards.
+grep -q '^sevault ' /proc/modules && rmmod sevault
+status=0
+for mode in es sev snp; do
+    if insmod "$SEVAULT_KO" sev=$mode 2>/dev/null; then
+        echo "sev=$mode: loaded, but it must be refused here"
+        rmmod sevault
+        status=1
+    else
+        echo "sev=$mode: refused: $(dmesg | grep "sevault: .*sev=$mode" | tail -1 | sed 's/^\[[^]]*\] //')"
+    fi
+done
+grep -q '^sevault ' /proc/modules && { echo "something stayed loaded"; status=1; }
+insmod "$SEVAULT_KO" && rmmod sevault && echo "plain SVM (sev=off) loads and unloads" || status=1
+exit $status
