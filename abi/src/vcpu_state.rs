@@ -40,6 +40,10 @@ pub const CR4: u64 = 0x620;
 pub const EFER: u64 = 0x1D00;
 /// RFLAGS: only the always-one bit 1; IF clear.
 pub const RFLAGS: u64 = 0x2;
+/// DR7: its reset value (no breakpoints).
+pub const DR7: u64 = 0x400;
+/// DR6: its reset value.
+pub const DR6: u64 = 0xFFFF_0FF0;
 /// PAT: the architectural power-on default (write-back everywhere the tables say WB).
 pub const PAT: u64 = 0x0007_0406_0007_0406;
 

@@ -12,7 +12,9 @@ pub mod arena;
 pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;
+pub mod launch;
 pub mod paging;
 pub mod sev;
 pub mod translate;
 pub mod vmcb;
+pub mod vmsa;

@@ -112,9 +112,22 @@ pub fn private_access(gpa: u64, vcpus: u32) -> Option<Access> {
         .then_some(Access::ReadWrite)
 }
 
+/// True for the vault pages shared with the host (unencrypted under SEV).
+pub fn is_shared(gpa: u64) -> bool {
+    (COMM_BLOCKS_BASE..STACKS_BASE_SHARED_END).contains(&gpa)
+}
+
+/// Comm blocks and GHCBs are one contiguous shared range.
+const STACKS_BASE_SHARED_END: u64 = GHCBS_BASE + sevault_abi::MAX_VCPUS as u64 * PAGE_SIZE;
+
 /// Writes the guest page tables for `vcpus` vCPUs into `tables` (indexed as [`guest_pt`]).
-pub fn build_guest_page_tables(tables: &mut [PageTable; guest_pt::COUNT], vcpus: u32) {
-    let gpa_of = |index: usize| PAGE_TABLES_BASE + index as u64 * PAGE_SIZE;
+///
+/// `c_bit`: under SEV, the C-bit position (CPUID 0x8000_001F EBX[5:0]); it is set in every
+/// entry that points at private memory — the tables themselves, the image, key slots and
+/// stacks — and left clear for the shared pages (comm blocks, GHCBs) and the host window.
+pub fn build_guest_page_tables(tables: &mut [PageTable; guest_pt::COUNT], vcpus: u32, c_bit: Option<u32>) {
+    let encrypted = c_bit.map_or(0, |bit| 1u64 << bit);
+    let gpa_of = |index: usize| (PAGE_TABLES_BASE + index as u64 * PAGE_SIZE) | encrypted;
     let table_bits = P | RW | A;
     for table in tables.iter_mut() {
         *table = PageTable::zeroed();
@@ -127,7 +140,8 @@ pub fn build_guest_page_tables(tables: &mut [PageTable; guest_pt::COUNT], vcpus:
         for (j, entry) in tables[guest_pt::PT_FIRST + i].0.iter_mut().enumerate() {
             let gpa = i as u64 * TWO_MIB + j as u64 * PAGE_SIZE;
             if let Some(access) = private_access(gpa, vcpus) {
-                *entry = gpa | access.leaf_bits();
+                let c = if is_shared(gpa) { 0 } else { encrypted };
+                *entry = gpa | c | access.leaf_bits();
             }
         }
     }
@@ -377,7 +391,7 @@ mod tests {
     #[test]
     fn guest_page_tables_map_the_memory_map_and_nothing_else() {
         let mut tables: Box<[PageTable; guest_pt::COUNT]> = Box::new(core::array::from_fn(|_| PageTable::zeroed()));
-        build_guest_page_tables(&mut tables, 2);
+        build_guest_page_tables(&mut tables, 2, None);
         let lookup = |gpa: u64| {
             let i = gpa.checked_sub(PAGE_TABLES_BASE)? / PAGE_SIZE;
             tables.get(i as usize).cloned()
@@ -403,6 +417,24 @@ mod tests {
         assert_eq!(pa, HOST_WINDOW_BASE + 0x1234_5678, "window: identity, 1 GiB pages");
         assert_eq!(entry & (PS | NX | RW), PS | NX | RW);
         assert!(walk(&lookup, root, HOST_WINDOW_BASE + HOST_WINDOW_SIZE).is_none());
+    }
+
+    #[test]
+    fn c_bit_marks_private_entries_only() {
+        let mut tables: Box<[PageTable; guest_pt::COUNT]> = Box::new(core::array::from_fn(|_| PageTable::zeroed()));
+        build_guest_page_tables(&mut tables, 1, Some(51));
+        let c = 1u64 << 51;
+        assert_ne!(tables[guest_pt::PML4].0[0] & c, 0, "the tables are private");
+        let pte =
+            |gpa: u64| tables[guest_pt::PT_FIRST + (gpa / TWO_MIB) as usize].0[((gpa % TWO_MIB) / PAGE_SIZE) as usize];
+        assert_ne!(pte(IMAGE_BASE) & c, 0, "image");
+        assert_ne!(pte(KEY_SLOTS_BASE) & c, 0, "key slots");
+        let v0 = VcpuIndex::new(0).unwrap();
+        assert_ne!(pte(v0.stack_bottom()) & c, 0, "stack");
+        assert_eq!(pte(v0.comm_block_gpa()) & c, 0, "comm block shared");
+        assert_eq!(pte(v0.ghcb_gpa()) & c, 0, "GHCB shared");
+        assert_eq!(tables[guest_pt::PDPT_WINDOW].0[3] & c, 0, "host window shared");
+        assert_eq!(pte(IMAGE_BASE) & !c & ADDR, IMAGE_BASE, "address bits unchanged");
     }
 
     #[test]

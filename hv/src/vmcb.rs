@@ -465,8 +465,8 @@ impl Vmcb {
         s.cr0 = state.cr0;
         s.cr3 = state.cr3;
         s.cr4 = state.cr4;
-        s.dr7 = 0x400;
-        s.dr6 = 0xFFFF_0FF0;
+        s.dr7 = vcpu_state::DR7;
+        s.dr6 = vcpu_state::DR6;
         s.rflags = state.rflags;
         s.rip = state.rip;
         s.rsp = state.rsp;

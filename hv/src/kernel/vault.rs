@@ -284,7 +284,7 @@ fn build(features: SvmFeatures, nr: u32) -> Result<(), i32> {
         core::ptr::write_bytes(p.iopm.virt as *mut u8, 0xFF, 3 * PAGE_SIZE as usize);
         core::ptr::write_bytes(p.msrpm.virt as *mut u8, 0xFF, 2 * PAGE_SIZE as usize);
         core::ptr::copy_nonoverlapping(GUEST_IMAGE.as_ptr(), p.image.virt as *mut u8, GUEST_IMAGE.len());
-        build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr);
+        build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr, None);
     }
     for i in 0..nr {
         let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };

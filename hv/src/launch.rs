@@ -1,0 +1,256 @@
+//! The vault's SEV launch: exactly which pages the HV hands the PSP, in which order, with
+//! which contents — one definition used by the HV's launch flow ([`launch`], through the
+//! [`Psp`] trait) and by `sev-launch measure`, so the expected measurement and the launch
+//! cannot drift apart.
+//!
+//! - SEV: `LAUNCH_UPDATE_DATA` over the image, the guest page tables (C-bit set in private
+//!   entries) and the key slots (zeros: the vault finds empty slots as zero memory, so they
+//!   must be encrypted — and hence measured — too);
+//! - SEV-ES: the same, then `LAUNCH_UPDATE_VMSA` for every vCPU;
+//! - SNP (not launchable by a 6.1 host; measured for the plan): the same normal pages, the
+//!   key slots and every vCPU's stack as ZERO pages (the vault cannot PVALIDATE), then one
+//!   VMSA page per vCPU.
+//!
+//! Shared pages (comm blocks, GHCBs) are never measured.
+use sevault_abi::memory_map::{
+    VcpuIndex, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, STACK_SIZE,
+};
+
+use crate::paging::{build_guest_page_tables, guest_pt, PageTable};
+use crate::vmsa::{Vmsa, SEV_FEATURE_SNP_ACTIVE};
+
+/// Which launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchMode {
+    /// SEV.
+    Sev,
+    /// SEV-ES.
+    SevEs,
+    /// SEV-SNP.
+    Snp,
+}
+
+/// The GPA SNP launches measure VMSA pages at (the convention of the virtee `sev` crate,
+/// QEMU and `sev-snp-measure`).
+pub const SNP_VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
+
+/// What a launched page holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    /// The vault image (zero-padded to the page).
+    Image,
+    /// Guest page table `index` (see [`guest_pt`]).
+    GuestPageTable(usize),
+    /// Zeros (SEV/SEV-ES: measured as data; SNP: a ZERO page).
+    Zero,
+    /// The VMSA of a vCPU.
+    Vmsa(VcpuIndex),
+}
+
+/// One page of the launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchPage {
+    /// Where the vault sees it ([`SNP_VMSA_GPA`] for VMSAs).
+    pub gpa: u64,
+    /// What it holds.
+    pub kind: PageKind,
+}
+
+/// The pages of a launch of `vcpus` vCPUs, in launch order.
+pub fn pages(mode: LaunchMode, vcpus: u32) -> impl Iterator<Item = LaunchPage> {
+    let image = core::iter::once(LaunchPage { gpa: IMAGE_BASE, kind: PageKind::Image });
+    let tables = (0..guest_pt::COUNT)
+        .map(|i| LaunchPage { gpa: PAGE_TABLES_BASE + i as u64 * PAGE_SIZE, kind: PageKind::GuestPageTable(i) });
+    let slots = (0..KEY_SLOTS_SIZE / PAGE_SIZE)
+        .map(|i| LaunchPage { gpa: KEY_SLOTS_BASE + i * PAGE_SIZE, kind: PageKind::Zero });
+    let with_stacks = mode == LaunchMode::Snp;
+    let stacks = (0..vcpus).filter(move |_| with_stacks).filter_map(VcpuIndex::new).flat_map(|v| {
+        (0..STACK_SIZE / PAGE_SIZE)
+            .map(move |j| LaunchPage { gpa: v.stack_bottom() + j * PAGE_SIZE, kind: PageKind::Zero })
+    });
+    let with_vmsas = mode != LaunchMode::Sev;
+    let vmsas = (0..vcpus)
+        .filter(move |_| with_vmsas)
+        .filter_map(VcpuIndex::new)
+        .map(|v| LaunchPage { gpa: SNP_VMSA_GPA, kind: PageKind::Vmsa(v) });
+    image.chain(tables).chain(slots).chain(stacks).chain(vmsas)
+}
+
+/// Everything the contents of the launch pages depend on.
+#[derive(Clone, Copy, Debug)]
+pub struct LaunchInput<'a> {
+    /// Which launch.
+    pub mode: LaunchMode,
+    /// The vault image (≤ 4096 bytes).
+    pub image: &'a [u8],
+    /// vCPUs.
+    pub vcpus: u32,
+    /// C-bit position (CPUID 0x8000_001F EBX[5:0]).
+    pub c_bit: u32,
+}
+
+/// Why a launch cannot be described.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchError {
+    /// The image is empty or over 4096 bytes.
+    BadImage,
+    /// A PSP command failed (with its firmware status, if known).
+    Psp(u32),
+}
+
+/// The guest page tables of this launch (computed once; 64 KiB).
+pub struct GuestTables(pub [PageTable; guest_pt::COUNT]);
+
+impl GuestTables {
+    /// Builds them for `input`.
+    pub fn build(input: &LaunchInput<'_>, out: &mut GuestTables) {
+        build_guest_page_tables(&mut out.0, input.vcpus, Some(input.c_bit));
+    }
+}
+
+/// Writes the contents of `page` into `out`.
+pub fn contents(
+    input: &LaunchInput<'_>,
+    tables: &GuestTables,
+    page: &LaunchPage,
+    out: &mut [u8; 4096],
+) -> Result<(), LaunchError> {
+    out.fill(0);
+    match page.kind {
+        PageKind::Image => {
+            if input.image.is_empty() || input.image.len() as u64 > IMAGE_MAX_SIZE {
+                return Err(LaunchError::BadImage);
+            }
+            out[..input.image.len()].copy_from_slice(input.image);
+        }
+        PageKind::GuestPageTable(i) => {
+            for (dst, entry) in out.chunks_exact_mut(8).zip(tables.0[i].0.iter()) {
+                dst.copy_from_slice(&entry.to_le_bytes());
+            }
+        }
+        PageKind::Zero => {}
+        PageKind::Vmsa(vcpu) => {
+            let features = if input.mode == LaunchMode::Snp { SEV_FEATURE_SNP_ACTIVE } else { 0 };
+            out.copy_from_slice(Vmsa::initial(vcpu, features).as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// The PSP commands the launch issues (SEV API, "Launch" chapter; AMD pub. 55766). The
+/// kernel implementation calls the ccp driver; host tests use a model.
+pub trait Psp {
+    /// ACTIVATE the vault's ASID for its guest context.
+    fn activate(&mut self, asid: u32) -> Result<(), u32>;
+    /// LAUNCH_START with `policy`.
+    fn launch_start(&mut self, policy: u32) -> Result<(), u32>;
+    /// LAUNCH_UPDATE_DATA on one page (`contents` is what lies at `hpa`).
+    fn launch_update_data(&mut self, gpa: u64, contents: &[u8; 4096]) -> Result<(), u32>;
+    /// LAUNCH_UPDATE_VMSA for one vCPU.
+    fn launch_update_vmsa(&mut self, vcpu: VcpuIndex, contents: &[u8; 4096]) -> Result<(), u32>;
+    /// LAUNCH_MEASURE.
+    fn launch_measure(&mut self) -> Result<(), u32>;
+    /// LAUNCH_FINISH.
+    fn launch_finish(&mut self) -> Result<(), u32>;
+}
+
+/// The HV's SEV/SEV-ES launch: ACTIVATE, LAUNCH_START, LAUNCH_UPDATE_DATA for every data
+/// page in order, LAUNCH_UPDATE_VMSA for every vCPU (ES), LAUNCH_MEASURE, LAUNCH_FINISH.
+/// `scratch` holds one page at a time.
+pub fn launch(
+    psp: &mut impl Psp,
+    input: &LaunchInput<'_>,
+    tables: &GuestTables,
+    asid: u32,
+    policy: u32,
+    scratch: &mut [u8; 4096],
+) -> Result<(), LaunchError> {
+    if input.mode == LaunchMode::Snp {
+        // A 6.1 host has no SNP launch commands.
+        return Err(LaunchError::Psp(u32::MAX));
+    }
+    psp.activate(asid).map_err(LaunchError::Psp)?;
+    psp.launch_start(policy).map_err(LaunchError::Psp)?;
+    for page in pages(input.mode, input.vcpus) {
+        contents(input, tables, &page, scratch)?;
+        match page.kind {
+            PageKind::Vmsa(vcpu) => psp.launch_update_vmsa(vcpu, scratch),
+            _ => psp.launch_update_data(page.gpa, scratch),
+        }
+        .map_err(LaunchError::Psp)?;
+    }
+    psp.launch_measure().map_err(LaunchError::Psp)?;
+    psp.launch_finish().map_err(LaunchError::Psp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_lists() {
+        let count = |mode| pages(mode, 2).count();
+        let data = 1 + guest_pt::COUNT + (KEY_SLOTS_SIZE / PAGE_SIZE) as usize;
+        assert_eq!(count(LaunchMode::Sev), data);
+        assert_eq!(count(LaunchMode::SevEs), data + 2);
+        assert_eq!(count(LaunchMode::Snp), data + 2 * 4 + 2);
+        let snp: Vec<_> = pages(LaunchMode::Snp, 2).collect();
+        assert_eq!(snp[0], LaunchPage { gpa: IMAGE_BASE, kind: PageKind::Image });
+        assert_eq!(snp[1].kind, PageKind::GuestPageTable(0));
+        assert!(matches!(snp.last(), Some(LaunchPage { gpa: SNP_VMSA_GPA, kind: PageKind::Vmsa(_) })));
+        // No shared page is ever launched.
+        assert!(snp.iter().all(|p| !crate::paging::is_shared(p.gpa)));
+    }
+
+    /// Records the commands.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+    impl Psp for Recorder {
+        fn activate(&mut self, asid: u32) -> Result<(), u32> {
+            self.0.push(format!("ACTIVATE {asid}"));
+            Ok(())
+        }
+        fn launch_start(&mut self, policy: u32) -> Result<(), u32> {
+            self.0.push(format!("LAUNCH_START {policy:#x}"));
+            Ok(())
+        }
+        fn launch_update_data(&mut self, gpa: u64, _: &[u8; 4096]) -> Result<(), u32> {
+            self.0.push(format!("LAUNCH_UPDATE_DATA {gpa:#x}"));
+            Ok(())
+        }
+        fn launch_update_vmsa(&mut self, vcpu: VcpuIndex, _: &[u8; 4096]) -> Result<(), u32> {
+            self.0.push(format!("LAUNCH_UPDATE_VMSA {}", vcpu.get()));
+            Ok(())
+        }
+        fn launch_measure(&mut self) -> Result<(), u32> {
+            self.0.push("LAUNCH_MEASURE".into());
+            Ok(())
+        }
+        fn launch_finish(&mut self) -> Result<(), u32> {
+            self.0.push("LAUNCH_FINISH".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_launch_sequence() {
+        let image = [0x90u8; 100];
+        let input = LaunchInput { mode: LaunchMode::SevEs, image: &image, vcpus: 2, c_bit: 51 };
+        let mut tables = Box::new(GuestTables(core::array::from_fn(|_| PageTable::zeroed())));
+        GuestTables::build(&input, &mut tables);
+        let mut psp = Recorder::default();
+        launch(&mut psp, &input, &tables, 99, 0x5, &mut [0; 4096]).unwrap();
+        let log = psp.0;
+        assert_eq!(log[0], "ACTIVATE 99");
+        assert_eq!(log[1], "LAUNCH_START 0x5");
+        assert_eq!(log[2], format!("LAUNCH_UPDATE_DATA {IMAGE_BASE:#x}"));
+        assert_eq!(log[log.len() - 4], "LAUNCH_UPDATE_VMSA 0");
+        assert_eq!(log[log.len() - 3], "LAUNCH_UPDATE_VMSA 1");
+        assert_eq!(log[log.len() - 2..], ["LAUNCH_MEASURE", "LAUNCH_FINISH"]);
+        let snp = LaunchInput { mode: LaunchMode::Snp, ..input };
+        assert_eq!(
+            launch(&mut Recorder::default(), &snp, &tables, 99, 0, &mut [0; 4096]),
+            Err(LaunchError::Psp(u32::MAX))
+        );
+    }
+}
