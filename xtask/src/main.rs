@@ -18,6 +18,7 @@ mod guest;
 mod initramfs;
 mod module;
 mod setup;
+mod vc_check;
 mod vm;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -168,6 +169,9 @@ fn test(root: &Path) -> Result<()> {
     record("host tests (cargo test --workspace)", run_command(cargo(root).args(["test", "--workspace"])));
     println!("xtask: [3/5] vault image");
     record("vault image build (<= 4096 bytes)", guest::build(root).map(|_| ()));
+    let elf = root.join("target/x86_64-unknown-none/vault/sevault-vault");
+    let vc = std::fs::read(&elf).context("reading the vault ELF").and_then(|elf| vc_check::check_elf(&elf));
+    record("vault image: no instruction that raises #VC under SEV-ES (iced-x86)", vc.map(|_| ()));
     println!("xtask: [4/5] sevault.ko and the in-VM checker");
     let built = match &kernel {
         Ok(kernel) => {
