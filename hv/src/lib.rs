@@ -13,6 +13,7 @@ pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;
 pub mod launch;
+pub mod msr_protocol;
 pub mod paging;
 pub mod sev;
 pub mod translate;

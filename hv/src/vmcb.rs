@@ -370,6 +370,10 @@ pub mod misc2 {
 pub const V_INTR_MASKING: u32 = 1 << 24;
 /// `nested_ctl` bit 0: nested paging on.
 pub const NP_ENABLE: u64 = 1 << 0;
+/// `nested_ctl` bit 1: SEV (the guest's memory is encrypted with its ASID's key).
+pub const SEV_ENABLE: u64 = 1 << 1;
+/// `nested_ctl` bit 2: SEV-ES (register state in the VMSA, exits through VMGEXIT).
+pub const SEV_ES_ENABLE: u64 = 1 << 2;
 /// `tlb_control` 1: flush the whole TLB (all ASIDs) on VMRUN.
 pub const TLB_FLUSH_ALL: u8 = 1;
 
@@ -386,6 +390,19 @@ pub struct VmcbConfig {
     pub iopm_pa: u64,
     /// MSR permission map (all ones: every MSR intercepted).
     pub msrpm_pa: u64,
+}
+
+/// The SEV part of a VMCB (AMD APM Vol. 2 §15.34.3 and §15.35.3). Built and host-tested;
+/// unverified on hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SevVmcb {
+    /// SEV: memory encrypted; the save area is still the VMCB's.
+    Sev,
+    /// SEV-ES: the state lives in the VMSA at `vmsa_pa` (launched and encrypted by the PSP).
+    SevEs {
+        /// Host-physical address of the vCPU's VMSA page.
+        vmsa_pa: u64,
+    },
 }
 
 /// Exceptions the vault intercepts: all of them. The vault has no IDT, so without the
@@ -446,6 +463,17 @@ impl Vmcb {
         c.nested_ctl = NP_ENABLE;
         c.n_cr3 = config.n_cr3;
         self.reset_state(config.vcpu);
+    }
+
+    /// Turns on SEV or SEV-ES for this VMCB (after [`Vmcb::build_vault`]).
+    pub fn enable_sev(&mut self, sev: SevVmcb) {
+        match sev {
+            SevVmcb::Sev => self.control.nested_ctl |= SEV_ENABLE,
+            SevVmcb::SevEs { vmsa_pa } => {
+                self.control.nested_ctl |= SEV_ENABLE | SEV_ES_ENABLE;
+                self.control.vmsa_pa = vmsa_pa;
+            }
+        }
     }
 
     /// Puts the vCPU back to its initial register state (a vault rebuild).
@@ -522,6 +550,23 @@ mod tests {
         assert_eq!(u64_at(b, save + 0x178), state.rip, "RIP");
         assert_eq!(u64_at(b, save + 0x1D8), vcpu.stack_top(), "RSP");
         assert_eq!(u64_at(b, save + 0x268), state.g_pat, "G_PAT");
+    }
+
+    #[test]
+    fn sev_bits_land_at_their_apm_offsets() {
+        let mut vmcb = Box::new(Vmcb::zeroed());
+        let vcpu = VcpuIndex::new(0).unwrap();
+        vmcb.build_vault(&VmcbConfig { vcpu, asid: 99, n_cr3: 0x5000, iopm_pa: 0, msrpm_pa: 0 });
+        vmcb.enable_sev(SevVmcb::SevEs { vmsa_pa: 0xABC_D000 });
+        // SAFETY: `Vmcb` is plain data of 4096 bytes.
+        let b: &[u8; 4096] = unsafe { &*(core::ptr::from_ref(&*vmcb).cast()) };
+        assert_eq!(u64_at(b, 0x090), NP_ENABLE | SEV_ENABLE | SEV_ES_ENABLE, "nested_ctl");
+        assert_eq!(u64_at(b, 0x108), 0xABC_D000, "VMSA pointer");
+        let mut plain = Box::new(Vmcb::zeroed());
+        plain.build_vault(&VmcbConfig { vcpu, asid: 100, n_cr3: 0, iopm_pa: 0, msrpm_pa: 0 });
+        plain.enable_sev(SevVmcb::Sev);
+        assert_eq!(plain.control.nested_ctl, NP_ENABLE | SEV_ENABLE);
+        assert_eq!(plain.control.vmsa_pa, 0);
     }
 
     #[test]
