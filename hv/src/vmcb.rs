@@ -115,10 +115,12 @@ pub struct ControlArea {
     pub reserved_0x110: [u8; 0x2F0],
 }
 
-/// VMCB state save area (APM Vol. 2, Table B-2), VMCB offsets 0x400–0xFFF.
+/// The register state at the start of both the VMCB state save area (APM Vol. 2, Table B-2)
+/// and the SEV-ES VMSA (Table B-4), which share these offsets: one definition, so that what
+/// the HV runs on plain SVM and what an SEV-ES launch measures cannot differ.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
-pub struct SaveArea {
+pub struct StateSave {
     /// ES.
     pub es: Segment,
     /// CS.
@@ -139,7 +141,7 @@ pub struct SaveArea {
     pub idtr: Segment,
     /// TR.
     pub tr: Segment,
-    /// Reserved.
+    /// Reserved (VMSA: VMPL0–3 SSP, U_CET).
     pub reserved_0x0a0: [u8; 0x2A],
     /// VMPL (SNP).
     pub vmpl: u8,
@@ -150,7 +152,9 @@ pub struct SaveArea {
     /// EFER.
     pub efer: u64,
     /// Reserved.
-    pub reserved_0x0d8: [u8; 0x70],
+    pub reserved_0x0d8: [u8; 0x68],
+    /// XSS (VMSA only; reserved in a VMCB).
+    pub xss: u64,
     /// CR4.
     pub cr4: u64,
     /// CR3.
@@ -165,7 +169,7 @@ pub struct SaveArea {
     pub rflags: u64,
     /// RIP.
     pub rip: u64,
-    /// Reserved.
+    /// Reserved (VMSA: DR0–3 and their masks).
     pub reserved_0x180: [u8; 0x58],
     /// RSP.
     pub rsp: u64,
@@ -209,6 +213,42 @@ pub struct SaveArea {
     pub last_excp_from: u64,
     /// LASTEXCPTO.
     pub last_excp_to: u64,
+}
+
+impl StateSave {
+    /// The state vault vCPU `vcpu` starts in, from `sevault_abi::vcpu_state::initial`;
+    /// everything else zero.
+    pub fn initial(vcpu: VcpuIndex) -> Self {
+        let state = vcpu_state::initial(vcpu);
+        // SAFETY: integers and arrays of integers only: all-zero is valid.
+        let mut s: Self = unsafe { core::mem::zeroed() };
+        s.cs = state.cs.into();
+        for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+            *seg = state.data.into();
+        }
+        s.tr = state.tr.into();
+        s.ldtr = state.ldtr.into();
+        s.cpl = 0;
+        s.efer = state.efer;
+        s.cr0 = state.cr0;
+        s.cr3 = state.cr3;
+        s.cr4 = state.cr4;
+        s.dr7 = vcpu_state::DR7;
+        s.dr6 = vcpu_state::DR6;
+        s.rflags = state.rflags;
+        s.rip = state.rip;
+        s.rsp = state.rsp;
+        s.g_pat = state.g_pat;
+        s
+    }
+}
+
+/// VMCB state save area (APM Vol. 2, Table B-2), VMCB offsets 0x400–0xFFF.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct SaveArea {
+    /// The state shared with the VMSA layout.
+    pub state: StateSave,
     /// Reserved.
     pub reserved_0x298: [u8; 0x48],
     /// SPEC_CTRL.
@@ -267,43 +307,46 @@ const _: () = {
     assert!(offset_of!(ControlArea, avic_physical_table) == 0x0F8);
     assert!(offset_of!(ControlArea, vmsa_pa) == 0x108);
     assert!(offset_of!(ControlArea, reserved_0x110) == 0x110);
-    assert!(offset_of!(SaveArea, es) == 0x000);
-    assert!(offset_of!(SaveArea, cs) == 0x010);
-    assert!(offset_of!(SaveArea, ss) == 0x020);
-    assert!(offset_of!(SaveArea, ds) == 0x030);
-    assert!(offset_of!(SaveArea, fs) == 0x040);
-    assert!(offset_of!(SaveArea, gs) == 0x050);
-    assert!(offset_of!(SaveArea, gdtr) == 0x060);
-    assert!(offset_of!(SaveArea, ldtr) == 0x070);
-    assert!(offset_of!(SaveArea, idtr) == 0x080);
-    assert!(offset_of!(SaveArea, tr) == 0x090);
-    assert!(offset_of!(SaveArea, vmpl) == 0x0CA);
-    assert!(offset_of!(SaveArea, cpl) == 0x0CB);
-    assert!(offset_of!(SaveArea, efer) == 0x0D0);
-    assert!(offset_of!(SaveArea, cr4) == 0x148);
-    assert!(offset_of!(SaveArea, cr3) == 0x150);
-    assert!(offset_of!(SaveArea, cr0) == 0x158);
-    assert!(offset_of!(SaveArea, dr7) == 0x160);
-    assert!(offset_of!(SaveArea, dr6) == 0x168);
-    assert!(offset_of!(SaveArea, rflags) == 0x170);
-    assert!(offset_of!(SaveArea, rip) == 0x178);
-    assert!(offset_of!(SaveArea, rsp) == 0x1D8);
-    assert!(offset_of!(SaveArea, s_cet) == 0x1E0);
-    assert!(offset_of!(SaveArea, ssp) == 0x1E8);
-    assert!(offset_of!(SaveArea, isst_addr) == 0x1F0);
-    assert!(offset_of!(SaveArea, rax) == 0x1F8);
-    assert!(offset_of!(SaveArea, star) == 0x200);
-    assert!(offset_of!(SaveArea, lstar) == 0x208);
-    assert!(offset_of!(SaveArea, cstar) == 0x210);
-    assert!(offset_of!(SaveArea, sfmask) == 0x218);
-    assert!(offset_of!(SaveArea, kernel_gs_base) == 0x220);
-    assert!(offset_of!(SaveArea, sysenter_cs) == 0x228);
-    assert!(offset_of!(SaveArea, sysenter_esp) == 0x230);
-    assert!(offset_of!(SaveArea, sysenter_eip) == 0x238);
-    assert!(offset_of!(SaveArea, cr2) == 0x240);
-    assert!(offset_of!(SaveArea, g_pat) == 0x268);
-    assert!(offset_of!(SaveArea, dbgctl) == 0x270);
-    assert!(offset_of!(SaveArea, last_excp_to) == 0x290);
+    assert!(offset_of!(StateSave, es) == 0x000);
+    assert!(offset_of!(StateSave, cs) == 0x010);
+    assert!(offset_of!(StateSave, ss) == 0x020);
+    assert!(offset_of!(StateSave, ds) == 0x030);
+    assert!(offset_of!(StateSave, fs) == 0x040);
+    assert!(offset_of!(StateSave, gs) == 0x050);
+    assert!(offset_of!(StateSave, gdtr) == 0x060);
+    assert!(offset_of!(StateSave, ldtr) == 0x070);
+    assert!(offset_of!(StateSave, idtr) == 0x080);
+    assert!(offset_of!(StateSave, tr) == 0x090);
+    assert!(offset_of!(StateSave, vmpl) == 0x0CA);
+    assert!(offset_of!(StateSave, cpl) == 0x0CB);
+    assert!(offset_of!(StateSave, efer) == 0x0D0);
+    assert!(offset_of!(StateSave, cr4) == 0x148);
+    assert!(offset_of!(StateSave, cr3) == 0x150);
+    assert!(offset_of!(StateSave, cr0) == 0x158);
+    assert!(offset_of!(StateSave, dr7) == 0x160);
+    assert!(offset_of!(StateSave, dr6) == 0x168);
+    assert!(offset_of!(StateSave, rflags) == 0x170);
+    assert!(offset_of!(StateSave, rip) == 0x178);
+    assert!(offset_of!(StateSave, rsp) == 0x1D8);
+    assert!(offset_of!(StateSave, s_cet) == 0x1E0);
+    assert!(offset_of!(StateSave, ssp) == 0x1E8);
+    assert!(offset_of!(StateSave, isst_addr) == 0x1F0);
+    assert!(offset_of!(StateSave, rax) == 0x1F8);
+    assert!(offset_of!(StateSave, star) == 0x200);
+    assert!(offset_of!(StateSave, lstar) == 0x208);
+    assert!(offset_of!(StateSave, cstar) == 0x210);
+    assert!(offset_of!(StateSave, sfmask) == 0x218);
+    assert!(offset_of!(StateSave, kernel_gs_base) == 0x220);
+    assert!(offset_of!(StateSave, sysenter_cs) == 0x228);
+    assert!(offset_of!(StateSave, sysenter_esp) == 0x230);
+    assert!(offset_of!(StateSave, sysenter_eip) == 0x238);
+    assert!(offset_of!(StateSave, cr2) == 0x240);
+    assert!(offset_of!(StateSave, g_pat) == 0x268);
+    assert!(offset_of!(StateSave, dbgctl) == 0x270);
+    assert!(offset_of!(StateSave, last_excp_to) == 0x290);
+    assert!(offset_of!(StateSave, xss) == 0x140);
+    assert!(size_of::<StateSave>() == 0x298);
+    assert!(offset_of!(SaveArea, state) == 0x000);
     assert!(offset_of!(SaveArea, spec_ctrl) == 0x2E0);
     assert!(offset_of!(Vmcb, save) == 0x400);
 };
@@ -478,28 +521,7 @@ impl Vmcb {
 
     /// Puts the vCPU back to its initial register state (a vault rebuild).
     pub fn reset_state(&mut self, vcpu: VcpuIndex) {
-        let state = vcpu_state::initial(vcpu);
-        let s = &mut self.save;
-        s.cs = state.cs.into();
-        for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
-            *seg = state.data.into();
-        }
-        s.tr = state.tr.into();
-        s.ldtr = state.ldtr.into();
-        s.gdtr = Segment::default();
-        s.idtr = Segment::default();
-        s.cpl = 0;
-        s.efer = state.efer;
-        s.cr0 = state.cr0;
-        s.cr3 = state.cr3;
-        s.cr4 = state.cr4;
-        s.dr7 = vcpu_state::DR7;
-        s.dr6 = vcpu_state::DR6;
-        s.rflags = state.rflags;
-        s.rip = state.rip;
-        s.rsp = state.rsp;
-        s.rax = 0;
-        s.g_pat = state.g_pat;
+        self.save.state = StateSave::initial(vcpu);
     }
 }
 
@@ -574,12 +596,12 @@ mod tests {
         let mut vmcb = Box::new(Vmcb::zeroed());
         let vcpu = VcpuIndex::new(0).unwrap();
         vmcb.build_vault(&VmcbConfig { vcpu, asid: 7, n_cr3: 0x5000, iopm_pa: 0, msrpm_pa: 0 });
-        vmcb.save.rip = 0xdead;
-        vmcb.save.rsp = 0xbeef;
+        vmcb.save.state.rip = 0xdead;
+        vmcb.save.state.rsp = 0xbeef;
         vmcb.control.exit_code = 0x7f;
         vmcb.reset_state(vcpu);
-        assert_eq!(vmcb.save.rip, sevault_abi::memory_map::IMAGE_BASE);
-        assert_eq!(vmcb.save.rsp, vcpu.stack_top());
+        assert_eq!(vmcb.save.state.rip, sevault_abi::memory_map::IMAGE_BASE);
+        assert_eq!(vmcb.save.state.rsp, vcpu.stack_top());
         assert_eq!(vmcb.control.guest_asid, 7, "control area untouched");
     }
 }

@@ -9,77 +9,17 @@
 //! the APM offsets (and, in `sev-launch`, against the `sev` type's size).
 use core::mem::{offset_of, size_of};
 
+use crate::vmcb::StateSave;
 use sevault_abi::memory_map::VcpuIndex;
-use sevault_abi::vcpu_state;
-
-use crate::vmcb::Segment;
 
 /// One VMSA page.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(4096))]
 pub struct Vmsa {
-    /// ES.
-    pub es: Segment,
-    /// CS.
-    pub cs: Segment,
-    /// SS.
-    pub ss: Segment,
-    /// DS.
-    pub ds: Segment,
-    /// FS.
-    pub fs: Segment,
-    /// GS.
-    pub gs: Segment,
-    /// GDTR.
-    pub gdtr: Segment,
-    /// LDTR.
-    pub ldtr: Segment,
-    /// IDTR.
-    pub idtr: Segment,
-    /// TR.
-    pub tr: Segment,
-    /// VMPL0–3 SSP, U_CET, reserved.
-    pub reserved_0x0a0: [u8; 0x2A],
-    /// VMPL (SNP).
-    pub vmpl: u8,
-    /// CPL.
-    pub cpl: u8,
-    /// Reserved.
-    pub reserved_0x0cc: [u8; 4],
-    /// EFER.
-    pub efer: u64,
-    /// Reserved.
-    pub reserved_0x0d8: [u8; 0x68],
-    /// XSS.
-    pub xss: u64,
-    /// CR4.
-    pub cr4: u64,
-    /// CR3.
-    pub cr3: u64,
-    /// CR0.
-    pub cr0: u64,
-    /// DR7.
-    pub dr7: u64,
-    /// DR6.
-    pub dr6: u64,
-    /// RFLAGS.
-    pub rflags: u64,
-    /// RIP.
-    pub rip: u64,
-    /// DR0–3, address masks, reserved.
-    pub reserved_0x180: [u8; 0x58],
-    /// RSP.
-    pub rsp: u64,
-    /// S_CET, SSP, ISST_ADDR.
-    pub reserved_0x1e0: [u8; 0x18],
-    /// RAX.
-    pub rax: u64,
-    /// STAR … CR2, reserved.
-    pub reserved_0x200: [u8; 0x68],
-    /// Guest PAT.
-    pub g_pat: u64,
-    /// DBGCTL … PKRU, GPRs, exit info, reserved.
-    pub reserved_0x270: [u8; 0x140],
+    /// The state shared with the VMCB save area (same offsets, same builder).
+    pub state: StateSave,
+    /// PKRU, GPRs, exit information, reserved.
+    pub reserved_0x298: [u8; 0x118],
     /// SEV features (SNP: bit 0 SNPActive, …).
     pub sev_features: u64,
     /// Reserved.
@@ -102,21 +42,7 @@ pub struct Vmsa {
 
 const _: () = {
     assert!(size_of::<Vmsa>() == 4096);
-    assert!(offset_of!(Vmsa, tr) == 0x090);
-    assert!(offset_of!(Vmsa, vmpl) == 0x0CA);
-    assert!(offset_of!(Vmsa, cpl) == 0x0CB);
-    assert!(offset_of!(Vmsa, efer) == 0x0D0);
-    assert!(offset_of!(Vmsa, xss) == 0x140);
-    assert!(offset_of!(Vmsa, cr4) == 0x148);
-    assert!(offset_of!(Vmsa, cr3) == 0x150);
-    assert!(offset_of!(Vmsa, cr0) == 0x158);
-    assert!(offset_of!(Vmsa, dr7) == 0x160);
-    assert!(offset_of!(Vmsa, dr6) == 0x168);
-    assert!(offset_of!(Vmsa, rflags) == 0x170);
-    assert!(offset_of!(Vmsa, rip) == 0x178);
-    assert!(offset_of!(Vmsa, rsp) == 0x1D8);
-    assert!(offset_of!(Vmsa, rax) == 0x1F8);
-    assert!(offset_of!(Vmsa, g_pat) == 0x268);
+    assert!(offset_of!(Vmsa, state) == 0x000);
     assert!(offset_of!(Vmsa, sev_features) == 0x3B0);
     assert!(offset_of!(Vmsa, xcr0) == 0x3E8);
     assert!(offset_of!(Vmsa, mxcsr) == 0x408);
@@ -129,37 +55,13 @@ const _: () = {
 pub const SEV_FEATURE_SNP_ACTIVE: u64 = 1 << 0;
 
 impl Vmsa {
-    /// An all-zero VMSA.
-    pub const fn zeroed() -> Self {
-        // SAFETY: integers and arrays of integers only: all-zero is valid.
-        unsafe { core::mem::zeroed() }
-    }
-
-    /// The initial state of vault vCPU `vcpu`, from `sevault_abi::vcpu_state::initial`,
-    /// plus what only a VMSA carries: XCR0 (x87), the reset MXCSR and FPU control word,
-    /// and `sev_features`.
+    /// The initial state of vault vCPU `vcpu` ([`StateSave::initial`], as the VMCB's), plus
+    /// what only a VMSA carries: XCR0 (x87), the reset MXCSR and FPU control word, and
+    /// `sev_features`.
     pub fn initial(vcpu: VcpuIndex, sev_features: u64) -> Self {
-        let state = vcpu_state::initial(vcpu);
-        let mut v = Self::zeroed();
-        v.cs = state.cs.into();
-        v.ds = state.data.into();
-        v.es = state.data.into();
-        v.ss = state.data.into();
-        v.fs = state.data.into();
-        v.gs = state.data.into();
-        v.tr = state.tr.into();
-        v.ldtr = state.ldtr.into();
-        v.cpl = 0;
-        v.efer = state.efer;
-        v.cr0 = state.cr0;
-        v.cr3 = state.cr3;
-        v.cr4 = state.cr4;
-        v.dr7 = vcpu_state::DR7;
-        v.dr6 = vcpu_state::DR6;
-        v.rflags = state.rflags;
-        v.rip = state.rip;
-        v.rsp = state.rsp;
-        v.g_pat = state.g_pat;
+        // SAFETY: integers and arrays of integers only: all-zero is valid.
+        let mut v: Self = unsafe { core::mem::zeroed() };
+        v.state = StateSave::initial(vcpu);
         v.xcr0 = 1;
         v.mxcsr = 0x1F80;
         v.x87_fcw = 0x037F;
@@ -180,47 +82,24 @@ mod tests {
     use crate::vmcb::{Vmcb, VmcbConfig};
 
     /// One source of truth: the VMCB save area the HV runs plain-SVM vCPUs with and the
-    /// VMSA an SEV-ES launch would measure agree on every field both have.
+    /// VMSA an SEV-ES launch would measure hold the same bytes where their layouts agree,
+    /// and the values `sevault_abi::vcpu_state` defines.
     #[test]
     fn vmsa_and_vmcb_agree_field_by_field() {
         for index in [0, 1, 511] {
             let vcpu = VcpuIndex::new(index).unwrap();
             let mut vmcb = Box::new(Vmcb::zeroed());
             vmcb.build_vault(&VmcbConfig { vcpu, asid: 1, n_cr3: 0, iopm_pa: 0, msrpm_pa: 0 });
-            let s = &vmcb.save;
-            let v = Vmsa::initial(vcpu, 0);
-            let segments = [
-                (s.es, v.es),
-                (s.cs, v.cs),
-                (s.ss, v.ss),
-                (s.ds, v.ds),
-                (s.fs, v.fs),
-                (s.gs, v.gs),
-                (s.gdtr, v.gdtr),
-                (s.ldtr, v.ldtr),
-                (s.idtr, v.idtr),
-                (s.tr, v.tr),
-            ];
-            for (i, (a, b)) in segments.iter().enumerate() {
-                assert_eq!(a, b, "segment {i}");
-            }
-            let pairs = [
-                ("cpl", u64::from(s.cpl), u64::from(v.cpl)),
-                ("efer", s.efer, v.efer),
-                ("cr0", s.cr0, v.cr0),
-                ("cr3", s.cr3, v.cr3),
-                ("cr4", s.cr4, v.cr4),
-                ("dr6", s.dr6, v.dr6),
-                ("dr7", s.dr7, v.dr7),
-                ("rflags", s.rflags, v.rflags),
-                ("rip", s.rip, v.rip),
-                ("rsp", s.rsp, v.rsp),
-                ("rax", s.rax, v.rax),
-                ("g_pat", s.g_pat, v.g_pat),
-            ];
-            for (name, vmcb_value, vmsa_value) in pairs {
-                assert_eq!(vmcb_value, vmsa_value, "{name} of vCPU {index}");
-            }
+            let vmsa = Vmsa::initial(vcpu, 0);
+            // SAFETY: `Vmcb` is plain data of 4096 bytes.
+            let vmcb_bytes: &[u8; 4096] = unsafe { &*(core::ptr::from_ref(&*vmcb).cast()) };
+            let shared = core::mem::size_of::<StateSave>();
+            assert_eq!(&vmcb_bytes[0x400..0x400 + shared], &vmsa.as_bytes()[..shared], "vCPU {index}");
+            let state = sevault_abi::vcpu_state::initial(vcpu);
+            let v = &vmsa.state;
+            assert_eq!((v.cr0, v.cr3, v.cr4, v.efer), (state.cr0, state.cr3, state.cr4, state.efer));
+            assert_eq!((v.rip, v.rsp, v.rflags, v.g_pat), (state.rip, state.rsp, state.rflags, state.g_pat));
+            assert_eq!((v.cs.attrib, v.ss.attrib, v.tr.attrib), (state.cs.attrib, state.data.attrib, state.tr.attrib));
         }
     }
 

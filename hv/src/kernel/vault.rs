@@ -372,7 +372,7 @@ impl Vcpu {
             let (code, info1, info2, rip, next_rip) = {
                 let vmcb = self.vmcb();
                 let c = &vmcb.control;
-                (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.rip, c.next_rip)
+                (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.state.rip, c.next_rip)
             };
             match ExitBucket::of(code) {
                 ExitBucket::Vmmcall => self.stats.exits_vmmcall += 1,
@@ -398,7 +398,7 @@ impl Vcpu {
                             }
                             rip + VMGEXIT_LEN
                         };
-                        self.vmcb().save.rip = next;
+                        self.vmcb().save.state.rip = next;
                     }
                     return Ok(());
                 }
@@ -602,7 +602,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
     if INJECT_FAULT.swap(false, Ordering::AcqRel) {
         // The null page is unmapped in the vault: a #PF the HV intercepts.
-        vcpu.vmcb().save.rip = 0;
+        vcpu.vmcb().save.state.rip = 0;
     }
     // SAFETY: FFI.
     let flags = unsafe { ffi::sevault_irq_save() };
