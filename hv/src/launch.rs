@@ -34,6 +34,12 @@ pub enum LaunchMode {
 /// QEMU and `sev-snp-measure`).
 pub const SNP_VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
 
+/// The SEV launch policy of the vault (SEV API, LAUNCH_START): NODBG (bit 0), NOKS (bit 1),
+/// NOSEND (bit 3) — no debugging, no key sharing, no migration.
+pub const POLICY_SEV: u32 = 0xB;
+/// The SEV-ES launch policy: as [`POLICY_SEV`] plus ES (bit 2, SEV-ES required).
+pub const POLICY_SEV_ES: u32 = 0xF;
+
 /// What a launched page holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageKind {
@@ -140,10 +146,11 @@ pub fn contents(
 /// The PSP commands the launch issues (SEV API, "Launch" chapter; AMD pub. 55766). The
 /// kernel implementation calls the ccp driver; host tests use a model.
 pub trait Psp {
-    /// ACTIVATE the vault's ASID for its guest context.
-    fn activate(&mut self, asid: u32) -> Result<(), u32>;
-    /// LAUNCH_START with `policy`.
+    /// LAUNCH_START with `policy`: creates the guest context (its handle stays inside the
+    /// implementation).
     fn launch_start(&mut self, policy: u32) -> Result<(), u32>;
+    /// ACTIVATE: binds the vault's ASID to that guest context.
+    fn activate(&mut self, asid: u32) -> Result<(), u32>;
     /// LAUNCH_UPDATE_DATA on one page (`contents` is what lies at `hpa`).
     fn launch_update_data(&mut self, gpa: u64, contents: &[u8; 4096]) -> Result<(), u32>;
     /// LAUNCH_UPDATE_VMSA for one vCPU.
@@ -154,7 +161,8 @@ pub trait Psp {
     fn launch_finish(&mut self) -> Result<(), u32>;
 }
 
-/// The HV's SEV/SEV-ES launch: ACTIVATE, LAUNCH_START, LAUNCH_UPDATE_DATA for every data
+/// The HV's SEV/SEV-ES launch: LAUNCH_START (which creates the guest context), ACTIVATE
+/// (binding the ASID to it, as KVM does after LAUNCH_START), LAUNCH_UPDATE_DATA for every data
 /// page in order, LAUNCH_UPDATE_VMSA for every vCPU (ES), LAUNCH_MEASURE, LAUNCH_FINISH.
 /// `scratch` holds one page at a time.
 pub fn launch(
@@ -169,8 +177,8 @@ pub fn launch(
         // A 6.1 host has no SNP launch commands.
         return Err(LaunchError::Psp(u32::MAX));
     }
-    psp.activate(asid).map_err(LaunchError::Psp)?;
     psp.launch_start(policy).map_err(LaunchError::Psp)?;
+    psp.activate(asid).map_err(LaunchError::Psp)?;
     for page in pages(input.mode, input.vcpus) {
         contents(input, tables, &page, scratch)?;
         match page.kind {
@@ -241,8 +249,8 @@ mod tests {
         let mut psp = Recorder::default();
         launch(&mut psp, &input, &tables, 99, 0x5, &mut [0; 4096]).unwrap();
         let log = psp.0;
-        assert_eq!(log[0], "ACTIVATE 99");
-        assert_eq!(log[1], "LAUNCH_START 0x5");
+        assert_eq!(log[0], "LAUNCH_START 0x5");
+        assert_eq!(log[1], "ACTIVATE 99");
         assert_eq!(log[2], format!("LAUNCH_UPDATE_DATA {IMAGE_BASE:#x}"));
         assert_eq!(log[log.len() - 4], "LAUNCH_UPDATE_VMSA 0");
         assert_eq!(log[log.len() - 3], "LAUNCH_UPDATE_VMSA 1");

@@ -18,6 +18,7 @@ mod guest;
 mod initramfs;
 mod module;
 mod setup;
+mod sevmeasure;
 mod vc_check;
 mod vm;
 
@@ -32,6 +33,8 @@ tasks:
   build-guest             build the vault image into target/sevault/guest.bin and print its size
   bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL (host)
   bench-vm [--seconds S]  the vault in the nested VM: VMRUNs per request, throughput vs AES-NI/generic
+  sev-crosscheck          the vault's SNP launch digest (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
+  sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
 VM OPTIONS: [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
             [--timeout SECONDS] [--log FILE]";
@@ -55,6 +58,8 @@ fn run() -> Result<()> {
         "build-guest" => ensure_toolchain(&root).and_then(|()| guest::build(&root)).map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
         "bench-vm" => bench::bench_vm(&root, rest),
+        "sev-crosscheck" => ensure_toolchain(&root).and_then(|()| sevmeasure::crosscheck(&root)),
+        "sev-measurements" => ensure_toolchain(&root).and_then(|()| sevmeasure::measurements(&root)),
         "test" => test(&root),
         "demo" => demo::demo(&root, rest),
         "vm" => {
@@ -172,6 +177,7 @@ fn test(root: &Path) -> Result<()> {
     let elf = root.join("target/x86_64-unknown-none/vault/sevault-vault");
     let vc = std::fs::read(&elf).context("reading the vault ELF").and_then(|elf| vc_check::check_elf(&elf));
     record("vault image: no instruction that raises #VC under SEV-ES (iced-x86)", vc.map(|_| ()));
+    record("SNP launch digest: sev-launch equals sev-snp-measure 0.0.13 (1, 2, 4 vCPUs)", sevmeasure::crosscheck(root));
     println!("xtask: [4/5] sevault.ko and the in-VM checker");
     let built = match &kernel {
         Ok(kernel) => {
