@@ -121,73 +121,59 @@ const fn yes_no(bit: bool, yes: &'static str, no: &'static str) -> &'static str 
 
 fn explain_sev(p: u32) -> Vec<PolicyField> {
     let flags = PolicyFlags::from_bits_retain(p as u16);
-    let flag = |f: PolicyFlags| u64::from(flags.contains(f));
     let field = |bits, name, value, meaning| PolicyField { bits, name, value, meaning };
-    vec![
-        field(
+    // (bit, name, flag, meaning when set, meaning when clear)
+    let table: [(&'static str, &'static str, PolicyFlags, &'static str, &'static str); 6] = [
+        (
             "0",
             "NODBG",
-            flag(PolicyFlags::NO_DEBUG),
-            yes_no(
-                flags.contains(PolicyFlags::NO_DEBUG),
-                "debugging forbidden: the PSP refuses DBG_DECRYPT/DBG_ENCRYPT",
-                "debugging ALLOWED: the host can decrypt guest memory through the PSP",
-            ),
+            PolicyFlags::NO_DEBUG,
+            "debugging forbidden: the PSP refuses DBG_DECRYPT/DBG_ENCRYPT",
+            "debugging ALLOWED: the host can decrypt guest memory through the PSP",
         ),
-        field(
+        (
             "1",
             "NOKS",
-            flag(PolicyFlags::NO_KEY_SHARING),
-            yes_no(
-                flags.contains(PolicyFlags::NO_KEY_SHARING),
-                "no key sharing: no other guest may use the vault's memory key",
-                "key sharing ALLOWED with other guests",
-            ),
+            PolicyFlags::NO_KEY_SHARING,
+            "no key sharing: no other guest may use the vault's memory key",
+            "key sharing ALLOWED with other guests",
         ),
-        field(
+        (
             "2",
             "ES",
-            flag(PolicyFlags::ENCRYPTED_STATE),
-            yes_no(
-                flags.contains(PolicyFlags::ENCRYPTED_STATE),
-                "SEV-ES required: register state encrypted in the VMSA",
-                "SEV-ES not required (plain SEV: register state visible to the host)",
-            ),
+            PolicyFlags::ENCRYPTED_STATE,
+            "SEV-ES required: register state encrypted in the VMSA",
+            "SEV-ES not required (plain SEV: register state visible to the host)",
         ),
-        field(
+        (
             "3",
             "NOSEND",
-            flag(PolicyFlags::NO_SEND),
-            yes_no(
-                flags.contains(PolicyFlags::NO_SEND),
-                "sending forbidden: the vault can never be exported or migrated",
-                "sending ALLOWED",
-            ),
+            PolicyFlags::NO_SEND,
+            "sending forbidden: the vault can never be exported or migrated",
+            "sending ALLOWED",
         ),
-        field(
-            "4",
-            "DOMAIN",
-            flag(PolicyFlags::DOMAIN),
-            yes_no(
-                flags.contains(PolicyFlags::DOMAIN),
-                "sending only within the domain",
-                "no domain restriction (moot: NOSEND)",
-            ),
-        ),
-        field(
+        ("4", "DOMAIN", PolicyFlags::DOMAIN, "sending only within the domain", "no domain restriction (moot: NOSEND)"),
+        (
             "5",
             "SEV",
-            flag(PolicyFlags::SEV),
-            yes_no(
-                flags.contains(PolicyFlags::SEV),
-                "sending only to SEV-capable platforms",
-                "no SEV-platform restriction (moot: NOSEND)",
-            ),
+            PolicyFlags::SEV,
+            "sending only to SEV-capable platforms",
+            "no SEV-platform restriction (moot: NOSEND)",
         ),
+    ];
+    let mut fields: Vec<PolicyField> = table
+        .into_iter()
+        .map(|(bits, name, flag, set, clear)| {
+            let on = flags.contains(flag);
+            field(bits, name, u64::from(on), yes_no(on, set, clear))
+        })
+        .collect();
+    fields.extend([
         field("15:6", "reserved", u64::from((p >> 6) & 0x3FF), "reserved, must be zero"),
         field("23:16", "API_MAJOR", u64::from((p >> 16) & 0xFF), "minimum SEV API major version: 0 = any firmware"),
         field("31:24", "API_MINOR", u64::from(p >> 24), "minimum SEV API minor version: 0 = any firmware"),
-    ]
+    ]);
+    fields
 }
 
 fn explain_snp(p: u64) -> Vec<PolicyField> {
