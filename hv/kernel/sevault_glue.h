@@ -50,6 +50,18 @@ void sevault_irq_restore(u64 flags);
 const void *sevault_sg_next(const void *sg);
 void sevault_sg_info(const void *sg, u64 *phys, u32 *len);
 
+/* ---- PSP commands through the ccp driver (sevault_psp.c); sev= only ---- */
+s32 sevault_psp_open(void);	/* 0, -ENODEV without ccp, or the error opening /dev/sev */
+void sevault_psp_close(void);
+s32 sevault_psp_launch_start(u32 policy, u32 *handle, s32 *fw);
+s32 sevault_psp_activate(u32 handle, u32 asid, s32 *fw);
+s32 sevault_psp_update_data(u32 handle, u64 paddr, u32 len, s32 *fw);
+s32 sevault_psp_update_vmsa(u32 handle, u64 paddr, s32 *fw);
+s32 sevault_psp_measure(u32 handle, u8 *out, u32 len, s32 *fw);	/* measurement ‖ mnonce */
+s32 sevault_psp_finish(u32 handle, s32 *fw);
+void sevault_psp_decommission(u32 handle);	/* DEACTIVATE, DF_FLUSH, DECOMMISSION */
+void sevault_clflush(const void *virt, u32 len);
+
 /* ---- Rust core, called by C ---- */
 s32 sevault_rust_init(u32 sev_mode);	/* 0 off, 1 SEV, 2 SEV-ES */
 void sevault_rust_exit(void);

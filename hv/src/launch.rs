@@ -104,7 +104,9 @@ pub enum LaunchError {
     Psp(u32),
 }
 
-/// The guest page tables of this launch (computed once; 64 KiB).
+/// The guest page tables of this launch (computed once; 64 KiB). Same layout as the 16
+/// contiguous page-table pages of the vault, which the HV passes as one.
+#[repr(transparent)]
 pub struct GuestTables(pub [PageTable; guest_pt::COUNT]);
 
 impl GuestTables {

@@ -76,6 +76,26 @@ extern "C" {
     pub fn sevault_sg_next(sg: *const c_void) -> *const c_void;
     /// `sg_phys()` and `length` of one entry.
     pub fn sevault_sg_info(sg: *const c_void, phys: *mut u64, len: *mut u32);
+    /// Takes the ccp driver's SEV interface and opens `/dev/sev`: 0 or a negative errno.
+    pub fn sevault_psp_open() -> i32;
+    /// Releases what `sevault_psp_open` took.
+    pub fn sevault_psp_close();
+    /// LAUNCH_START.
+    pub fn sevault_psp_launch_start(policy: u32, handle: *mut u32, fw: *mut i32) -> i32;
+    /// ACTIVATE.
+    pub fn sevault_psp_activate(handle: u32, asid: u32, fw: *mut i32) -> i32;
+    /// LAUNCH_UPDATE_DATA (encrypts the range in place).
+    pub fn sevault_psp_update_data(handle: u32, paddr: u64, len: u32, fw: *mut i32) -> i32;
+    /// LAUNCH_UPDATE_VMSA.
+    pub fn sevault_psp_update_vmsa(handle: u32, paddr: u64, fw: *mut i32) -> i32;
+    /// LAUNCH_MEASURE into `out` (`len` bytes: measurement then MNONCE).
+    pub fn sevault_psp_measure(handle: u32, out: *mut u8, len: u32, fw: *mut i32) -> i32;
+    /// LAUNCH_FINISH.
+    pub fn sevault_psp_finish(handle: u32, fw: *mut i32) -> i32;
+    /// DEACTIVATE, DF_FLUSH, DECOMMISSION.
+    pub fn sevault_psp_decommission(handle: u32);
+    /// `clflush_cache_range`.
+    pub fn sevault_clflush(virt: *const u8, len: u32);
     /// The kernel's `panic()`: objtool knows it does not return.
     pub fn panic(fmt: *const u8, ...) -> !;
 }

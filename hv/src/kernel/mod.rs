@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod ffi;
 pub mod log;
+pub mod psp;
 pub mod vault;
 
 use ffi::{Key, Request, Stats};

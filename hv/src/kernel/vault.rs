@@ -25,12 +25,15 @@ use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
 use super::cpu::{self, SvmFeatures, SvmOn, VmrunArgs};
 use super::ffi::{self, Key, Request, Stats};
 use super::log::{klog, log_ratelimited, Level};
+use super::psp::KernelPsp;
 use crate::arena::{Arena, Block, PageRef};
 use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
+use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
+use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
-use crate::sev::{self, SevCpu, SevMode};
+use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{Admission, Segment, SegmentCursor, TranslateError, Translator};
-use crate::vmcb::{Vmcb, VmcbConfig};
+use crate::vmcb::{SevVmcb, Vmcb, VmcbConfig};
 
 /// The vault image, embedded at build time (`cargo xtask build`).
 static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));
@@ -67,6 +70,8 @@ struct Vcpu {
     host_vmsave: PageRef,
     comm: PageRef,
     ghcb: PageRef,
+    /// SEV-ES only: the VMSA page (launched by the PSP).
+    vmsa: PageRef,
     stack: [PageRef; STACK_PAGES],
     npt: [PageRef; npt_vcpu::COUNT],
     window: NptWindow,
@@ -81,6 +86,17 @@ struct State {
     vcpus: [*mut Vcpu; MAX_VCPUS as usize],
     nr_vcpus: u32,
     features: SvmFeatures,
+    /// `sev=sev|es`: the launched guest context (never on these machines).
+    sev: Option<SevLaunch>,
+}
+
+/// An SEV/SEV-ES launch of the vault (built, unverified on hardware).
+#[derive(Clone, Copy, Debug)]
+struct SevLaunch {
+    plan: SevPlan,
+    es: bool,
+    /// Firmware handle of the guest context; 0 until LAUNCH_START.
+    handle: u32,
 }
 
 const NO_PAGE: PageRef = PageRef { virt: 0, phys: 0 };
@@ -107,10 +123,14 @@ static STATE: Global = Global {
         vcpus: [core::ptr::null_mut(); MAX_VCPUS as usize],
         nr_vcpus: 0,
         features: SvmFeatures { nrips: false, asids: 0 },
+        sev: None,
     }),
     ready: AtomicBool::new(false),
 };
 
+/// Set when an SEV vault faults: it cannot be rebuilt without a new launch, so it stays
+/// down until the module is reloaded.
+static SEV_DEAD: AtomicBool = AtomicBool::new(false);
 /// Bumped at every rebuild: keys set before are gone.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static REBUILDS: AtomicU64 = AtomicU64::new(0);
@@ -165,31 +185,31 @@ impl State {
     }
 
     /// The host page behind vault guest-physical page `gpa`.
-    fn backing(&self, gpa: u64) -> Option<u64> {
+    fn backing(&self, gpa: u64) -> Option<PageRef> {
         let p = &self.private;
         let index = |base: u64, count: usize| {
             (gpa >= base && gpa < base + count as u64 * PAGE_SIZE).then(|| ((gpa - base) / PAGE_SIZE) as usize)
         };
         if gpa == IMAGE_BASE {
-            return Some(p.image.phys);
+            return Some(p.image);
         }
         if let Some(i) = index(PAGE_TABLES_BASE, guest_pt::COUNT) {
-            return Some(p.guest_pt[i].phys);
+            return Some(p.guest_pt[i]);
         }
         if let Some(i) = index(KEY_SLOTS_BASE, SLOT_PAGES) {
-            return Some(p.slots[i].phys);
+            return Some(p.slots[i]);
         }
         let n = self.nr_vcpus as usize;
         if let Some(i) = index(COMM_BLOCKS_BASE, n) {
-            return self.vcpu(i as u32).map(|v| v.comm.phys);
+            return self.vcpu(i as u32).map(|v| v.comm);
         }
         if let Some(i) = index(GHCBS_BASE, n) {
-            return self.vcpu(i as u32).map(|v| v.ghcb.phys);
+            return self.vcpu(i as u32).map(|v| v.ghcb);
         }
         (0..self.nr_vcpus).find_map(|i| {
             let v = self.vcpu(i)?;
             let bottom = v.index.stack_bottom();
-            index(bottom, STACK_PAGES).map(|j| v.stack[j].phys)
+            index(bottom, STACK_PAGES).map(|j| v.stack[j])
         })
     }
 }
@@ -204,6 +224,7 @@ pub fn init(sev_mode: u32) -> i32 {
         }
     };
     let Some(mode) = SevMode::from_raw(sev_mode) else { return -errno::EINVAL };
+    let mut sev_launch = None;
     let info = cpu::sev_info();
     let sev_cpu = SevCpu {
         sev: info.sev,
@@ -219,15 +240,26 @@ pub fn init(sev_mode: u32) -> i32 {
             return -errno::ENODEV;
         }
         Ok(Some(plan)) => {
+            // SAFETY: FFI, no arguments.
+            let err = unsafe { ffi::sevault_psp_open() };
+            if err != 0 {
+                klog!(
+                    Level::Error,
+                    "cannot load with sev={}: the ccp driver's SEV interface is not available (errno {}): load ccp, \
+                     check /dev/sev",
+                    mode.name(),
+                    -err
+                );
+                return -errno::ENODEV;
+            }
             klog!(
-                Level::Error,
-                "cannot load with sev={}: the CPU offers it (C-bit {}, ASID {} free for the vault) but this build has no \
-                 SEV launch through the ccp driver yet (see thesis-notes/sev-plan.md)",
+                Level::Warn,
+                "sev={}: launching the vault with C-bit {} and ASID {} — this path has never run on hardware",
                 mode.name(),
                 plan.c_bit,
                 plan.asid
             );
-            return -errno::ENODEV;
+            sev_launch = Some(SevLaunch { plan, es: mode == SevMode::SevEs, handle: 0 });
         }
     }
     if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
@@ -240,7 +272,7 @@ pub fn init(sev_mode: u32) -> i32 {
         klog!(Level::Error, "cannot load: {nr} possible CPUs, the vault has room for {MAX_VCPUS} vCPUs");
         return -errno::EINVAL;
     }
-    match build(features, nr) {
+    match build(features, nr, sev_launch) {
         Ok(()) => {
             let per_vcpu = (1 + 9 + npt_vcpu::COUNT) * 4;
             klog!(
@@ -260,11 +292,14 @@ pub fn init(sev_mode: u32) -> i32 {
     }
 }
 
-fn build(features: SvmFeatures, nr: u32) -> Result<(), i32> {
+fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i32> {
     // SAFETY: module init is single-threaded and `ready` is false: nothing else reads STATE.
     let state = unsafe { &mut *STATE.state.get() };
     state.features = features;
     state.nr_vcpus = nr;
+    state.sev = sev;
+    SEV_DEAD.store(false, Ordering::Relaxed);
+    let c_bit = sev.map(|s| s.plan.c_bit);
     let arena = &mut state.arena;
     let p = &mut state.private;
     p.image = State::take_pages(arena, 1)?;
@@ -284,7 +319,7 @@ fn build(features: SvmFeatures, nr: u32) -> Result<(), i32> {
         core::ptr::write_bytes(p.iopm.virt as *mut u8, 0xFF, 3 * PAGE_SIZE as usize);
         core::ptr::write_bytes(p.msrpm.virt as *mut u8, 0xFF, 2 * PAGE_SIZE as usize);
         core::ptr::copy_nonoverlapping(GUEST_IMAGE.as_ptr(), p.image.virt as *mut u8, GUEST_IMAGE.len());
-        build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr, None);
+        build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr, c_bit);
     }
     for i in 0..nr {
         let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };
@@ -300,26 +335,86 @@ fn build(features: SvmFeatures, nr: u32) -> Result<(), i32> {
         for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
+        if sev.is_some_and(|s| s.es) {
+            vcpu.vmsa = State::take_pages(&mut state.arena, 1)?;
+        }
         vcpu.generation = GENERATION.load(Ordering::Relaxed);
         state.vcpus[i as usize] = vcpu;
     }
+    // A page for an SEV launch to stage contents in (not 4 KiB of kernel stack).
+    let scratch = if sev.is_some() { Some(State::take_pages(&mut state.arena, 1)?) } else { None };
     let state: &State = state;
-    build_npt_low(&mut RefPages(&state.private.npt_low), nr, |gpa| state.backing(gpa));
+    build_npt_low(&mut RefPages(&state.private.npt_low), nr, |gpa| state.backing(gpa).map(|p| p.phys));
     let low_pdpt = state.private.npt_low[npt_low::PDPT].phys;
     for i in 0..nr {
         let Some(vcpu) = state.vcpu(i) else { return Err(errno::EINVAL) };
         vcpu.window.build_root(&mut RefPages(&vcpu.npt), low_pdpt);
         let config = VmcbConfig {
             vcpu: vcpu.index,
-            asid: ASID,
+            asid: sev.map_or(ASID, |s| s.plan.asid),
             n_cr3: vcpu.npt[npt_vcpu::PML4].phys,
             iopm_pa: state.private.iopm.phys,
             msrpm_pa: state.private.msrpm.phys,
         };
         vcpu.vmcb().build_vault(&config);
+        match sev {
+            None => {}
+            Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
+            Some(SevLaunch { es: true, .. }) => {
+                let vmsa_pa = vcpu.vmsa.phys;
+                let ghcb_gpa = vcpu.index.ghcb_gpa();
+                let vmcb = vcpu.vmcb();
+                vmcb.enable_sev(SevVmcb::SevEs { vmsa_pa });
+                // The GHCB MSR the vault starts with: its GHCB's GPA (GHCBInfo 0).
+                vmcb.control.ghcb_gpa = ghcb_gpa;
+            }
+        }
+    }
+    if let (Some(launch), Some(scratch)) = (sev, scratch) {
+        let handle = launch_sev(state, launch, pt_block, scratch)?;
+        // SAFETY: still single-threaded init; `ready` is false.
+        unsafe { (*STATE.state.get()).sev = Some(SevLaunch { handle, ..launch }) };
     }
     STATE.ready.store(true, Ordering::Release);
     Ok(())
+}
+
+/// LAUNCH_START … LAUNCH_FINISH over `crate::launch::pages` (built, unverified on hardware).
+fn launch_sev(state: &State, launch: SevLaunch, pt_block: PageRef, scratch: PageRef) -> Result<u32, i32> {
+    let mode = if launch.es { LaunchMode::SevEs } else { LaunchMode::Sev };
+    let policy = if launch.es { POLICY_SEV_ES } else { POLICY_SEV };
+    let input = LaunchInput { mode, image: GUEST_IMAGE, vcpus: state.nr_vcpus, c_bit: launch.plan.c_bit };
+    // SAFETY: the 16 guest page-table pages are contiguous (`pt_block`) and `GuestTables` is
+    // `repr(transparent)` over exactly that array.
+    let tables = unsafe { &*(pt_block.virt as *const GuestTables) };
+    let data_page = |gpa: u64| state.backing(gpa);
+    let vmsa_page = |vcpu: VcpuIndex| state.vcpu(vcpu.get()).map(|v| v.vmsa);
+    let mut psp = KernelPsp { handle: 0, data_page: &data_page, vmsa_page: &vmsa_page, measurement: [0; 48] };
+    // SAFETY: a fresh arena page of 4096 bytes, used only here.
+    let scratch = unsafe { &mut *(scratch.virt as *mut [u8; 4096]) };
+    match crate::launch::launch(&mut psp, &input, tables, launch.plan.asid, policy, scratch) {
+        Ok(()) => {
+            let m = &psp.measurement;
+            klog!(
+                Level::Info,
+                "SEV launch finished: handle {}, LAUNCH_MEASURE {:02x?}…, MNONCE {:02x?}…",
+                psp.handle,
+                &m[..8],
+                &m[32..40]
+            );
+            Ok(psp.handle)
+        }
+        Err(e) => {
+            klog!(Level::Error, "SEV launch failed ({e:?}); firmware handle {}", psp.handle);
+            if psp.handle != 0 {
+                // SAFETY: FFI; the handle came from LAUNCH_START.
+                unsafe { ffi::sevault_psp_decommission(psp.handle) };
+            }
+            // SAFETY: FFI.
+            unsafe { ffi::sevault_psp_close() };
+            Err(errno::EIO)
+        }
+    }
 }
 
 /// Frees everything (after the algorithms are unregistered: no request runs).
@@ -327,6 +422,14 @@ pub fn exit() {
     STATE.ready.store(false, Ordering::Release);
     // SAFETY: module exit (or failed init) is single-threaded and `ready` is false.
     let state = unsafe { &mut *STATE.state.get() };
+    if let Some(launch) = state.sev.take() {
+        if launch.handle != 0 {
+            // SAFETY: FFI; the handle came from LAUNCH_START and no vCPU runs.
+            unsafe { ffi::sevault_psp_decommission(launch.handle) };
+            // SAFETY: FFI.
+            unsafe { ffi::sevault_psp_close() };
+        }
+    }
     for block in state.arena.allocation_order() {
         // SAFETY: blocks were allocated by `sevault_pages_alloc(BLOCK_ORDER)`.
         unsafe { ffi::sevault_pages_free(block.virt as *mut c_void, BLOCK_ORDER) };
@@ -355,7 +458,8 @@ impl Vcpu {
     /// After a rebuild, starts over from `_start`.
     fn sync_generation(&mut self) {
         let current = GENERATION.load(Ordering::Acquire);
-        if self.generation != current {
+        // Under SEV a fault ends the vault (SEV_DEAD): its state cannot be reset.
+        if self.generation != current && self.vmsa.phys == 0 {
             let index = self.index;
             self.vmcb().reset_state(index);
             self.generation = current;
@@ -363,7 +467,7 @@ impl Vcpu {
     }
 
     /// Runs the vault until it reports "done"; Err on any other outcome.
-    fn run(&mut self, features: &SvmFeatures, image: &PageRef) -> Result<(), Fault> {
+    fn run(&mut self, features: &SvmFeatures, image: &PageRef, sev: Option<&SevLaunch>) -> Result<(), Fault> {
         let args = VmrunArgs { vmcb_pa: self.vmcb.phys, host_vmsave_pa: self.host_vmsave.phys };
         for _ in 0..MAX_REENTRIES {
             self.stats.vmruns += 1;
@@ -384,6 +488,19 @@ impl Vcpu {
                 ExitKind::Reenter => continue,
                 ExitKind::Fault(kind) => return Err(Fault::Exit { kind, code, info1, info2, rip }),
                 ExitKind::RequestDone { advance_rip } => {
+                    if !advance_rip {
+                        // VMGEXIT under SEV-ES: the GHCB MSR says where the request is.
+                        let Some(launch) = sev else { return Err(Fault::Ghcb { rip }) };
+                        let msr = self.vmcb().control.ghcb_gpa;
+                        match on_vmgexit(msr, self.index, launch.plan.c_bit as u8) {
+                            MsrAction::ReadGhcb => {}
+                            MsrAction::Respond(value) => {
+                                self.vmcb().control.ghcb_gpa = value;
+                                continue;
+                            }
+                            MsrAction::Terminate | MsrAction::Fault => return Err(Fault::Ghcb { rip }),
+                        }
+                    }
                     match self.ghcb().read_vmmcall_event() {
                         Ok(event) if event.rax == HYPERCALL_REQUEST_DONE => {}
                         _ => return Err(Fault::Ghcb { rip }),
@@ -443,6 +560,13 @@ fn rebuild(state: &State, cpu: u32, fault: Fault) {
     }
     GENERATION.fetch_add(1, Ordering::AcqRel);
     REBUILDS.fetch_add(1, Ordering::Relaxed);
+    if state.sev.is_some() {
+        // A rebuilt SEV vault needs a new launch (fresh keys, measured state): not done at
+        // run time. Every request fails from now on; reload the module.
+        SEV_DEAD.store(true, Ordering::Release);
+        log_ratelimited(format_args!("the SEV vault is down until sevault.ko is reloaded"));
+        return;
+    }
     for page in &state.private.slots {
         // SAFETY: key slot pages are mapped; vCPUs racing with this see NoKey or garbage that
         // the generation check after their request turns into an error.
@@ -608,7 +732,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     let flags = unsafe { ffi::sevault_irq_save() };
     // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
     let svm = unsafe { SvmOn::new(vcpu.hsave.phys) };
-    let ran = vcpu.run(&state.features, &state.private.image);
+    let ran = vcpu.run(&state.features, &state.private.image, state.sev.as_ref());
     drop(svm);
     // SAFETY: restores what `sevault_irq_save` returned.
     unsafe { ffi::sevault_irq_restore(flags) };
@@ -670,6 +794,9 @@ fn fpu_usable() -> bool {
 /// `setkey`: hands the key to the vault once; `key` keeps only the slot.
 pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
     let Some(state) = state() else { return -errno::EIO };
+    if SEV_DEAD.load(Ordering::Acquire) {
+        return -errno::EIO;
+    }
     let Ok(len) = KeyLen::try_from(bytes.len() as u32) else { return -errno::EINVAL };
     if !fpu_usable() {
         // setkey comes from process context in practice; never fall back to a host copy.
@@ -740,6 +867,9 @@ pub fn clear_key(key: &mut Key) {
 /// encrypt/decrypt.
 pub fn crypt(key: &Key, request: &Request, decrypt: bool, cbc: bool) -> i32 {
     let Some(state) = state() else { return -errno::EIO };
+    if SEV_DEAD.load(Ordering::Acquire) {
+        return -errno::EIO;
+    }
     if request.len == 0 {
         return 0;
     }
