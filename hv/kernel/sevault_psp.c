@@ -156,6 +156,19 @@ void sevault_psp_decommission(u32 handle)
 	psp_decommission(&decommission, &error);
 }
 
+u32 sevault_kvm_amd_sev_enabled(void)
+{
+	struct file *f = filp_open("/sys/module/kvm_amd/parameters/sev", O_RDONLY, 0);
+	char value[2] = { 0 };
+	loff_t pos = 0;
+
+	if (IS_ERR(f))
+		return 0;	/* kvm_amd not loaded */
+	kernel_read(f, value, 1, &pos);
+	filp_close(f, NULL);
+	return value[0] == 'Y' || value[0] == '1';
+}
+
 void sevault_clflush(const void *virt, u32 len)
 {
 	clflush_cache_range((void *)virt, len);

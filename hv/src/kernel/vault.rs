@@ -241,6 +241,17 @@ pub fn init(sev_mode: u32) -> i32 {
         }
         Ok(Some(plan)) => {
             // SAFETY: FFI, no arguments.
+            if unsafe { ffi::sevault_kvm_amd_sev_enabled() } != 0 {
+                klog!(
+                    Level::Error,
+                    "cannot load with sev={}: kvm_amd is loaded with SEV enabled, and the vault would compete with \
+                     its guests for SEV ASIDs (it takes ASID {}); unload kvm_amd or load it with sev=0",
+                    mode.name(),
+                    plan.asid
+                );
+                return -errno::EBUSY;
+            }
+            // SAFETY: FFI, no arguments.
             let err = unsafe { ffi::sevault_psp_open() };
             if err != 0 {
                 klog!(
