@@ -96,6 +96,10 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
             let _ = writeln!(out, "    {name:<10} {driver:<20} priority {priority:<5} selftest {selftest}");
         }
     }
+    if find("vault").and_then(|w| w.first().copied()) == Some("loaded") {
+        let unloaded = if find("unloaded").is_some() { "yes (rmmod)" } else { "FAILED (rmmod did not succeed)" };
+        let _ = writeln!(out, "  vault unloaded   : {unloaded}");
+    }
     let stats: Vec<_> = demo.iter().filter(|w| w.first() == Some(&"stats")).collect();
     if stats.is_empty() {
         let _ = writeln!(out, "  vault statistics : none (no vault loaded)");

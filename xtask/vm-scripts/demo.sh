@@ -53,5 +53,5 @@ if [ -r /sys/kernel/debug/sevault/stats ]; then
     head -1 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO vault_state /'
     tail -n +3 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO stats /'
 fi
-[ -n "$SEVAULT_KO" ] && grep -q '^sevault ' /proc/modules && rmmod sevault && echo "DEMO vault unloaded"
+[ -n "$SEVAULT_KO" ] && grep -q '^sevault ' /proc/modules && rmmod sevault && echo "DEMO unloaded yes"
 true
