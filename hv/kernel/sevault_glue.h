@@ -62,6 +62,7 @@ s32 sevault_psp_finish(u32 handle, s32 *fw);
 void sevault_psp_decommission(u32 handle);	/* DEACTIVATE, DF_FLUSH, DECOMMISSION */
 void sevault_clflush(const void *virt, u32 len);
 u32 sevault_kvm_amd_sev_enabled(void);	/* kvm_amd loaded with sev=1 */
+u32 sevault_kvm_amd_loaded(void);
 
 /* ---- Rust core, called by C ---- */
 s32 sevault_rust_init(u32 sev_mode);	/* 0 off, 1 SEV, 2 SEV-ES */

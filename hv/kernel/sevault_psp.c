@@ -156,6 +156,16 @@ void sevault_psp_decommission(u32 handle)
 	psp_decommission(&decommission, &error);
 }
 
+u32 sevault_kvm_amd_loaded(void)
+{
+	struct file *f = filp_open("/sys/module/kvm_amd", O_RDONLY | O_DIRECTORY, 0);
+
+	if (IS_ERR(f))
+		return 0;
+	filp_close(f, NULL);
+	return 1;
+}
+
 u32 sevault_kvm_amd_sev_enabled(void)
 {
 	struct file *f = filp_open("/sys/module/kvm_amd/parameters/sev", O_RDONLY, 0);

@@ -96,6 +96,8 @@ extern "C" {
     pub fn sevault_psp_decommission(handle: u32);
     /// `clflush_cache_range`.
     pub fn sevault_clflush(virt: *const u8, len: u32);
+    /// 1 when kvm_amd is loaded.
+    pub fn sevault_kvm_amd_loaded() -> u32;
     /// 1 when kvm_amd is loaded with SEV enabled (its `sev` parameter).
     pub fn sevault_kvm_amd_sev_enabled() -> u32;
     /// The kernel's `panic()`: objtool knows it does not return.

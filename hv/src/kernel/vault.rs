@@ -283,6 +283,15 @@ pub fn init(sev_mode: u32) -> i32 {
         klog!(Level::Error, "cannot load: {nr} possible CPUs, the vault has room for {MAX_VCPUS} vCPUs");
         return -errno::EINVAL;
     }
+    // SAFETY: FFI, no arguments.
+    if sev_launch.is_none() && unsafe { ffi::sevault_kvm_amd_loaded() } != 0 {
+        klog!(
+            Level::Warn,
+            "kvm_amd is loaded: EFER.SVME and VM_HSAVE_PA are shared safely, but KVM may give one of its guests \
+             ASID {ASID} without flushing what the vault left in the TLB; do not run KVM guests alongside the vault \
+             (thesis-notes/hypervisor.md)"
+        );
+    }
     match build(features, nr, sev_launch) {
         Ok(()) => {
             let per_vcpu = (1 + 9 + npt_vcpu::COUNT) * 4;
