@@ -61,37 +61,58 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// One `PT_LOAD` segment of an ELF64 file.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadSegment<'a> {
+    /// Where it is loaded.
+    pub vaddr: u64,
+    /// `p_flags` (PF_R, PF_W, PF_X).
+    pub flags: u32,
+    /// Size in memory (more than `data` for zero-filled bytes).
+    pub memsz: u64,
+    /// Its bytes in the file.
+    pub data: &'a [u8],
+}
+
+/// The entry point and the `PT_LOAD` segments of a little-endian ELF64 file.
+pub fn load_segments(elf: &[u8]) -> Result<(u64, Vec<LoadSegment<'_>>)> {
+    let header = FileHeader64::<LittleEndian>::parse(elf).context("not an ELF64 file")?;
+    let endian = header.endian().context("not a little-endian ELF")?;
+    let mut segments = Vec::new();
+    for segment in header.program_headers(endian, elf).context("reading program headers")? {
+        if segment.p_type(endian) != PT_LOAD {
+            continue;
+        }
+        let vaddr = segment.p_vaddr(endian);
+        let data =
+            segment.data(endian, elf).map_err(|()| anyhow::anyhow!("segment at {vaddr:#x} lies outside the file"))?;
+        segments.push(LoadSegment { vaddr, flags: segment.p_flags(endian), memsz: segment.p_memsz(endian), data });
+    }
+    Ok((header.e_entry(endian), segments))
+}
+
 /// The flat image of a vault ELF: its loadable segments placed at `vaddr - IMAGE_BASE`, gaps
 /// zero-filled. Refuses an entry point other than `IMAGE_BASE`, writable or zero-filled
 /// (bss) segments, segments outside the image window, and images over the budget.
 pub fn flat_image(elf: &[u8]) -> Result<Vec<u8>> {
-    let header = FileHeader64::<LittleEndian>::parse(elf).context("not an ELF64 file")?;
-    let endian = header.endian().context("not a little-endian ELF")?;
-    ensure!(
-        header.e_entry(endian) == IMAGE_BASE,
-        "entry point {:#x} is not IMAGE_BASE {IMAGE_BASE:#x}",
-        header.e_entry(endian)
-    );
+    let (entry, segments) = load_segments(elf)?;
+    ensure!(entry == IMAGE_BASE, "entry point {entry:#x} is not IMAGE_BASE {IMAGE_BASE:#x}");
     let mut image = Vec::new();
-    for segment in header.program_headers(endian, elf).context("reading program headers")? {
-        if segment.p_type(endian) != PT_LOAD || segment.p_memsz(endian) == 0 {
-            continue;
-        }
-        let (vaddr, filesz, memsz) = (segment.p_vaddr(endian), segment.p_filesz(endian), segment.p_memsz(endian));
-        if segment.p_flags(endian) & PF_W != 0 {
+    for segment in segments.iter().filter(|s| s.memsz != 0) {
+        let vaddr = segment.vaddr;
+        if segment.flags & PF_W != 0 {
             bail!("segment at {vaddr:#x} is writable: the vault image must be read-only");
         }
-        ensure!(filesz == memsz, "segment at {vaddr:#x} has zero-filled (bss) bytes");
+        let filesz = segment.data.len() as u64;
+        ensure!(filesz == segment.memsz, "segment at {vaddr:#x} has zero-filled (bss) bytes");
         let start = vaddr.checked_sub(IMAGE_BASE).context("segment below IMAGE_BASE")?;
         let end = start.checked_add(filesz).context("segment size overflows")?;
         ensure!(end <= IMAGE_MAX_SIZE, "image is {end} bytes, over its {IMAGE_MAX_SIZE}-byte budget");
-        let data =
-            segment.data(endian, elf).map_err(|()| anyhow::anyhow!("segment at {vaddr:#x} lies outside the file"))?;
         let (start, end) = (start as usize, end as usize);
         if image.len() < end {
             image.resize(end, 0);
         }
-        image[start..end].copy_from_slice(data);
+        image[start..end].copy_from_slice(segment.data);
     }
     ensure!(!image.is_empty(), "no loadable segment");
     Ok(image)

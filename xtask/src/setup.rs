@@ -105,9 +105,14 @@ fn depends_on_release(depends: &str, prefix: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn install(missing: &[&str]) -> Result<()> {
+/// True when running as root (what apt-get needs).
+pub(crate) fn is_root() -> Result<bool> {
     let uid = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    Ok(String::from_utf8_lossy(&uid.stdout).trim() == "0")
+}
+
+fn install(missing: &[&str]) -> Result<()> {
+    if !is_root()? {
         bail!(
             "missing packages: {}. Installing them needs root: run `sudo cargo xtask setup` \
              or `sudo apt-get install {}`",
@@ -129,7 +134,7 @@ fn install(missing: &[&str]) -> Result<()> {
 }
 
 /// Runs apt-get quietly; on failure shows the end of its output.
-fn apt(args: &[&str]) -> Result<()> {
+pub(crate) fn apt(args: &[&str]) -> Result<()> {
     let out = Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(args)

@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::setup::apt;
 use crate::{cargo, run_command};
 
 /// The `sev-snp-measure` release the cross-check is written against (its `GCTX` API:
@@ -198,16 +199,16 @@ fn venv_python(root: &Path) -> Result<PathBuf> {
     // fails and leaves a venv without pip behind.
     let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
     std::fs::remove_dir_all(&venv).ok();
-    if !is_root()? {
+    if !crate::setup::is_root()? {
         bail!(
             "`python3 -m venv {}` failed: {message}\nOn Debian: apt-get install python3-venv (as root)",
             venv.display()
         );
     }
     println!("xtask: installing python3-venv (`python3 -m venv` needs it on Debian)");
-    if apt_get(&["install", "-y", "-q", "python3-venv"]).is_err() {
-        apt_get(&["update", "-q"])?;
-        apt_get(&["install", "-y", "-q", "python3-venv"])?;
+    if apt(&["install", "-y", "-q", "python3-venv"]).is_err() {
+        apt(&["update", "-q"])?;
+        apt(&["install", "-y", "-q", "python3-venv"])?;
     }
     let out = create()?;
     let created = out.status.success() && venv.join("bin/pip").exists();
@@ -240,31 +241,6 @@ fn ensure_sev_snp_measure(root: &Path, python: &Path) -> Result<()> {
             .arg(format!("sev-snp-measure=={SEV_SNP_MEASURE}")),
     )
     .context("installing sev-snp-measure from PyPI")
-}
-
-fn is_root() -> Result<bool> {
-    let out = Command::new("id").arg("-u").output().context("cannot run `id -u`")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-/// Runs apt-get non-interactively; on failure shows the end of its output.
-fn apt_get(args: &[&str]) -> Result<()> {
-    let out = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .context("cannot run apt-get (installing python3-venv needs Debian)")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        bail!(
-            "apt-get {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

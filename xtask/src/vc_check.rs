@@ -2,11 +2,9 @@
 //! would have to emulate raises #VC, and the vault has no #VC handler (no IDT at all). This
 //! check disassembles the executable part of the vault image (iced-x86) and fails on every
 //! such instruction (GHCB spec, "Non-Automatic Exits"; AMD APM Vol. 2 §15.35).
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic};
-use object::elf::{FileHeader64, PF_X, PT_LOAD};
-use object::read::elf::{FileHeader, ProgramHeader};
-use object::LittleEndian;
+use object::elf::PF_X;
 
 /// Instructions that would raise #VC (or otherwise exit) in an SEV-ES guest.
 const FORBIDDEN: &[Mnemonic] = &[
@@ -86,17 +84,12 @@ pub fn scan(code: &[u8], address: u64) -> Vec<Finding> {
 
 /// Checks the executable segments of the vault ELF.
 pub fn check_elf(elf: &[u8]) -> Result<usize> {
-    let header = FileHeader64::<LittleEndian>::parse(elf).context("not an ELF64 file")?;
-    let endian = header.endian().context("not a little-endian ELF")?;
+    let (_, segments) = crate::guest::load_segments(elf)?;
     let mut bytes = 0;
     let mut findings = Vec::new();
-    for segment in header.program_headers(endian, elf).context("program headers")? {
-        if segment.p_type(endian) != PT_LOAD || segment.p_flags(endian) & PF_X == 0 {
-            continue;
-        }
-        let data = segment.data(endian, elf).map_err(|()| anyhow::anyhow!("segment outside the file"))?;
-        bytes += data.len();
-        findings.extend(scan(data, segment.p_vaddr(endian)));
+    for segment in segments.iter().filter(|s| s.flags & PF_X != 0) {
+        bytes += segment.data.len();
+        findings.extend(scan(segment.data, segment.vaddr));
     }
     ensure!(bytes > 0, "no executable segment in the vault image");
     ensure!(

@@ -757,21 +757,20 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     // SAFETY: restores what `sevault_irq_save` returned.
     unsafe { ffi::sevault_irq_restore(flags) };
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
-    if let Err(fault) = ran {
+    // A vault that did not answer as it must: count it, rebuild, fail the request.
+    let fail = |vcpu: &mut Vcpu, fault: Fault| {
         vcpu.stats.errors += 1;
         rebuild(state, cpu, fault);
         vcpu.sync_generation();
-        return Err(errno::EIO);
+        Err(errno::EIO)
+    };
+    if let Err(fault) = ran {
+        return fail(vcpu, fault);
     }
     let response = vcpu.comm().read_response();
     let status = match Status::try_from(response.status) {
         Ok(status) if response.sequence == header.sequence => status,
-        _ => {
-            vcpu.stats.errors += 1;
-            rebuild(state, cpu, Fault::Answer { status: response.status });
-            vcpu.sync_generation();
-            return Err(errno::EIO);
-        }
+        _ => return fail(vcpu, Fault::Answer { status: response.status }),
     };
     // A rebuild on another CPU while this request ran: its output cannot be trusted.
     if GENERATION.load(Ordering::Acquire) != generation {
