@@ -25,6 +25,16 @@ global_asm!(
     .section .text.entry, "ax"
     .globl _start
     _start:
+        jmp 1f
+    // IMAGE_BASE + 2 (sevault_abi::memory_map::SPIN_GPA): a loop that never exits, where the
+    // HV's test hook (debugfs inject_fault = 2) starts a run, to show that the HV's time
+    // budget, not the vault, ends a runaway vault. Nothing in the vault jumps here.
+    .globl sevault_spin
+    sevault_spin:
+    2:
+        pause
+        jmp 2b
+    1:
         mov rdi, rsp
         call {main}
         ud2

@@ -15,7 +15,10 @@
 #include <linux/cpumask.h>
 #include <linux/irqflags.h>
 #include <linux/smp.h>
+#include <linux/timekeeping.h>
 #include <asm/fpu/api.h>
+#include <asm/debugreg.h>
+#include <asm/mce.h>
 #include <crypto/aes.h>
 #include <crypto/internal/skcipher.h>
 #include <crypto/internal/simd.h>
@@ -30,6 +33,11 @@ static char *sev = "off";
 module_param(sev, charp, 0444);
 MODULE_PARM_DESC(sev,
 	"off (default): plain SVM; sev or es: launch the vault encrypted with AMD SEV / SEV-ES (needs an EPYC with SEV enabled in the firmware and the ccp driver; SNP needs a newer host kernel)");
+
+static unsigned int budget_ms = 1000;
+module_param(budget_ms, uint, 0644);
+MODULE_PARM_DESC(budget_ms,
+	"how long one vault request may run, in milliseconds, before the vault is stopped, the request fails with -EIO and the vault is rebuilt (default 1000; interrupts and NMIs preempt the vault meanwhile)");
 
 /* sev= as a number for Rust: 0 off, 1 sev, 2 es; -1 unknown. */
 static int sevault_sev_mode(void)
@@ -95,6 +103,29 @@ u64 sevault_irq_save(void)
 }
 
 void sevault_irq_restore(u64 flags) { local_irq_restore((unsigned long)flags); }
+
+u64 sevault_now_ns(void) { return ktime_get_ns(); }
+u32 sevault_budget_ms(void) { return max(READ_ONCE(budget_ms), 1U); }
+
+/* #VMEXIT leaves DR7 at 0x400 (AMD APM Vol. 2 §15.6): put the host's breakpoints back, as
+ * KVM's vcpu_enter_guest does. */
+void sevault_host_debug_restore(void)
+{
+	if (hw_breakpoint_active())
+		hw_breakpoint_restore();
+}
+
+/* An intercepted #MC is not delivered to the host by the CPU: call its handler, as KVM's
+ * kvm_machine_check does, with registers that say "interrupted user code, IF set" (the
+ * vault is not kernel code the handler could fix up). */
+void sevault_machine_check(void)
+{
+#ifdef CONFIG_X86_MCE
+	struct pt_regs regs = { .cs = 3, .flags = X86_EFLAGS_IF };
+
+	do_machine_check(&regs);
+#endif
+}
 
 const void *sevault_sg_next(const void *sg)
 {
@@ -200,23 +231,23 @@ static int stats_show(struct seq_file *m, void *v)
 	unsigned int cpu;
 
 	seq_printf(m, "generation %llu rebuilds %llu\n", sevault_rust_generation(), sevault_rust_rebuilds());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_other errors\n");
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks errors\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests, s.bytes,
-			   s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_other, s.errors);
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
+			   s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_intr,
+			   s.exits_other, s.machine_checks, s.errors);
 	}
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
 
-/* Writing 1 makes the next vault run fault (a test of the rebuild path). */
+/* Writing 1 makes the next vault run fault with a #PF, 2 makes it spin until the time
+ * budget stops it (tests of the rebuild path and the budget). */
 static int inject_fault_set(void *data, u64 val)
 {
-	if (val)
-		sevault_rust_inject_fault();
-	return 0;
+	return sevault_rust_inject_fault(val);
 }
 DEFINE_DEBUGFS_ATTRIBUTE(inject_fault_fops, NULL, inject_fault_set, "%llu\n");
 

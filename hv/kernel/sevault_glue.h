@@ -31,6 +31,8 @@ struct sevault_stats {
 	u64 exits_vmmcall;
 	u64 exits_vmgexit;
 	u64 exits_nmi;
+	u64 exits_intr;
+	u64 machine_checks;
 	u64 exits_other;
 	u64 errors;
 };
@@ -47,6 +49,11 @@ void sevault_fpu_end(void);
 u32 sevault_fpu_usable(void);
 u64 sevault_irq_save(void);
 void sevault_irq_restore(u64 flags);
+u64 sevault_now_ns(void);		/* ktime_get_ns */
+u32 sevault_budget_ms(void);		/* module parameter budget_ms, at least 1 */
+void sevault_host_debug_restore(void);	/* after #VMEXIT: host DR7 and breakpoints */
+void sevault_machine_check(void);	/* a #MC exit: the host's handler */
+void sevault_vmexit_hygiene(void);	/* sevault_vmexit.S: RSB fill, untrain, IBPB; clobbers rax, rcx, rdx */
 const void *sevault_sg_next(const void *sg);
 void sevault_sg_info(const void *sg, u64 *phys, u32 *len);
 
@@ -74,6 +81,6 @@ s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_reque
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
 u64 sevault_rust_generation(void);
-void sevault_rust_inject_fault(void);	/* debugfs: the next run faults (tests) */
+s32 sevault_rust_inject_fault(u64 kind);	/* debugfs: 1 #PF, 2 spin; 0 or -EINVAL */
 
 #endif

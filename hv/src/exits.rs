@@ -6,8 +6,17 @@
 use sevault_abi::Status;
 use sevault_ghcb::{VMEXIT_VMGEXIT, VMEXIT_VMMCALL};
 
+/// Physical interrupt (taken by the host at `local_irq_restore` after the run).
+pub const VMEXIT_INTR: u64 = 0x60;
 /// NMI intercept (the NMI is taken by the host when GIF is set again).
 pub const VMEXIT_NMI: u64 = 0x61;
+/// SMI (taken by the host when GIF is set again).
+pub const VMEXIT_SMI: u64 = 0x62;
+/// INIT (taken by the host when GIF is set again).
+pub const VMEXIT_INIT: u64 = 0x63;
+/// Machine check: exception intercept 0x40 + 18. The CPU does not hand it to the host by
+/// itself; the HV calls the host's handler (as KVM's `svm_handle_mce`).
+pub const VMEXIT_MC: u64 = 0x52;
 /// Triple fault.
 pub const VMEXIT_SHUTDOWN: u64 = 0x7F;
 /// Nested page fault.
@@ -28,8 +37,12 @@ pub enum ExitKind {
         /// RIP must be advanced by the HV (plain SVM); under SEV-ES the CPU did it.
         advance_rip: bool,
     },
-    /// An NMI interrupted the vault: run it again.
-    Reenter,
+    /// A host event (interrupt, NMI, SMI, INIT) ended the run: the host takes it, then the
+    /// vault resumes where it was. Never a fault.
+    HostEvent,
+    /// A machine check while the vault ran: handed to the host's #MC handler, then the vault
+    /// resumes (the handler decides whether the machine survives).
+    MachineCheck,
     /// Anything else: the vault is broken.
     Fault(FaultKind),
 }
@@ -55,7 +68,8 @@ impl ExitKind {
         match exit_code {
             VMEXIT_VMMCALL => Self::RequestDone { advance_rip: true },
             VMEXIT_VMGEXIT => Self::RequestDone { advance_rip: false },
-            VMEXIT_NMI => Self::Reenter,
+            VMEXIT_INTR | VMEXIT_NMI | VMEXIT_SMI | VMEXIT_INIT => Self::HostEvent,
+            VMEXIT_MC => Self::MachineCheck,
             VMEXIT_SHUTDOWN => Self::Fault(FaultKind::Shutdown),
             VMEXIT_NPF => Self::Fault(FaultKind::NestedPageFault),
             VMEXIT_INVALID => Self::Fault(FaultKind::Invalid),
@@ -75,8 +89,10 @@ pub enum ExitBucket {
     Vmgexit = 1,
     /// 0x61.
     Nmi = 2,
-    /// Everything else.
-    Other = 3,
+    /// 0x60.
+    Intr = 3,
+    /// Everything else (SMI, INIT, #MC, and every fault).
+    Other = 4,
 }
 
 impl ExitBucket {
@@ -86,6 +102,7 @@ impl ExitBucket {
             VMEXIT_VMMCALL => Self::Vmmcall,
             VMEXIT_VMGEXIT => Self::Vmgexit,
             VMEXIT_NMI => Self::Nmi,
+            VMEXIT_INTR => Self::Intr,
             _ => Self::Other,
         }
     }
@@ -116,7 +133,10 @@ pub const fn status_errno(status: Status) -> i32 {
         Status::Ok => 0,
         Status::NoKey | Status::KeyLenMismatch => errno::ENOKEY,
         Status::BadKeyLen | Status::ZeroLength | Status::UnalignedLength => errno::EINVAL,
-        Status::SlotBusy => errno::EBUSY,
+        // Never EBUSY: from .encrypt/.decrypt of an async skcipher it means "backlogged, a
+        // completion follows", and none would. A slot is busy only while another CPU's
+        // request on the same transform holds it (a caller racing setkey with requests).
+        Status::SlotBusy => errno::EAGAIN,
         // Everything else means the HV built a request the vault refused: a bug or a
         // corrupted page, never the caller's input.
         _ => errno::EIO,
@@ -131,7 +151,15 @@ mod tests {
     fn exits() {
         assert_eq!(ExitKind::classify(0x81), ExitKind::RequestDone { advance_rip: true });
         assert_eq!(ExitKind::classify(0x403), ExitKind::RequestDone { advance_rip: false });
-        assert_eq!(ExitKind::classify(0x61), ExitKind::Reenter);
+        // AMD APM Vol. 2, Appendix C, Table C-1: 0x60 INTR, 0x61 NMI, 0x62 SMI, 0x63 INIT,
+        // 0x52 = 0x40 + #MC (vector 18).
+        for host_event in [0x60, 0x61, 0x62, 0x63] {
+            assert_eq!(ExitKind::classify(host_event), ExitKind::HostEvent, "{host_event:#x}");
+        }
+        assert_eq!(ExitKind::classify(0x52), ExitKind::MachineCheck);
+        assert_eq!(ExitKind::classify(0x51), ExitKind::Fault(FaultKind::Exception(17)));
+        assert_eq!(ExitKind::classify(0x64), ExitKind::Fault(FaultKind::Other(0x64)));
+        assert_eq!(ExitBucket::of(0x60), ExitBucket::Intr);
         assert_eq!(ExitKind::classify(0x7F), ExitKind::Fault(FaultKind::Shutdown));
         assert_eq!(ExitKind::classify(0x46), ExitKind::Fault(FaultKind::Exception(6)));
         assert_eq!(ExitKind::classify(0x5F), ExitKind::Fault(FaultKind::Exception(31)));

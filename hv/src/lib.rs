@@ -19,3 +19,4 @@ pub mod sev;
 pub mod translate;
 pub mod vmcb;
 pub mod vmsa;
+pub mod world;

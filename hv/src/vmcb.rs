@@ -353,8 +353,14 @@ const _: () = {
 
 /// Intercept vector 3 bits (APM Vol. 2, Table B-1, offset 0x00C).
 pub mod misc1 {
+    /// Physical maskable interrupt (INTR).
+    pub const INTR: u32 = 1 << 0;
     /// NMI.
     pub const NMI: u32 = 1 << 1;
+    /// SMI.
+    pub const SMI: u32 = 1 << 2;
+    /// INIT.
+    pub const INIT: u32 = 1 << 3;
     /// CPUID.
     pub const CPUID: u32 = 1 << 18;
     /// RSM.
@@ -452,9 +458,14 @@ pub enum SevVmcb {
 /// intercept any exception would end as a triple fault; with it the HV sees which one.
 pub const INTERCEPTED_EXCEPTIONS: u32 = u32::MAX;
 
-/// Intercept vector 3 of the vault: NMIs (so they reach the host, which re-enters the vault)
-/// and every instruction the vault never executes (an exit on one means the vault is broken).
-pub const VAULT_MISC1: u32 = misc1::NMI
+/// Intercept vector 3 of the vault: the host's events — INTR, NMI, SMI, INIT — end a run so
+/// that the host takes them (after STGI, and at `local_irq_restore` for INTR), then the HV
+/// resumes the vault where it was, as KVM's `init_vmcb` intercepts them for its guests; and
+/// every instruction the vault never executes (an exit on one means the vault is broken).
+pub const VAULT_MISC1: u32 = misc1::INTR
+    | misc1::NMI
+    | misc1::SMI
+    | misc1::INIT
     | misc1::CPUID
     | misc1::RSM
     | misc1::INTN
@@ -549,6 +560,10 @@ mod tests {
         assert_eq!(u32_at(b, 0x00C), VAULT_MISC1);
         assert_ne!(u32_at(b, 0x00C) & (1 << 31), 0, "SHUTDOWN");
         assert_ne!(u32_at(b, 0x00C) & (1 << 1), 0, "NMI");
+        // APM Vol. 2, Table B-1, offset 0x00C: bit 0 INTR, bit 2 SMI, bit 3 INIT.
+        assert_ne!(u32_at(b, 0x00C) & (1 << 0), 0, "INTR");
+        assert_ne!(u32_at(b, 0x00C) & (1 << 2), 0, "SMI");
+        assert_ne!(u32_at(b, 0x00C) & (1 << 3), 0, "INIT");
         assert_eq!(u32_at(b, 0x010) & 0b11, 0b11, "VMRUN and VMMCALL");
         assert_eq!(u64_at(b, 0x040), 0xAAAA_0000, "IOPM_BASE_PA");
         assert_eq!(u64_at(b, 0x048), 0xBBBB_0000, "MSRPM_BASE_PA");

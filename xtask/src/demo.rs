@@ -108,22 +108,30 @@ pub fn report(outcome: &Outcome, release: &str, smp: u32) -> String {
         let _ = writeln!(out, "  vault statistics ({state}; self-tests, the NIST vector and the file included):");
         let _ = writeln!(
             out,
-            "    cpu  requests       bytes  vmruns  vmmcall  vmgexit  nmi  other  errors  VMRUNs/request  bytes/VMRUN"
+            "    cpu  requests       bytes  vmruns  vmmcall  vmgexit    nmi   intr  other  errors  VMRUNs/request  bytes/VMRUN"
         );
+        // Columns by the names the module's header line gives them.
+        let columns = find("stats_columns").unwrap_or(&[]);
         for words in stats {
-            let n = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
-            let (requests, bytes, vmruns) = (n(2), n(3), n(4));
+            let n = |name: &str| {
+                let i = columns.iter().position(|c| *c == name)?;
+                words.get(i + 1).and_then(|w| w.parse::<u64>().ok())
+            };
+            let show = |name: &str| n(name).map_or_else(|| "?".to_string(), |v| v.to_string());
+            let (requests, bytes, vmruns) =
+                (n("requests").unwrap_or(0), n("bytes").unwrap_or(0), n("vmruns").unwrap_or(0));
             let per_request = if requests > 0 { vmruns as f64 / requests as f64 } else { 0.0 };
             let per_vmrun = bytes.checked_div(vmruns).unwrap_or(0);
             let _ = writeln!(
                 out,
-                "    {:>3}  {requests:>8}  {bytes:>10}  {vmruns:>6}  {:>7}  {:>7}  {:>3}  {:>5}  {:>6}  {per_request:>14.2}  {per_vmrun:>11}",
-                words.get(1).unwrap_or(&"?"),
-                n(5),
-                n(6),
-                n(7),
-                n(8),
-                n(9)
+                "    {:>3}  {requests:>8}  {bytes:>10}  {vmruns:>6}  {:>7}  {:>7}  {:>5}  {:>5}  {:>5}  {:>6}  {per_request:>14.2}  {per_vmrun:>11}",
+                show("cpu"),
+                show("exits_vmmcall"),
+                show("exits_vmgexit"),
+                show("exits_nmi"),
+                show("exits_intr"),
+                show("exits_other"),
+                show("errors"),
             );
         }
     }
@@ -167,7 +175,9 @@ mod tests {
 
     #[test]
     fn statistics_table() {
-        let console = "DEMO vault_state generation 1 rebuilds 0\nDEMO stats 1 43 2097216 43 43 0 0 0 0\n";
+        let console = "DEMO vault_state generation 1 rebuilds 0\n\
+            DEMO stats_columns cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks errors\n\
+            DEMO stats 1 43 2097216 43 43 0 0 7 0 0 0\n";
         let outcome = Outcome {
             console: parse_console(console.lines()),
             timed_out: false,
@@ -178,6 +188,7 @@ mod tests {
         assert!(text.contains("generation 1 rebuilds 0"), "{text}");
         assert!(text.contains("1.00"), "{text}");
         assert!(text.contains("48772"), "bytes per VMRUN: {text}");
+        assert!(text.contains("      7      0       0"), "intr column by name: {text}");
     }
 
     #[test]

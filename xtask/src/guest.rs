@@ -48,6 +48,7 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
     let elf_path = target_dir.join(TARGET).join(PROFILE).join("sevault-vault");
     let elf = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let image = flat_image(&elf).with_context(|| format!("checking {}", elf_path.display()))?;
+    check_spin_loop(&image)?;
     let out_dir = target_dir.join("sevault");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let out = out_dir.join("guest.bin");
@@ -59,6 +60,20 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
         out.display()
     );
     Ok(out)
+}
+
+/// The test hook's spin loop must be where the HV will send a run (`SPIN_GPA`), with the
+/// bytes of `pause; jmp -4`: else the hook would run whatever sits there.
+pub fn check_spin_loop(image: &[u8]) -> Result<()> {
+    let offset = (sevault_abi::memory_map::SPIN_GPA - IMAGE_BASE) as usize;
+    let found = image.get(offset..offset + 4);
+    if found != Some(&sevault_abi::memory_map::SPIN_BYTES[..]) {
+        bail!(
+            "vault image: expected the spin loop F3 90 EB FC at offset {offset}, found {:02x?}",
+            found.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// One `PT_LOAD` segment of an ELF64 file.

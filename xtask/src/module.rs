@@ -82,7 +82,7 @@ pub fn build(root: &Path, kernel: &DebianKernel) -> Result<PathBuf> {
     let warnings = warning_lines(&objtool_log);
     ensure!(warnings.is_empty(), "objtool warnings on the Rust core:\n{}", warnings.join("\n"));
 
-    for file in ["Kbuild", "sevault_glue.c", "sevault_psp.c", "sevault_glue.h"] {
+    for file in ["Kbuild", "sevault_glue.c", "sevault_psp.c", "sevault_vmexit.S", "sevault_glue.h"] {
         std::fs::copy(root.join("hv/kernel").join(file), build_dir.join(file))
             .with_context(|| format!("copying {file}"))?;
     }

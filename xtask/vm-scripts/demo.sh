@@ -51,6 +51,7 @@ awk -F': ' '
 if [ -r /sys/kernel/debug/sevault/stats ]; then
     # "generation G rebuilds R", a header, then one line per CPU.
     head -1 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO vault_state /'
+    sed -n 2p /sys/kernel/debug/sevault/stats | sed 's/^/DEMO stats_columns /'
     tail -n +3 /sys/kernel/debug/sevault/stats | sed 's/^/DEMO stats /'
 fi
 [ -n "$SEVAULT_KO" ] && grep -q '^sevault ' /proc/modules && rmmod sevault && echo "DEMO unloaded yes"

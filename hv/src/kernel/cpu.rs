@@ -3,6 +3,8 @@
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 
+use crate::world::{FxArea, Gpr, GuestRegisters};
+
 /// EFER (AMD APM Vol. 2 §3.1.7).
 pub const MSR_EFER: u32 = 0xC000_0080;
 /// EFER.SVME.
@@ -171,22 +173,38 @@ impl Drop for SvmOn {
     }
 }
 
-/// What the trampoline needs.
-#[repr(C)]
+/// What the trampoline needs, and the vault registers it keeps between runs.
+#[repr(C, align(64))]
 pub struct VmrunArgs {
     /// Physical address of the vCPU's VMCB.
     pub vmcb_pa: u64,
     /// Physical address of the page VMSAVE keeps the host's FS/GS/TR/LDTR/syscall state in.
     pub host_vmsave_pa: u64,
+    /// Nonzero: set host RFLAGS.IF inside the CLGI window before VMRUN, so that physical
+    /// interrupts end the run with an INTR exit (AMD APM Vol. 2 §15.21.1: with
+    /// V_INTR_MASKING, the host's IF at VMRUN masks them in the guest). The host takes them
+    /// after STGI and `local_irq_restore`.
+    pub interrupts: u64,
+    /// The vault's GPRs and vector state outside the VMCB.
+    pub regs: GuestRegisters,
 }
+
+const _: () = assert!(offset_of!(VmrunArgs, regs) % 64 == 0);
+
+/// Offset of a vault GPR in [`VmrunArgs`].
+const fn gpr(reg: Gpr) -> usize {
+    offset_of!(VmrunArgs, regs) + GuestRegisters::gpr_offset(reg)
+}
+
+/// The vector state the trampoline leaves behind: after FXRSTOR of it no x87, MMX or XMM
+/// register holds a vault value.
+static SCRUBBED_FX: FxArea = FxArea::INIT;
 
 global_asm!(
     r#"
     .text
-    // sevault_vmrun(args: *const VmrunArgs): one world switch. CLGI; VMSAVE the host's
-    // extra state; VMLOAD the vault's; VMRUN; VMSAVE the vault's; VMLOAD the host's; STGI.
-    // The vault's register values are then in the GPRs and xmm0-xmm15: the callee-saved
-    // ones come back from the stack, the rest and the vector registers are zeroed.
+    // sevault_vmrun(args: *mut VmrunArgs): one world switch (thesis-notes/hypervisor.md,
+    // "The world switch", compares each step with KVM's __svm_vcpu_run).
     .globl sevault_vmrun
     .type sevault_vmrun, @function
     sevault_vmrun:
@@ -197,43 +215,79 @@ global_asm!(
         push r14
         push r15
         push rdi
+        // The host's vector state was saved by kernel_fpu_begin: the vault's goes in.
+        fxrstor64 [rdi + {fx}]
         clgi
         mov rax, [rdi + {host_vmsave}]
         vmsave rax
         mov rax, [rdi + {vmcb}]
         vmload rax
+        cmp qword ptr [rdi + {interrupts}], 0
+        je 2f
+        // GIF is 0: nothing is taken here; in the guest, an interrupt is an INTR exit.
+        sti
+    2:
+        mov rcx, [rdi + {rcx}]
+        mov rdx, [rdi + {rdx}]
+        mov rbx, [rdi + {rbx}]
+        mov rbp, [rdi + {rbp}]
+        mov rsi, [rdi + {rsi}]
+        mov r8, [rdi + {r8}]
+        mov r9, [rdi + {r9}]
+        mov r10, [rdi + {r10}]
+        mov r11, [rdi + {r11}]
+        mov r12, [rdi + {r12}]
+        mov r13, [rdi + {r13}]
+        mov r14, [rdi + {r14}]
+        mov r15, [rdi + {r15}]
+        mov rdi, [rdi + {rdi}]
         vmrun rax
+        // #VMEXIT: GIF 0, RAX/RSP/RIP the host's, every other GPR still the vault's.
+        cli
+        mov rax, [rsp]
+        mov [rax + {rcx}], rcx
+        mov [rax + {rdx}], rdx
+        mov [rax + {rbx}], rbx
+        mov [rax + {rbp}], rbp
+        mov [rax + {rsi}], rsi
+        mov [rax + {rdi}], rdi
+        mov [rax + {r8}], r8
+        mov [rax + {r9}], r9
+        mov [rax + {r10}], r10
+        mov [rax + {r11}], r11
+        mov [rax + {r12}], r12
+        mov [rax + {r13}], r13
+        mov [rax + {r14}], r14
+        mov [rax + {r15}], r15
+        fxsave64 [rax + {fx}]
+        mov rdi, rax
+        mov rax, [rdi + {vmcb}]
         vmsave rax
-        mov rdi, [rsp]
         mov rax, [rdi + {host_vmsave}]
         vmload rax
-        stgi
-        pxor xmm0, xmm0
-        pxor xmm1, xmm1
-        pxor xmm2, xmm2
-        pxor xmm3, xmm3
-        pxor xmm4, xmm4
-        pxor xmm5, xmm5
-        pxor xmm6, xmm6
-        pxor xmm7, xmm7
-        pxor xmm8, xmm8
-        pxor xmm9, xmm9
-        pxor xmm10, xmm10
-        pxor xmm11, xmm11
-        pxor xmm12, xmm12
-        pxor xmm13, xmm13
-        pxor xmm14, xmm14
-        pxor xmm15, xmm15
+        // GS base is the host's again. Speculation hygiene (RSB fill, return untraining,
+        // IBPB where the kernel asks for it) before the first RET: the kernel's own macros.
+        call sevault_vmexit_hygiene
+        // Nothing of the vault may be visible once GIF is 1 (an NMI handler saves registers).
+        fxrstor64 [rip + {scrubbed}]
         xor eax, eax
+        xor ebx, ebx
         xor ecx, ecx
         xor edx, edx
         xor esi, esi
+        xor edi, edi
+        xor ebp, ebp
         xor r8d, r8d
         xor r9d, r9d
         xor r10d, r10d
         xor r11d, r11d
+        xor r12d, r12d
+        xor r13d, r13d
+        xor r14d, r14d
+        xor r15d, r15d
+        // A pending NMI is taken here; an interrupt at local_irq_restore.
+        stgi
         pop rdi
-        xor edi, edi
         pop r15
         pop r14
         pop r13
@@ -245,18 +299,37 @@ global_asm!(
     "#,
     vmcb = const offset_of!(VmrunArgs, vmcb_pa),
     host_vmsave = const offset_of!(VmrunArgs, host_vmsave_pa),
+    interrupts = const offset_of!(VmrunArgs, interrupts),
+    fx = const offset_of!(VmrunArgs, regs) + offset_of!(GuestRegisters, fx),
+    scrubbed = sym SCRUBBED_FX,
+    rcx = const gpr(Gpr::Rcx),
+    rdx = const gpr(Gpr::Rdx),
+    rbx = const gpr(Gpr::Rbx),
+    rbp = const gpr(Gpr::Rbp),
+    rsi = const gpr(Gpr::Rsi),
+    rdi = const gpr(Gpr::Rdi),
+    r8 = const gpr(Gpr::R8),
+    r9 = const gpr(Gpr::R9),
+    r10 = const gpr(Gpr::R10),
+    r11 = const gpr(Gpr::R11),
+    r12 = const gpr(Gpr::R12),
+    r13 = const gpr(Gpr::R13),
+    r14 = const gpr(Gpr::R14),
+    r15 = const gpr(Gpr::R15),
 );
 
 extern "C" {
-    fn sevault_vmrun(args: *const VmrunArgs);
+    fn sevault_vmrun(args: *mut VmrunArgs);
 }
 
-/// Runs the vCPU once, until its next #VMEXIT.
+/// Runs the vCPU once, until its next #VMEXIT; the vault's registers go in from and come
+/// back to `args.regs`.
 ///
 /// # Safety
 /// SVM is on ([`SvmOn`]), interrupts off, the FPU owned (`kernel_fpu_begin`); `args` name
-/// this CPU's vCPU's VMCB and a VMSAVE page for the host.
-pub unsafe fn vmrun(args: &VmrunArgs) {
+/// this CPU's vCPU's VMCB and a VMSAVE page for the host; `args.interrupts` is nonzero only
+/// if the caller's interrupt flag was set (the trampoline ends with IF clear either way).
+pub unsafe fn vmrun(args: &mut VmrunArgs) {
     // SAFETY: the caller's contract is the trampoline's.
     unsafe { sevault_vmrun(args) }
 }

@@ -43,6 +43,10 @@ pub struct Stats {
     pub exits_vmgexit: u64,
     /// NMI exits.
     pub exits_nmi: u64,
+    /// Physical-interrupt (INTR) exits.
+    pub exits_intr: u64,
+    /// Machine checks taken while the vault ran (handed to the host's handler).
+    pub machine_checks: u64,
     /// Every other exit (each one a vault fault).
     pub exits_other: u64,
     /// Requests that failed.
@@ -76,6 +80,14 @@ extern "C" {
     pub fn sevault_sg_next(sg: *const c_void) -> *const c_void;
     /// `sg_phys()` and `length` of one entry.
     pub fn sevault_sg_info(sg: *const c_void, phys: *mut u64, len: *mut u32);
+    /// `ktime_get_ns()`.
+    pub fn sevault_now_ns() -> u64;
+    /// The `budget_ms` module parameter (at least 1).
+    pub fn sevault_budget_ms() -> u32;
+    /// After #VMEXIT: `hw_breakpoint_restore()` where the host has breakpoints armed.
+    pub fn sevault_host_debug_restore();
+    /// A #MC exit: the host's machine-check handler, as KVM's `kvm_machine_check`.
+    pub fn sevault_machine_check();
     /// Takes the ccp driver's SEV interface and opens `/dev/sev`: 0 or a negative errno.
     pub fn sevault_psp_open() -> i32;
     /// Releases what `sevault_psp_open` took.

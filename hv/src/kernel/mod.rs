@@ -81,10 +81,11 @@ pub extern "C" fn sevault_rust_generation() -> u64 {
     vault::generation()
 }
 
-/// debugfs `inject_fault`: the next vault run faults, to test the rebuild path.
+/// debugfs `inject_fault`: the next vault run faults (1: a #PF, 2: spins until the time
+/// budget ends it), to test the rebuild path. 0 or `-EINVAL`.
 #[no_mangle]
-pub extern "C" fn sevault_rust_inject_fault() {
-    vault::inject_fault()
+pub extern "C" fn sevault_rust_inject_fault(kind: u64) -> i32 {
+    vault::inject_fault(kind)
 }
 
 #[panic_handler]

@@ -10,12 +10,12 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, RequestParts};
 use sevault_abi::memory_map::{
     VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE,
-    PAGE_TABLES_BASE,
+    PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
     KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOT_COUNT, MAX_VCPUS,
@@ -34,6 +34,7 @@ use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, n
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{Admission, Segment, SegmentCursor, TranslateError, Translator};
 use crate::vmcb::{SevVmcb, Vmcb, VmcbConfig};
+use crate::world::GuestRegisters;
 
 /// The vault image, embedded at build time (`cargo xtask build`).
 static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));
@@ -49,8 +50,8 @@ const SLOT_PAGES: usize = (KEY_SLOTS_SIZE / PAGE_SIZE) as usize;
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
 const ASID: u32 = 1;
-/// An NMI storm must not keep a request forever.
-const MAX_REENTRIES: u32 = 64;
+/// EFLAGS.IF in what `local_irq_save` returns.
+const EFLAGS_IF: u64 = 1 << 9;
 
 /// Pages the vault owns, shared by all vCPUs.
 struct Private {
@@ -78,6 +79,8 @@ struct Vcpu {
     generation: u64,
     sequence: u64,
     stats: Stats,
+    /// The trampoline's arguments and the vault's registers outside the VMCB.
+    switch: VmrunArgs,
 }
 
 struct State {
@@ -134,8 +137,29 @@ static SEV_DEAD: AtomicBool = AtomicBool::new(false);
 /// Bumped at every rebuild: keys set before are gone.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static REBUILDS: AtomicU64 = AtomicU64::new(0);
-/// Test hook (debugfs `inject_fault`): the next run starts at an unmapped address.
-static INJECT_FAULT: AtomicBool = AtomicBool::new(false);
+/// Test hook (debugfs `inject_fault`): what the next run does instead of serving
+/// ([`InjectedFault`] as a number; 0 none).
+static INJECT_FAULT: AtomicU32 = AtomicU32::new(0);
+
+/// The faults the test hook can inject (plain SVM only: under SEV-ES the HV cannot set RIP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The run starts at the unmapped null page: a #PF exit.
+    PageFault = 1,
+    /// The run starts at the image's spin loop: only the time budget ends it.
+    Spin = 2,
+}
+
+impl InjectedFault {
+    /// From debugfs: 1 or 2.
+    pub fn from_raw(raw: u64) -> Option<Self> {
+        match raw {
+            1 => Some(Self::PageFault),
+            2 => Some(Self::Spin),
+            _ => None,
+        }
+    }
+}
 /// Key slots in use.
 static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] =
     [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
@@ -359,6 +383,9 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
             vcpu.vmsa = State::take_pages(&mut state.arena, 1)?;
         }
         vcpu.generation = GENERATION.load(Ordering::Relaxed);
+        vcpu.switch.vmcb_pa = vcpu.vmcb.phys;
+        vcpu.switch.host_vmsave_pa = vcpu.host_vmsave.phys;
+        vcpu.switch.regs = GuestRegisters::INITIAL;
         state.vcpus[i as usize] = vcpu;
     }
     // A page for an SEV launch to stage contents in (not 4 KiB of kernel stack).
@@ -482,30 +509,72 @@ impl Vcpu {
         if self.generation != current && self.vmsa.phys == 0 {
             let index = self.index;
             self.vmcb().reset_state(index);
+            self.switch.regs = GuestRegisters::INITIAL;
             self.generation = current;
         }
     }
 
-    /// Runs the vault until it reports "done"; Err on any other outcome.
-    fn run(&mut self, features: &SvmFeatures, image: &PageRef, sev: Option<&SevLaunch>) -> Result<(), Fault> {
-        let args = VmrunArgs { vmcb_pa: self.vmcb.phys, host_vmsave_pa: self.host_vmsave.phys };
-        for _ in 0..MAX_REENTRIES {
+    /// Runs the vault until it reports "done"; Err on any other outcome. Host events
+    /// (interrupts, NMIs, SMIs, INITs, machine checks) end single runs: the host takes them
+    /// between two VMRUNs and the vault resumes exactly where it was (its registers are in
+    /// `self.switch.regs`), until the request has used up `budget_ns`.
+    fn run(
+        &mut self,
+        features: &SvmFeatures,
+        image: &PageRef,
+        sev: Option<&SevLaunch>,
+        budget_ns: u64,
+    ) -> Result<(), Fault> {
+        let start = now_ns();
+        loop {
             self.stats.vmruns += 1;
-            // SAFETY: the caller holds SvmOn, interrupts off, the FPU; this CPU's vCPU.
-            unsafe { cpu::vmrun(&args) };
+            // SAFETY: FFI.
+            let flags = unsafe { ffi::sevault_irq_save() };
+            // Interrupts may end the run only if the caller could take them (else every run
+            // would end at once on a pending one that nobody serves).
+            self.switch.interrupts = u64::from(flags & EFLAGS_IF != 0);
+            {
+                // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
+                let _svm = unsafe { SvmOn::new(self.hsave.phys) };
+                // SAFETY: SVM on, interrupts off, the FPU owned by the caller; this CPU's vCPU.
+                unsafe { cpu::vmrun(&mut self.switch) };
+            }
+            // SAFETY: FFI; #VMEXIT reset DR7, the host's breakpoints come back before
+            // interrupts do.
+            unsafe { ffi::sevault_host_debug_restore() };
             let (code, info1, info2, rip, next_rip) = {
                 let vmcb = self.vmcb();
                 let c = &vmcb.control;
                 (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.state.rip, c.next_rip)
             };
+            let kind = ExitKind::classify(code);
+            if kind == ExitKind::MachineCheck {
+                // SAFETY: FFI; interrupts still off and on the CPU that took the #MC.
+                unsafe { ffi::sevault_machine_check() };
+            }
+            // SAFETY: restores what `sevault_irq_save` returned: a pending interrupt is
+            // taken here.
+            unsafe { ffi::sevault_irq_restore(flags) };
             match ExitBucket::of(code) {
                 ExitBucket::Vmmcall => self.stats.exits_vmmcall += 1,
                 ExitBucket::Vmgexit => self.stats.exits_vmgexit += 1,
                 ExitBucket::Nmi => self.stats.exits_nmi += 1,
+                ExitBucket::Intr => self.stats.exits_intr += 1,
                 ExitBucket::Other => self.stats.exits_other += 1,
             }
-            match ExitKind::classify(code) {
-                ExitKind::Reenter => continue,
+            let over_budget = || {
+                let elapsed_ns = now_ns().saturating_sub(start);
+                (elapsed_ns > budget_ns).then_some(Fault::Budget { elapsed_ns, rip })
+            };
+            match kind {
+                ExitKind::HostEvent | ExitKind::MachineCheck => {
+                    if kind == ExitKind::MachineCheck {
+                        self.stats.machine_checks += 1;
+                    }
+                    if let Some(fault) = over_budget() {
+                        return Err(fault);
+                    }
+                }
                 ExitKind::Fault(kind) => return Err(Fault::Exit { kind, code, info1, info2, rip }),
                 ExitKind::RequestDone { advance_rip } => {
                     if !advance_rip {
@@ -516,6 +585,9 @@ impl Vcpu {
                             MsrAction::ReadGhcb => {}
                             MsrAction::Respond(value) => {
                                 self.vmcb().control.ghcb_gpa = value;
+                                if let Some(fault) = over_budget() {
+                                    return Err(fault);
+                                }
                                 continue;
                             }
                             MsrAction::Terminate | MsrAction::Fault => return Err(Fault::Ghcb { rip }),
@@ -541,8 +613,23 @@ impl Vcpu {
                 }
             }
         }
-        Err(Fault::Reentries)
     }
+}
+
+/// The module parameter `budget_ms`: how long one vault request may run.
+fn budget_ms() -> u64 {
+    // SAFETY: FFI, no arguments.
+    u64::from(unsafe { ffi::sevault_budget_ms() })
+}
+
+fn budget_ns() -> u64 {
+    budget_ms().saturating_mul(1_000_000)
+}
+
+/// Monotonic nanoseconds (`ktime_get_ns`).
+fn now_ns() -> u64 {
+    // SAFETY: FFI, no arguments.
+    unsafe { ffi::sevault_now_ns() }
 }
 
 fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
@@ -560,7 +647,7 @@ fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
 enum Fault {
     Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64 },
     Ghcb { rip: u64 },
-    Reentries,
+    Budget { elapsed_ns: u64, rip: u64 },
     Answer { status: u32 },
 }
 
@@ -573,24 +660,74 @@ fn rebuild(state: &State, cpu: u32, fault: Fault) {
         Fault::Ghcb { rip } => log_ratelimited(format_args!(
             "vault fault on cpu {cpu}: exit at rip {rip:#x} without a valid request-done GHCB event; rebuilding, keys are gone"
         )),
-        Fault::Reentries => log_ratelimited(format_args!("vault on cpu {cpu} re-entered {MAX_REENTRIES} times without an answer; rebuilding, keys are gone")),
+        Fault::Budget { elapsed_ns, rip } => log_ratelimited(format_args!(
+            "vault on cpu {cpu} ran {} ms without answering (budget {} ms, module parameter budget_ms), last at rip \
+             {rip:#x}: stopped; rebuilding, keys are gone",
+            elapsed_ns / 1_000_000,
+            budget_ms()
+        )),
         Fault::Answer { status } => log_ratelimited(format_args!(
             "vault on cpu {cpu} gave an invalid answer (status {status:#x}); rebuilding, keys are gone"
         )),
     }
-    GENERATION.fetch_add(1, Ordering::AcqRel);
-    REBUILDS.fetch_add(1, Ordering::Relaxed);
     if state.sev.is_some() {
         // A rebuilt SEV vault needs a new launch (fresh keys, measured state): not done at
         // run time. Every request fails from now on; reload the module.
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        REBUILDS.fetch_add(1, Ordering::Relaxed);
         SEV_DEAD.store(true, Ordering::Release);
         log_ratelimited(format_args!("the SEV vault is down until sevault.ko is reloaded"));
         return;
     }
+    // Quiesce: no vCPU may be inside the vault while its key slots (lock words included)
+    // are wiped. Requests already running finish (each within its time budget); new ones
+    // wait in `InVault::enter`. If another CPU is rebuilding already, that rebuild wipes
+    // the slots and this request only fails.
+    if REBUILDING.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return;
+    }
+    while RUNNING.load(Ordering::SeqCst) != 0 {
+        core::hint::spin_loop();
+    }
     for page in &state.private.slots {
-        // SAFETY: key slot pages are mapped; vCPUs racing with this see NoKey or garbage that
-        // the generation check after their request turns into an error.
+        // SAFETY: key slot pages are mapped, and no vCPU runs (RUNNING is 0 and none can
+        // enter while REBUILDING is set).
         unsafe { core::ptr::write_bytes(page.virt as *mut u8, 0, PAGE_SIZE as usize) };
+    }
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    REBUILDS.fetch_add(1, Ordering::Relaxed);
+    REBUILDING.store(false, Ordering::SeqCst);
+}
+
+/// Set while a rebuild wipes the key slots; no vCPU enters the vault meanwhile.
+static REBUILDING: AtomicBool = AtomicBool::new(false);
+/// vCPUs between posting a request and reading its answer.
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+/// This CPU is inside the vault (counted in `RUNNING`) for the guard's lifetime.
+struct InVault(());
+
+impl InVault {
+    /// Waits out a rebuild in progress, then counts this CPU in. The store to `RUNNING`
+    /// and the load of `REBUILDING` (and the rebuilder's converse pair) are SeqCst, so
+    /// that at least one side sees the other.
+    fn enter() -> Self {
+        loop {
+            RUNNING.fetch_add(1, Ordering::SeqCst);
+            if !REBUILDING.load(Ordering::SeqCst) {
+                return Self(());
+            }
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            while REBUILDING.load(Ordering::SeqCst) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+impl Drop for InVault {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -696,6 +833,9 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     // SAFETY: FFI; preemption is off (kernel_fpu_begin).
     let cpu = unsafe { ffi::sevault_cpu_id() };
     let Some(vcpu) = state.vcpu(cpu) else { return Err(errno::EIO) };
+    // From here until its answer is read this CPU counts as inside the vault: a rebuild
+    // waits for it, and it waits for a rebuild in progress.
+    let in_vault = InVault::enter();
     vcpu.sync_generation();
     let generation = vcpu.generation;
     if let Some(translator) = call.chunk_of.as_mut() {
@@ -744,35 +884,34 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     vcpu.comm().post_parts(&header, &call.parts);
     // A stale "done" event must not pass for this request's.
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
-    if INJECT_FAULT.swap(false, Ordering::AcqRel) {
+    match INJECT_FAULT.swap(0, Ordering::AcqRel) {
         // The null page is unmapped in the vault: a #PF the HV intercepts.
-        vcpu.vmcb().save.state.rip = 0;
+        f if f == InjectedFault::PageFault as u32 => vcpu.vmcb().save.state.rip = 0,
+        f if f == InjectedFault::Spin as u32 => vcpu.vmcb().save.state.rip = SPIN_GPA,
+        _ => {}
     }
-    // SAFETY: FFI.
-    let flags = unsafe { ffi::sevault_irq_save() };
-    // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
-    let svm = unsafe { SvmOn::new(vcpu.hsave.phys) };
-    let ran = vcpu.run(&state.features, &state.private.image, state.sev.as_ref());
-    drop(svm);
-    // SAFETY: restores what `sevault_irq_save` returned.
-    unsafe { ffi::sevault_irq_restore(flags) };
+    let ran = vcpu.run(&state.features, &state.private.image, state.sev.as_ref(), budget_ns());
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
-    // A vault that did not answer as it must: count it, rebuild, fail the request.
-    let fail = |vcpu: &mut Vcpu, fault: Fault| {
+    // A vault that did not answer as it must: count it, rebuild (once this CPU is out of
+    // the vault), fail the request.
+    let fail = |vcpu: &mut Vcpu, in_vault: InVault, fault: Fault| {
         vcpu.stats.errors += 1;
+        drop(in_vault);
         rebuild(state, cpu, fault);
         vcpu.sync_generation();
         Err(errno::EIO)
     };
     if let Err(fault) = ran {
-        return fail(vcpu, fault);
+        return fail(vcpu, in_vault, fault);
     }
     let response = vcpu.comm().read_response();
     let status = match Status::try_from(response.status) {
         Ok(status) if response.sequence == header.sequence => status,
-        _ => return fail(vcpu, Fault::Answer { status: response.status }),
+        _ => return fail(vcpu, in_vault, Fault::Answer { status: response.status }),
     };
-    // A rebuild on another CPU while this request ran: its output cannot be trusted.
+    drop(in_vault);
+    // Cannot happen while rebuilds quiesce the vault; kept as a check that the output of a
+    // request never outlives the keys it was computed with.
     if GENERATION.load(Ordering::Acquire) != generation {
         vcpu.stats.errors += 1;
         return Err(errno::ENOKEY);
@@ -952,9 +1091,15 @@ pub fn rebuilds() -> u64 {
     REBUILDS.load(Ordering::Relaxed)
 }
 
-/// Makes the next vault run fault (tests of the rebuild path).
-pub fn inject_fault() {
-    INJECT_FAULT.store(true, Ordering::Release);
+/// Makes the next vault run fault (tests of the rebuild path and the time budget): 0, or
+/// `-EINVAL` for an unknown kind or under SEV.
+pub fn inject_fault(raw: u64) -> i32 {
+    let Some(fault) = InjectedFault::from_raw(raw) else { return -errno::EINVAL };
+    if state().is_some_and(|s| s.sev.is_some()) {
+        return -errno::EINVAL;
+    }
+    INJECT_FAULT.store(fault as u32, Ordering::Release);
+    0
 }
 
 /// The current generation.
