@@ -27,12 +27,12 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const IMAGE_BASE: u64 = 0x1000;
 /// The image budget: code and rodata must fit one page.
 pub const IMAGE_MAX_SIZE: u64 = PAGE_SIZE;
-/// Where the image keeps a loop that never exits (`pause; jmp` back, F3 90 EB FC): the HV's
+/// Where the image keeps a loop that never exits (`jmp $`, EB FE): the HV's
 /// test hook starts a run there to show that its time budget ends a runaway vault. The
 /// linker script pins it; `cargo xtask build-guest` checks the bytes.
 pub const SPIN_GPA: u64 = IMAGE_BASE + 2;
-/// The bytes at [`SPIN_GPA`]: PAUSE (F3 90) and a short JMP of −4 (EB FC), AMD APM Vol. 3.
-pub const SPIN_BYTES: [u8; 4] = [0xF3, 0x90, 0xEB, 0xFC];
+/// The bytes at [`SPIN_GPA`]: a short JMP to itself (EB FE, AMD APM Vol. 3 "JMP rel8").
+pub const SPIN_BYTES: [u8; 2] = [0xEB, 0xFE];
 
 /// Page tables of the vault (PML4 first), built by the HV; the vault's CR3 points here.
 pub const PAGE_TABLES_BASE: u64 = 0x1_0000;

@@ -28,11 +28,11 @@ global_asm!(
         jmp 1f
     // IMAGE_BASE + 2 (sevault_abi::memory_map::SPIN_GPA): a loop that never exits, where the
     // HV's test hook (debugfs inject_fault = 2) starts a run, to show that the HV's time
-    // budget, not the vault, ends a runaway vault. Nothing in the vault jumps here.
+    // budget, not the vault, ends a runaway vault. Nothing in the vault jumps here. (No PAUSE:
+    // under SEV-ES an intercepted PAUSE would raise #VC.)
     .globl sevault_spin
     sevault_spin:
     2:
-        pause
         jmp 2b
     1:
         mov rdi, rsp

@@ -244,7 +244,8 @@ static int stats_show(struct seq_file *m, void *v)
 DEFINE_SHOW_ATTRIBUTE(stats);
 
 /* Writing 1 makes the next vault run fault with a #PF, 2 makes it spin until the time
- * budget stops it (tests of the rebuild path and the budget). */
+ * budget stops it (tests of the rebuild path and the budget); plus 256 * (cpu + 1) for
+ * the next run on that CPU only. */
 static int inject_fault_set(void *data, u64 val)
 {
 	return sevault_rust_inject_fault(val);

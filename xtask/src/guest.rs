@@ -63,15 +63,12 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The test hook's spin loop must be where the HV will send a run (`SPIN_GPA`), with the
-/// bytes of `pause; jmp -4`: else the hook would run whatever sits there.
+/// bytes of `jmp $`: else the hook would run whatever sits there.
 pub fn check_spin_loop(image: &[u8]) -> Result<()> {
     let offset = (sevault_abi::memory_map::SPIN_GPA - IMAGE_BASE) as usize;
-    let found = image.get(offset..offset + 4);
+    let found = image.get(offset..offset + sevault_abi::memory_map::SPIN_BYTES.len());
     if found != Some(&sevault_abi::memory_map::SPIN_BYTES[..]) {
-        bail!(
-            "vault image: expected the spin loop F3 90 EB FC at offset {offset}, found {:02x?}",
-            found.unwrap_or_default()
-        );
+        bail!("vault image: expected the spin loop EB FE at offset {offset}, found {:02x?}", found.unwrap_or_default());
     }
     Ok(())
 }
@@ -211,7 +208,8 @@ mod tests {
         let out = build_into(&root, &root.join("target").join("xtask-test")).unwrap();
         let image = std::fs::read(out).unwrap();
         assert!(image.len() as u64 <= IMAGE_MAX_SIZE, "{} bytes", image.len());
-        // The first instruction is `_start`'s `mov rdi, rsp` (48 89 e7).
-        assert_eq!(image[..3], [0x48, 0x89, 0xe7]);
+        // `_start` jumps over the 2-byte spin loop (EB 02), which is `jmp $` (EB FE), to
+        // `mov rdi, rsp` (48 89 e7): encodings from AMD APM Vol. 3 (JMP rel8, MOV r/m64).
+        assert_eq!(image[..7], [0xEB, 0x02, 0xEB, 0xFE, 0x48, 0x89, 0xe7]);
     }
 }

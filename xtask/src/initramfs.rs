@@ -34,6 +34,11 @@ pub mod marker {
     pub const DMESG_END: &str = "SEVAULT-DMESG-END";
     /// `SEVAULT-RESULT <status>`: the last line before power-off.
     pub const RESULT: &str = "SEVAULT-RESULT";
+    /// `SEVAULT-NMI-STORM-BEGIN <microseconds>`: a script asks the harness to inject NMIs
+    /// through the QEMU monitor at that interval until `NMI_STORM_END`.
+    pub const NMI_STORM_BEGIN: &str = "SEVAULT-NMI-STORM-BEGIN";
+    /// Stops the storm; the harness answers on the console side with the count sent.
+    pub const NMI_STORM_END: &str = "SEVAULT-NMI-STORM-END";
 }
 
 /// One member of the archive.

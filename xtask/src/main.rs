@@ -17,6 +17,7 @@ mod demo;
 mod guest;
 mod initramfs;
 mod module;
+mod nmi;
 mod setup;
 mod sevmeasure;
 mod vc_check;
@@ -54,7 +55,10 @@ fn run() -> Result<()> {
         bail!("no task given");
     };
     match task.as_str() {
-        "build" => setup::setup(&root).and_then(|kernel| module::build(&root, &kernel)).map(|_| ()),
+        "build" => setup::setup(&root)
+            .and_then(|kernel| module::build(&root, &kernel))
+            .and_then(|_| build_kcheck(&root))
+            .map(|kcheck| println!("xtask: checker: {}", kcheck.display())),
         "build-guest" => ensure_toolchain(&root).and_then(|()| guest::build(&root)).map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
         "bench-vm" => bench::bench_vm(&root, rest),

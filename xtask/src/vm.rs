@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::initramfs::{self, marker};
+use crate::nmi;
 use crate::setup::DebianKernel;
 
 /// How QEMU runs the VM.
@@ -162,7 +163,7 @@ fn parse_mem(value: &str) -> Result<u32> {
 }
 
 /// QEMU's command line.
-pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path) -> Vec<String> {
+pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, monitor: &Path) -> Vec<String> {
     let (accel, cpu) = match accel {
         Accel::Tcg => ("tcg", "EPYC-v3"),
         Accel::Kvm => ("kvm", "host"),
@@ -182,6 +183,9 @@ pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path) 
         "-no-reboot",
         "-serial",
         "stdio",
+        // For NMIs from outside (crate::nmi); nothing else uses it.
+        "-monitor",
+        &format!("unix:{},server,nowait", monitor.display()),
         "-kernel",
         &kernel.to_string_lossy(),
         "-initrd",
@@ -306,7 +310,9 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
     file.flush()?;
     drop(file);
 
-    let args = qemu_args(options, accel, &kernel.vmlinuz(), &initrd);
+    let monitor = dir.join("monitor.sock");
+    let _ = std::fs::remove_file(&monitor);
+    let args = qemu_args(options, accel, &kernel.vmlinuz(), &initrd, &monitor);
     println!(
         "xtask: booting {} under QEMU ({}, {} vCPUs, {} MiB, timeout {} s)",
         kernel.release,
@@ -350,6 +356,7 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
     let deadline = start + options.timeout;
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut storm: Option<nmi::NmiStorm> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
@@ -368,6 +375,23 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
                 if let Some(log) = log.as_mut() {
                     writeln!(log, "{line}")?;
                 }
+                if let Some(rest) = line.strip_prefix(marker::NMI_STORM_BEGIN) {
+                    match nmi::parse_begin(rest).map(|interval| (interval, nmi::NmiStorm::start(&monitor, interval))) {
+                        Some((interval, Ok(started))) => {
+                            println!(
+                                "xtask: NMI storm: one NMI every {} µs through the QEMU monitor",
+                                interval.as_micros()
+                            );
+                            storm = Some(started);
+                        }
+                        Some((_, Err(e))) => println!("xtask: cannot start the NMI storm: {e:#}"),
+                        None => println!("xtask: malformed {} line", marker::NMI_STORM_BEGIN),
+                    }
+                } else if line.starts_with(marker::NMI_STORM_END) {
+                    if let Some(running) = storm.take() {
+                        println!("xtask: NMI storm stopped: {} NMIs sent", running.stop());
+                    }
+                }
                 lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -378,6 +402,9 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
                 break;
             }
         }
+    }
+    if let Some(running) = storm.take() {
+        println!("xtask: NMI storm stopped at the end of the run: {} NMIs sent", running.stop());
     }
     let status = child.wait().context("waiting for QEMU")?;
     if unsupported_features > 0 {
@@ -444,11 +471,11 @@ mod tests {
             let bad: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(parse_args(&bad).is_err(), "{bad:?}");
         }
-        let q = qemu_args(&o, Accel::Tcg, Path::new("/boot/k"), Path::new("/tmp/i"));
+        let q = qemu_args(&o, Accel::Tcg, Path::new("/boot/k"), Path::new("/tmp/i"), Path::new("/tmp/m.sock"));
         let joined = q.join(" ");
         assert!(joined.contains("-accel tcg -cpu EPYC-v3 -smp 4 -m 2048"));
         assert!(joined.contains("-no-reboot") && joined.contains("panic=-1"));
-        let q = qemu_args(&o, Accel::Kvm, Path::new("/boot/k"), Path::new("/tmp/i"));
+        let q = qemu_args(&o, Accel::Kvm, Path::new("/boot/k"), Path::new("/tmp/i"), Path::new("/tmp/m.sock"));
         assert!(q.join(" ").contains("-accel kvm -cpu host"));
     }
 

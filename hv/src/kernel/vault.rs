@@ -137,9 +137,10 @@ static SEV_DEAD: AtomicBool = AtomicBool::new(false);
 /// Bumped at every rebuild: keys set before are gone.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static REBUILDS: AtomicU64 = AtomicU64::new(0);
-/// Test hook (debugfs `inject_fault`): what the next run does instead of serving
-/// ([`InjectedFault`] as a number; 0 none).
-static INJECT_FAULT: AtomicU32 = AtomicU32::new(0);
+/// Test hook (debugfs `inject_fault`): what the next run does instead of serving —
+/// [`InjectedFault`] as a number in bits 0–7 (0 none), and in bits 8 and up 0 for "the next
+/// run on any CPU" or CPU + 1.
+static INJECT_FAULT: AtomicU64 = AtomicU64::new(0);
 
 /// The faults the test hook can inject (plain SVM only: under SEV-ES the HV cannot set RIP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,13 +152,23 @@ pub enum InjectedFault {
 }
 
 impl InjectedFault {
-    /// From debugfs: 1 or 2.
+    /// From debugfs: 1 or 2 in bits 0–7.
     pub fn from_raw(raw: u64) -> Option<Self> {
-        match raw {
+        match raw & 0xFF {
             1 => Some(Self::PageFault),
             2 => Some(Self::Spin),
             _ => None,
         }
+    }
+
+    /// The hook's fault for a run on `cpu`, taken (cleared) if there is one.
+    fn take_for(cpu: u32) -> Option<Self> {
+        let raw = INJECT_FAULT.load(Ordering::Acquire);
+        let target = raw >> 8;
+        if raw == 0 || (target != 0 && target != u64::from(cpu) + 1) {
+            return None;
+        }
+        INJECT_FAULT.compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Relaxed).ok().and_then(Self::from_raw)
     }
 }
 /// Key slots in use.
@@ -884,11 +895,11 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     vcpu.comm().post_parts(&header, &call.parts);
     // A stale "done" event must not pass for this request's.
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
-    match INJECT_FAULT.swap(0, Ordering::AcqRel) {
+    match InjectedFault::take_for(cpu) {
         // The null page is unmapped in the vault: a #PF the HV intercepts.
-        f if f == InjectedFault::PageFault as u32 => vcpu.vmcb().save.state.rip = 0,
-        f if f == InjectedFault::Spin as u32 => vcpu.vmcb().save.state.rip = SPIN_GPA,
-        _ => {}
+        Some(InjectedFault::PageFault) => vcpu.vmcb().save.state.rip = 0,
+        Some(InjectedFault::Spin) => vcpu.vmcb().save.state.rip = SPIN_GPA,
+        None => {}
     }
     let ran = vcpu.run(&state.features, &state.private.image, state.sev.as_ref(), budget_ns());
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
@@ -1094,11 +1105,11 @@ pub fn rebuilds() -> u64 {
 /// Makes the next vault run fault (tests of the rebuild path and the time budget): 0, or
 /// `-EINVAL` for an unknown kind or under SEV.
 pub fn inject_fault(raw: u64) -> i32 {
-    let Some(fault) = InjectedFault::from_raw(raw) else { return -errno::EINVAL };
-    if state().is_some_and(|s| s.sev.is_some()) {
+    let Some(state) = state() else { return -errno::EIO };
+    if InjectedFault::from_raw(raw).is_none() || raw >> 8 > u64::from(state.nr_vcpus) || state.sev.is_some() {
         return -errno::EINVAL;
     }
-    INJECT_FAULT.store(fault as u32, Ordering::Release);
+    INJECT_FAULT.store(raw, Ordering::Release);
     0
 }
 

@@ -21,6 +21,7 @@ subcommands:
   bench          encryption throughput of several drivers, interleaved in one process
   setkey-stress  many transforms holding keys at once, checked, dropped, again
   rebuild        the vault's fault path: EIO, then ENOKEY for old keys, new keys work
+  spin           a spinning vault is ended by the time budget; the host stays responsive
 
 Driver and algorithm names both work (ecb-aes-sevault, cbc(aes-generic), ecb(aes)).
 Exit status: 0 all checks passed, 1 a check failed, 2 usage error.
@@ -69,6 +70,17 @@ with each (in random order, all keys held at once) and checks it against REF (de
 ecb(aes-generic), or cbc(aes-generic) when D's name contains `cbc`); re-keys half of them
 and checks again; drops them all. R rounds (default 3).";
 
+/// Usage of `spin`.
+pub const SPIN_USAGE: &str = "\
+usage: sevault-kcheck spin --driver D --reference REF
+
+sevault.ko's time budget, through its debugfs hook: thread A on the first CPU makes the
+vault spin there (inject_fault) and sends a request, which must fail with EIO after about
+budget_ms. Meanwhile thread B on the second CPU unmaps pages (TLB shootdowns that A's CPU
+must answer), samples A's CPU's timer interrupts, and sends requests through its own
+transform: they must match REF, then give only ENOKEY after the rebuild, then match again
+once re-keyed.";
+
 /// Usage of `rebuild`.
 pub const REBUILD_USAGE: &str = "\
 usage: sevault-kcheck rebuild --driver D --reference REF
@@ -93,6 +105,8 @@ pub enum Command {
     SetkeyStress(StressArgs),
     /// `rebuild`.
     Rebuild(ErrorsArgs),
+    /// `spin`.
+    Spin(ErrorsArgs),
 }
 
 /// `diff` options.
@@ -187,6 +201,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "bench" => (BENCH_USAGE, &["--drivers", "--sizes", "--seconds", "--key-len", "--json"]),
         "setkey-stress" => (STRESS_USAGE, &["--driver", "--count", "--rounds", "--reference"]),
         "rebuild" => (REBUILD_USAGE, &["--driver", "--reference"]),
+        "spin" => (SPIN_USAGE, &["--driver", "--reference"]),
         other => return Err(UsageError { message: format!("unknown subcommand {other:?}"), usage: USAGE }),
     };
     let fail = |message: String| UsageError { message, usage };
@@ -216,6 +231,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "rebuild" => {
             let (driver, reference, with_iv) = pair(&flags)?;
             Command::Rebuild(ErrorsArgs { driver, reference, with_iv })
+        }
+        "spin" => {
+            let (driver, reference, with_iv) = pair(&flags)?;
+            Command::Spin(ErrorsArgs { driver, reference, with_iv })
         }
         "bench" => {
             let drivers = flags.required("--drivers")?;

@@ -11,7 +11,7 @@
 //! `cargo xtask build` builds it statically linked (`-C target-feature=+crt-static`) and
 //! `cargo xtask vm` puts it in the image as `/usr/bin/sevault-kcheck`, where
 //! `tests/vm/42-vault-differential.sh` runs it. Subcommands: `diff`, `errors`, `bench`,
-//! `setkey-stress`, `rebuild` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
+//! `setkey-stress`, `rebuild`, `spin` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
 //! when one failed, 2 on a usage error; each subcommand ends with one line
 //! `kcheck <subcommand>: ok: ...` or `kcheck <subcommand>: FAILED: ...`.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -24,6 +24,7 @@ mod cpu;
 mod diff;
 mod errors;
 mod rebuild;
+mod spin;
 mod stress;
 
 use std::process::ExitCode;
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => ("bench", bench::run(a)),
         Command::SetkeyStress(a) => ("setkey-stress", stress::run(a)),
         Command::Rebuild(a) => ("rebuild", rebuild::run(a)),
+        Command::Spin(a) => ("spin", spin::run(a)),
     };
     println!("{}", verdict.line(name));
     if verdict.passed {
