@@ -16,6 +16,10 @@
 #include <linux/irqflags.h>
 #include <linux/smp.h>
 #include <linux/timekeeping.h>
+#include <linux/memory.h>
+#include <linux/mmzone.h>
+#include <linux/nodemask.h>
+#include <linux/cc_platform.h>
 #include <asm/fpu/api.h>
 #include <asm/debugreg.h>
 #include <asm/mce.h>
@@ -105,6 +109,19 @@ u64 sevault_irq_save(void)
 void sevault_irq_restore(u64 flags) { local_irq_restore((unsigned long)flags); }
 
 u64 sevault_now_ns(void) { return ktime_get_ns(); }
+
+/* The end of the highest node's span of physical memory: every RAM address is below it. */
+u64 sevault_ram_end(void)
+{
+	u64 end = 0;
+	int nid;
+
+	for_each_online_node(nid)
+		end = max_t(u64, end, PFN_PHYS(node_end_pfn(nid)));
+	return end;
+}
+
+u32 sevault_sme_active(void) { return cc_platform_has(CC_ATTR_HOST_MEM_ENCRYPT); }
 u32 sevault_budget_ms(void) { return max(READ_ONCE(budget_ms), 1U); }
 
 /* #VMEXIT leaves DR7 at 0x400 (AMD APM Vol. 2 §15.6): put the host's breakpoints back, as
@@ -230,14 +247,15 @@ static int stats_show(struct seq_file *m, void *v)
 	struct sevault_stats s;
 	unsigned int cpu;
 
-	seq_printf(m, "generation %llu rebuilds %llu\n", sevault_rust_generation(), sevault_rust_rebuilds());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks errors\n");
+	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u\n", sevault_rust_generation(),
+		   sevault_rust_rebuilds(), sevault_rust_tlb_flushes(), sevault_rust_kvm_amd());
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
 			   s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_intr,
-			   s.exits_other, s.machine_checks, s.errors);
+			   s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors);
 	}
 	return 0;
 }
@@ -252,6 +270,76 @@ static int inject_fault_set(void *data, u64 val)
 }
 DEFINE_DEBUGFS_ATTRIBUTE(inject_fault_fops, NULL, inject_fault_set, "%llu\n");
 
+/* ---- memory hotplug: nothing may come online that the vault cannot reach ---- */
+
+static int sevault_memory_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct memory_notify *arg = data;
+	u64 start = PFN_PHYS(arg->start_pfn), end = PFN_PHYS(arg->start_pfn + arg->nr_pages);
+
+	if (action != MEM_GOING_ONLINE || end <= sevault_rust_host_window_size())
+		return NOTIFY_OK;
+	pr_err("sevault: refusing to bring memory %#llx-%#llx online: it lies beyond the vault's host window (%llu GiB), so crypto requests on it would fail; unload sevault to use it\n",
+	       start, end - 1, sevault_rust_host_window_size() >> 30);
+	return notifier_from_errno(-ERANGE);
+}
+
+static struct notifier_block sevault_memory_nb = {
+	.notifier_call = sevault_memory_event,
+};
+
+/* ---- kvm_amd: its guests get ASIDs from 1 up, the vault's among them ---- */
+
+/* Failures are logged by the Rust side and counted in the statistics. */
+static void sevault_flush_ipi(void *unused)
+{
+	sevault_rust_flush_this_cpu(0);
+}
+
+static void sevault_selftest_ipi(void *failures)
+{
+	if (!sevault_rust_flush_this_cpu(1))
+		atomic_inc(failures);
+}
+
+/*
+ * kvm_amd coming: from now on every vault request ends with a flush of the vault's ASID;
+ * the IPI flushes every CPU once more, for requests that ended before they saw the flag.
+ * kvm_amd's guests can only run after its init, which runs after this notifier.
+ */
+static int sevault_module_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct module *mod = data;
+
+	if (strcmp(mod->name, "kvm_amd"))
+		return NOTIFY_DONE;
+	if (action == MODULE_STATE_COMING) {
+		sevault_rust_set_kvm_amd(1);
+		on_each_cpu(sevault_flush_ipi, NULL, 1);
+		pr_info("sevault: kvm_amd is loading: every vault request now ends with a TLB flush of the vault's ASID\n");
+	} else if (action == MODULE_STATE_GOING) {
+		sevault_rust_set_kvm_amd(0);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block sevault_module_nb = {
+	.notifier_call = sevault_module_event,
+};
+
+/* The flush VMRUN must work on every CPU, or the vault cannot sit beside kvm_amd. */
+static int sevault_flush_selftest(void)
+{
+	atomic_t failures = ATOMIC_INIT(0);
+
+	on_each_cpu(sevault_selftest_ipi, &failures, 1);
+	if (!atomic_read(&failures))
+		return 0;
+	pr_err("sevault: cannot load: the TLB-flush VMRUN failed on %d CPUs, so the vault's translations could stay in the TLB for kvm_amd guests\n",
+	       atomic_read(&failures));
+	return -EIO;
+}
+
 /* ---- module ---- */
 
 static int __init sevault_init(void)
@@ -262,14 +350,32 @@ static int __init sevault_init(void)
 		pr_err("sevault: sev=%s: expected off, sev or es (snp needs a host kernel with SNP support)\n", sev);
 		return -EINVAL;
 	}
-	err = sevault_rust_init(mode);
+	err = register_memory_notifier(&sevault_memory_nb);
 	if (err)
 		return err;
+	err = register_module_notifier(&sevault_module_nb);
+	if (err) {
+		unregister_memory_notifier(&sevault_memory_nb);
+		return err;
+	}
+	err = sevault_rust_init(mode);
+	if (!err) {
+		err = sevault_flush_selftest();
+		if (err)
+			sevault_rust_exit();
+	}
+	if (err) {
+		unregister_module_notifier(&sevault_module_nb);
+		unregister_memory_notifier(&sevault_memory_nb);
+		return err;
+	}
 	for (i = 0; i < ARRAY_SIZE(sevault_algs); i++)
 		sevault_algs[i].base.cra_priority = priority;
 	err = simd_register_skciphers_compat(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
 	if (err) {
 		sevault_rust_exit();
+		unregister_module_notifier(&sevault_module_nb);
+		unregister_memory_notifier(&sevault_memory_nb);
 		return err;
 	}
 	sevault_debugfs = debugfs_create_dir("sevault", NULL);
@@ -283,6 +389,8 @@ static void __exit sevault_exit(void)
 	debugfs_remove_recursive(sevault_debugfs);
 	simd_unregister_skciphers(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
 	sevault_rust_exit();
+	unregister_module_notifier(&sevault_module_nb);
+	unregister_memory_notifier(&sevault_memory_nb);
 }
 
 module_init(sevault_init);

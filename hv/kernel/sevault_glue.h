@@ -33,6 +33,7 @@ struct sevault_stats {
 	u64 exits_nmi;
 	u64 exits_intr;
 	u64 machine_checks;
+	u64 tlb_flush_failures;
 	u64 exits_other;
 	u64 errors;
 };
@@ -50,6 +51,8 @@ u32 sevault_fpu_usable(void);
 u64 sevault_irq_save(void);
 void sevault_irq_restore(u64 flags);
 u64 sevault_now_ns(void);		/* ktime_get_ns */
+u64 sevault_ram_end(void);		/* end of the highest node's physical span */
+u32 sevault_sme_active(void);		/* host memory encryption (SME) is on */
 u32 sevault_budget_ms(void);		/* module parameter budget_ms, at least 1 */
 void sevault_host_debug_restore(void);	/* after #VMEXIT: host DR7 and breakpoints */
 void sevault_machine_check(void);	/* a #MC exit: the host's handler */
@@ -80,6 +83,11 @@ s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_reque
 		       u32 decrypt, u32 cbc);
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
+u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can reach */
+void sevault_rust_set_kvm_amd(u32 loaded);	/* module notifier: kvm_amd coming (1) / going (0) */
+u32 sevault_rust_kvm_amd(void);
+u64 sevault_rust_tlb_flushes(void);
+u32 sevault_rust_flush_this_cpu(u32 force);	/* IPI: flush the vault's ASID here; 1 if done */
 u64 sevault_rust_generation(void);
 s32 sevault_rust_inject_fault(u64 kind);	/* debugfs: 1 #PF, 2 spin; 0 or -EINVAL */
 

@@ -79,6 +79,20 @@ impl ExitKind {
     }
 }
 
+/// A flush VMCB's exit (`Vmcb::build_tlb_flush`).
+pub const VMEXIT_VINTR: u64 = 0x64;
+/// #PF: 0x40 + 14.
+pub const VMEXIT_PF: u64 = 0x4E;
+
+impl ExitKind {
+    /// Whether a flush VMCB's VMRUN got as far as the guest, so that its TLB_CONTROL flush
+    /// happened: the expected VINTR exit, a host event that came first, or the #PF of a CPU
+    /// that fetched at RIP 0 anyway. VMEXIT_INVALID (or anything else) means it did not.
+    pub const fn flushed_by(exit_code: u64) -> bool {
+        matches!(exit_code, VMEXIT_VINTR | VMEXIT_INTR | VMEXIT_NMI | VMEXIT_SMI | VMEXIT_INIT | VMEXIT_PF)
+    }
+}
+
 /// Statistics bucket of an exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -168,6 +182,18 @@ mod tests {
         assert_eq!(ExitKind::classify(0x72), ExitKind::Fault(FaultKind::Other(0x72)));
         assert_eq!(ExitBucket::of(0x81), ExitBucket::Vmmcall);
         assert_eq!(ExitBucket::of(0x7c), ExitBucket::Other);
+    }
+
+    #[test]
+    fn flush_exits() {
+        // AMD APM Vol. 2, Appendix C: 0x64 VINTR, 0x60-0x63 INTR/NMI/SMI/INIT, 0x4E #PF;
+        // EXITCODE -1 is VMEXIT_INVALID (§15.5.1: the VMRUN failed its checks).
+        for code in [0x64, 0x60, 0x61, 0x62, 0x63, 0x4E] {
+            assert!(ExitKind::flushed_by(code), "{code:#x}");
+        }
+        for code in [u64::MAX, 0x7F, 0x400, 0x81] {
+            assert!(!ExitKind::flushed_by(code), "{code:#x}");
+        }
     }
 
     #[test]

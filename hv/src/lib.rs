@@ -9,10 +9,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod arena;
+pub mod asid;
 pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;
 pub mod launch;
+pub mod line;
 pub mod msr_protocol;
 pub mod paging;
 pub mod sev;

@@ -361,6 +361,8 @@ pub mod misc1 {
     pub const SMI: u32 = 1 << 2;
     /// INIT.
     pub const INIT: u32 = 1 << 3;
+    /// Virtual interrupt (VINTR): the guest is about to take the V_IRQ.
+    pub const VINTR: u32 = 1 << 4;
     /// CPUID.
     pub const CPUID: u32 = 1 << 18;
     /// RSM.
@@ -423,8 +425,19 @@ pub const NP_ENABLE: u64 = 1 << 0;
 pub const SEV_ENABLE: u64 = 1 << 1;
 /// `nested_ctl` bit 2: SEV-ES (register state in the VMSA, exits through VMGEXIT).
 pub const SEV_ES_ENABLE: u64 = 1 << 2;
+/// `tlb_control` 0: keep the TLB as it is (TLB_CONTROL encodings: AMD APM Vol. 2 §15.16.1
+/// and Appendix B, Table B-1, offset 0x05C).
+pub const TLB_DO_NOTHING: u8 = 0;
 /// `tlb_control` 1: flush the whole TLB (all ASIDs) on VMRUN.
 pub const TLB_FLUSH_ALL: u8 = 1;
+/// `tlb_control` 3: flush this guest's ASID only (needs FlushByAsid, CPUID 8000_000A EDX[6]).
+pub const TLB_FLUSH_ASID: u8 = 3;
+/// int_ctl V_IRQ (bit 8): a virtual interrupt is pending.
+pub const V_IRQ: u32 = 1 << 8;
+/// int_ctl V_INTR_PRIO (bits 16–19) at its highest, so that no V_TPR masks the V_IRQ.
+pub const V_INTR_PRIO_MAX: u32 = 0xF << 16;
+/// RFLAGS.IF.
+pub const RFLAGS_IF: u64 = 1 << 9;
 
 /// What a vault vCPU's VMCB is built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -530,6 +543,23 @@ impl Vmcb {
         }
     }
 
+    /// Writes a VMCB whose only job is the TLB flush VMRUN does on entry (`tlb_control`):
+    /// it exits before its first instruction, because it enters with a virtual interrupt
+    /// pending, RFLAGS.IF set and VINTR intercepted (the interrupt window KVM's
+    /// `svm_set_irq_window` opens works the same way); should the CPU fetch anyway, RIP 0
+    /// is the vault's unmapped null page and the #PF is intercepted. Same ASID, nested
+    /// tables and permission maps as the vault vCPU it flushes for.
+    pub fn build_tlb_flush(&mut self, config: &VmcbConfig, tlb_control: u8) {
+        self.build_vault(config);
+        let c = &mut self.control;
+        c.intercept_misc1 |= misc1::VINTR;
+        c.int_ctl = V_INTR_MASKING | V_IRQ | V_INTR_PRIO_MAX;
+        c.tlb_control = tlb_control;
+        let s = &mut self.save.state;
+        s.rflags |= RFLAGS_IF;
+        s.rip = 0;
+    }
+
     /// Puts the vCPU back to its initial register state (a vault rebuild).
     pub fn reset_state(&mut self, vcpu: VcpuIndex) {
         self.save.state = StateSave::initial(vcpu);
@@ -587,6 +617,30 @@ mod tests {
         assert_eq!(u64_at(b, save + 0x178), state.rip, "RIP");
         assert_eq!(u64_at(b, save + 0x1D8), vcpu.stack_top(), "RSP");
         assert_eq!(u64_at(b, save + 0x268), state.g_pat, "G_PAT");
+    }
+
+    #[test]
+    fn tlb_flush_vmcb_exits_before_its_first_instruction() {
+        let config =
+            VmcbConfig { vcpu: VcpuIndex::new(1).unwrap(), asid: 1, n_cr3: 0x7000, iopm_pa: 0x8000, msrpm_pa: 0xA000 };
+        let mut vmcb = Vmcb::zeroed();
+        vmcb.build_tlb_flush(&config, TLB_FLUSH_ASID);
+        // SAFETY: reading the VMCB's bytes; it is plain data.
+        let b = unsafe { core::slice::from_raw_parts((&raw const vmcb).cast::<u8>(), size_of::<Vmcb>()) };
+        // APM Vol. 2, Table B-1: 0x00C bit 4 VINTR intercept; 0x058 ASID; 0x05C TLB_CONTROL
+        // (3 = flush this guest's TLB entries); 0x060 V_IRQ bit 8, V_INTR_PRIO bits 16–19,
+        // V_INTR_MASKING bit 24. Table B-2: RFLAGS at 0x570 (0x400 + 0x170), RIP at 0x578.
+        assert_ne!(u32_at(b, 0x00C) & (1 << 4), 0, "VINTR intercepted");
+        assert_ne!(u32_at(b, 0x00C) & (1 << 31), 0, "SHUTDOWN still intercepted");
+        assert_eq!(u32_at(b, 0x008), u32::MAX, "every exception still intercepted (#PF at RIP 0)");
+        assert_eq!(u32_at(b, 0x058), 1, "ASID");
+        assert_eq!(b[0x05C], 3, "TLB_CONTROL");
+        assert_eq!(u32_at(b, 0x060) & (1 << 8), 1 << 8, "V_IRQ");
+        assert_eq!(u32_at(b, 0x060) & (0xF << 16), 0xF << 16, "V_INTR_PRIO");
+        assert_eq!(u32_at(b, 0x060) & (1 << 24), 1 << 24, "V_INTR_MASKING");
+        assert_ne!(u64_at(b, 0x570) & (1 << 9), 0, "RFLAGS.IF");
+        assert_eq!(u64_at(b, 0x578), 0, "RIP at the unmapped null page");
+        assert_eq!(u64_at(b, 0x0B0), 0x7000, "the vCPU's nested tables");
     }
 
     #[test]

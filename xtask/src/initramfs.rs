@@ -13,6 +13,10 @@ use anyhow::{bail, Context, Result};
 pub const CRYPTO_MODULES: &[&str] =
     &["crypto_user", "af_alg", "algif_skcipher", "algif_hash", "ecb", "aesni-intel", "cryptd", "crypto_simd"];
 
+/// Modules in the image that `/init` does not load: scripts `modprobe` them when they need
+/// them (kvm_amd, so that a script can load KVM beside the vault and run guests with it).
+pub const ON_DEMAND_MODULES: &[&str] = &["kvm_amd"];
+
 /// Binaries from the host copied into the image, with the libraries they load.
 pub const HOST_BINARIES: &[&str] = &["/usr/bin/kcapi-enc", "/usr/bin/kcapi-dgst"];
 
@@ -67,8 +71,10 @@ pub struct Spec {
     pub release: String,
     /// The kernel's `lib/modules/<release>` directory.
     pub modules_dir: PathBuf,
-    /// Module names to include with their dependencies.
+    /// Module names to include with their dependencies, loaded by `/init`.
     pub modules: Vec<String>,
+    /// Module names to include with their dependencies, not loaded.
+    pub on_demand_modules: Vec<String>,
     /// The vault module, if built.
     pub ko: Option<PathBuf>,
     /// Scripts to run, in order.
@@ -214,7 +220,8 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
     add(&mut entries, Entry::Symlink { path: "bin/sh".into(), target: "busybox".into() });
 
     let modules_dep = String::from_utf8(read(&spec.modules_dir.join("modules.dep"))?)?;
-    let included = module_closure(&modules_dep, &spec.modules)?;
+    let wanted: Vec<String> = spec.modules.iter().chain(&spec.on_demand_modules).cloned().collect();
+    let included = module_closure(&modules_dep, &wanted)?;
     let base = format!("lib/modules/{}", spec.release);
     for module in &included {
         let data = read(&spec.modules_dir.join(module))?;

@@ -297,6 +297,7 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
         release: kernel.release.clone(),
         modules_dir: kernel.modules(),
         modules: initramfs::CRYPTO_MODULES.iter().map(|m| m.to_string()).collect(),
+        on_demand_modules: initramfs::ON_DEMAND_MODULES.iter().map(|m| m.to_string()).collect(),
         ko: options.ko.clone(),
         scripts: options.scripts.clone(),
         extra_files: options.kcheck.iter().map(|k| (k.clone(), "usr/bin/sevault-kcheck".to_string())).collect(),

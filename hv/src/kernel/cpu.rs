@@ -3,6 +3,7 @@
 use core::arch::{asm, global_asm};
 use core::mem::offset_of;
 
+use crate::asid::TlbCaps;
 use crate::world::{FxArea, Gpr, GuestRegisters};
 
 /// EFER (AMD APM Vol. 2 §3.1.7).
@@ -320,6 +321,26 @@ global_asm!(
 
 extern "C" {
     fn sevault_vmrun(args: *mut VmrunArgs);
+}
+
+/// What this CPU offers for flushing guest TLB entries.
+pub fn tlb_caps() -> TlbCaps {
+    let (max_ext, ..) = cpuid(0x8000_0000);
+    let svm_edx = if max_ext >= 0x8000_000A { cpuid(0x8000_000A).3 } else { 0 };
+    let ext_ebx = if max_ext >= 0x8000_0008 { cpuid(0x8000_0008).1 } else { 0 };
+    TlbCaps::from_cpuid(svm_edx, ext_ebx)
+}
+
+/// One VMRUN of a TLB-flush VMCB (`Vmcb::build_tlb_flush`): the flush happens at VMRUN,
+/// and the guest exits before its first instruction. It runs no guest code, so no guest
+/// register, vector or VMLOAD state is switched: only CLGI, VMRUN, STGI.
+///
+/// # Safety
+/// SVM is on ([`SvmOn`]), interrupts off; `vmcb_pa` is this CPU's flush VMCB.
+pub unsafe fn flush_run(vmcb_pa: u64) {
+    // SAFETY: the caller's contract; the guest executes nothing, so every register but RAX
+    // (reloaded from the host save area at #VMEXIT with the value it had) is untouched.
+    unsafe { asm!("clgi", "vmrun rax", "stgi", in("rax") vmcb_pa, options(nostack)) };
 }
 
 /// Runs the vCPU once, until its next #VMEXIT; the vault's registers go in from and come

@@ -47,6 +47,8 @@ pub struct Stats {
     pub exits_intr: u64,
     /// Machine checks taken while the vault ran (handed to the host's handler).
     pub machine_checks: u64,
+    /// Flush VMRUNs after requests that did not exit as expected.
+    pub tlb_flush_failures: u64,
     /// Every other exit (each one a vault fault).
     pub exits_other: u64,
     /// Requests that failed.
@@ -82,6 +84,10 @@ extern "C" {
     pub fn sevault_sg_info(sg: *const c_void, phys: *mut u64, len: *mut u32);
     /// `ktime_get_ns()`.
     pub fn sevault_now_ns() -> u64;
+    /// The end of the highest online node's span of physical memory.
+    pub fn sevault_ram_end() -> u64;
+    /// 1 when the host runs with SME (`cc_platform_has(CC_ATTR_HOST_MEM_ENCRYPT)`).
+    pub fn sevault_sme_active() -> u32;
     /// The `budget_ms` module parameter (at least 1).
     pub fn sevault_budget_ms() -> u32;
     /// After #VMEXIT: `hw_breakpoint_restore()` where the host has breakpoints armed.

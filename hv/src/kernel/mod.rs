@@ -75,6 +75,37 @@ pub extern "C" fn sevault_rust_rebuilds() -> u64 {
     vault::rebuilds()
 }
 
+/// Host-physical bytes the vault's window reaches (memory above cannot be served).
+#[no_mangle]
+pub extern "C" fn sevault_rust_host_window_size() -> u64 {
+    sevault_abi::memory_map::HOST_WINDOW_SIZE
+}
+
+/// The glue's module notifier: kvm_amd is coming (1) or going (0).
+#[no_mangle]
+pub extern "C" fn sevault_rust_set_kvm_amd(loaded: u32) {
+    vault::set_kvm_amd(loaded != 0)
+}
+
+/// 1 while kvm_amd is known to be loaded.
+#[no_mangle]
+pub extern "C" fn sevault_rust_kvm_amd() -> u32 {
+    u32::from(vault::kvm_amd())
+}
+
+/// TLB flushes after vault requests so far.
+#[no_mangle]
+pub extern "C" fn sevault_rust_tlb_flushes() -> u64 {
+    vault::tlb_flushes()
+}
+
+/// IPI handler (interrupts off): flush the vault's ASID on this CPU if kvm_amd is loaded,
+/// or always with `force` (the load-time self-test). 1 if flushed (or nothing to do).
+#[no_mangle]
+pub extern "C" fn sevault_rust_flush_this_cpu(force: u32) -> u32 {
+    u32::from(vault::flush_this_cpu(force != 0))
+}
+
 /// The current vault generation.
 #[no_mangle]
 pub extern "C" fn sevault_rust_generation() -> u64 {

@@ -27,6 +27,7 @@ use super::ffi::{self, Key, Request, Stats};
 use super::log::{klog, log_ratelimited, Level};
 use super::psp::KernelPsp;
 use crate::arena::{Arena, Block, PageRef};
+use crate::asid::{AfterRequest, TlbCaps};
 use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
 use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
@@ -73,6 +74,8 @@ struct Vcpu {
     ghcb: PageRef,
     /// SEV-ES only: the VMSA page (launched by the PSP).
     vmsa: PageRef,
+    /// A VMCB that only flushes the vault's ASID from the TLB (plain SVM).
+    flush_vmcb: PageRef,
     stack: [PageRef; STACK_PAGES],
     npt: [PageRef; npt_vcpu::COUNT],
     window: NptWindow,
@@ -89,6 +92,7 @@ struct State {
     vcpus: [*mut Vcpu; MAX_VCPUS as usize],
     nr_vcpus: u32,
     features: SvmFeatures,
+    tlb: TlbCaps,
     /// `sev=sev|es`: the launched guest context (never on these machines).
     sev: Option<SevLaunch>,
 }
@@ -126,6 +130,7 @@ static STATE: Global = Global {
         vcpus: [core::ptr::null_mut(); MAX_VCPUS as usize],
         nr_vcpus: 0,
         features: SvmFeatures { nrips: false, asids: 0 },
+        tlb: TlbCaps { flush_by_asid: false, invlpgb: false },
         sev: None,
     }),
     ready: AtomicBool::new(false),
@@ -259,6 +264,29 @@ pub fn init(sev_mode: u32) -> i32 {
         }
     };
     let Some(mode) = SevMode::from_raw(sev_mode) else { return -errno::EINVAL };
+    // SAFETY: FFI, no arguments.
+    if unsafe { ffi::sevault_sme_active() } != 0 {
+        klog!(
+            Level::Error,
+            "cannot load: SME is active (mem_encrypt=on). Every physical address this module gives the CPU (VMCB, \
+             host save area, permission maps, nested page tables and their entries) would need the SME C-bit, \
+             which it does not set yet; boot with mem_encrypt=off to use the vault"
+        );
+        return -errno::ENODEV;
+    }
+    // SAFETY: FFI, no arguments.
+    let ram_end = unsafe { ffi::sevault_ram_end() };
+    if ram_end > sevault_abi::memory_map::HOST_WINDOW_SIZE {
+        klog!(
+            Level::Error,
+            "cannot load: host memory reaches {:#x} ({} GiB), beyond the vault's host window of {} GiB; requests \
+             on memory above it could not be served",
+            ram_end - 1,
+            ram_end >> 30,
+            sevault_abi::memory_map::HOST_WINDOW_SIZE >> 30
+        );
+        return -errno::ENODEV;
+    }
     let mut sev_launch = None;
     let info = cpu::sev_info();
     let sev_cpu = SevCpu {
@@ -319,24 +347,21 @@ pub fn init(sev_mode: u32) -> i32 {
         return -errno::EINVAL;
     }
     // SAFETY: FFI, no arguments.
-    if sev_launch.is_none() && unsafe { ffi::sevault_kvm_amd_loaded() } != 0 {
-        klog!(
-            Level::Warn,
-            "kvm_amd is loaded: EFER.SVME and VM_HSAVE_PA are shared safely, but KVM may give one of its guests \
-             ASID {ASID} without flushing what the vault left in the TLB; do not run KVM guests alongside the vault \
-             (thesis-notes/hypervisor.md)"
-        );
-    }
+    let kvm_amd = unsafe { ffi::sevault_kvm_amd_loaded() } != 0;
+    KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
         Ok(()) => {
-            let per_vcpu = (1 + 9 + npt_vcpu::COUNT) * 4;
+            let per_vcpu = (1 + 10 + npt_vcpu::COUNT) * 4;
             klog!(
                 Level::Info,
-                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, memory {} KiB shared + {} KiB per vCPU",
+                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {} KiB shared + {} KiB \
+                 per vCPU{}",
                 GUEST_IMAGE.len(),
                 if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
+                if cpu::tlb_caps().flush_by_asid { "yes" } else { "no (whole TLB)" },
                 (1 + guest_pt::COUNT + SLOT_PAGES + npt_low::COUNT + 5) * 4,
-                per_vcpu
+                per_vcpu,
+                if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
             );
             0
         }
@@ -351,6 +376,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     // SAFETY: module init is single-threaded and `ready` is false: nothing else reads STATE.
     let state = unsafe { &mut *STATE.state.get() };
     state.features = features;
+    state.tlb = cpu::tlb_caps();
     state.nr_vcpus = nr;
     state.sev = sev;
     SEV_DEAD.store(false, Ordering::Relaxed);
@@ -384,7 +410,14 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         // all-zero `Vcpu` is valid (integers, arrays of integers, PageRefs).
         let vcpu = unsafe { &mut *(home.virt as *mut Vcpu) };
         vcpu.index = index;
-        for page in [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.host_vmsave, &mut vcpu.comm, &mut vcpu.ghcb] {
+        for page in [
+            &mut vcpu.vmcb,
+            &mut vcpu.hsave,
+            &mut vcpu.host_vmsave,
+            &mut vcpu.comm,
+            &mut vcpu.ghcb,
+            &mut vcpu.flush_vmcb,
+        ] {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
         for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
@@ -415,6 +448,8 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
             msrpm_pa: state.private.msrpm.phys,
         };
         vcpu.vmcb().build_vault(&config);
+        // SAFETY: the flush VMCB page is this vCPU's, mapped and unused until `ready`.
+        unsafe { &mut *(vcpu.flush_vmcb.virt as *mut Vmcb) }.build_tlb_flush(&config, state.tlb.asid_flush());
         match sev {
             None => {}
             Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
@@ -532,13 +567,18 @@ impl Vcpu {
     fn run(
         &mut self,
         features: &SvmFeatures,
+        tlb: TlbCaps,
         image: &PageRef,
         sev: Option<&SevLaunch>,
         budget_ns: u64,
     ) -> Result<(), Fault> {
         let start = now_ns();
+        let mut first = true;
         loop {
             self.stats.vmruns += 1;
+            let tlb_control = tlb.on_entry(first);
+            first = false;
+            self.vmcb().control.tlb_control = tlb_control;
             // SAFETY: FFI.
             let flags = unsafe { ffi::sevault_irq_save() };
             // Interrupts may end the run only if the caller could take them (else every run
@@ -635,6 +675,49 @@ fn budget_ms() -> u64 {
 
 fn budget_ns() -> u64 {
     budget_ms().saturating_mul(1_000_000)
+}
+
+/// kvm_amd is loaded (its guests may be given the vault's ASID): set at load and by the
+/// glue's module notifier.
+static KVM_AMD: AtomicBool = AtomicBool::new(false);
+/// TLB flushes after vault requests, and those whose VMRUN did not exit as expected.
+static TLB_FLUSHES: AtomicU64 = AtomicU64::new(0);
+
+/// Ends a request (or an IPI from the module notifier): flushes the vault's ASID if
+/// kvm_amd is loaded. False if the flush VMRUN exited unexpectedly (logged).
+fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: PageRef) -> bool {
+    match tlb.after_request(kvm_amd) {
+        AfterRequest::Nothing => true,
+        // INVLPGB is not used yet (never run here: TCG lacks it); the flush VMRUN works
+        // on every SVM CPU.
+        AfterRequest::Invlpgb | AfterRequest::FlushRun { .. } => {
+            // SAFETY: FFI.
+            let flags = unsafe { ffi::sevault_irq_save() };
+            {
+                // SAFETY: SVM checked at load; interrupts are off; the hsave page is this
+                // CPU's vCPU's, not in use (no vault run is in progress with interrupts off).
+                let _svm = unsafe { SvmOn::new(hsave_pa) };
+                // SAFETY: SVM on, interrupts off, this vCPU's flush VMCB.
+                unsafe { cpu::flush_run(flush_vmcb.phys) };
+            }
+            // SAFETY: FFI; #VMEXIT reset DR7.
+            unsafe { ffi::sevault_host_debug_restore() };
+            // SAFETY: the flush VMCB page is mapped for the vault's lifetime and only this CPU
+            // runs it, with interrupts off.
+            let code = unsafe { core::ptr::read_volatile(&(*(flush_vmcb.virt as *const Vmcb)).control.exit_code) };
+            // SAFETY: restores what `sevault_irq_save` returned.
+            unsafe { ffi::sevault_irq_restore(flags) };
+            TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
+            let flushed = ExitKind::flushed_by(code);
+            if !flushed {
+                log_ratelimited(format_args!(
+                    "TLB flush after a vault request exited with {code:#x}: the vault's translations may remain \
+                     for a KVM guest with ASID {ASID}"
+                ));
+            }
+            flushed
+        }
+    }
 }
 
 /// Monotonic nanoseconds (`ktime_get_ns`).
@@ -901,8 +984,14 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         Some(InjectedFault::Spin) => vcpu.vmcb().save.state.rip = SPIN_GPA,
         None => {}
     }
-    let ran = vcpu.run(&state.features, &state.private.image, state.sev.as_ref(), budget_ns());
+    let ran = vcpu.run(&state.features, state.tlb, &state.private.image, state.sev.as_ref(), budget_ns());
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
+    // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
+    if state.sev.is_none()
+        && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.flush_vmcb)
+    {
+        vcpu.stats.tlb_flush_failures += 1;
+    }
     // A vault that did not answer as it must: count it, rebuild (once this CPU is out of
     // the vault), fail the request.
     let fail = |vcpu: &mut Vcpu, in_vault: InVault, fault: Fault| {
@@ -1088,6 +1177,43 @@ pub fn crypt(key: &Key, request: &Request, decrypt: bool, cbc: bool) -> i32 {
         unsafe { core::ptr::copy_nonoverlapping(iv.as_ptr(), request.iv, 16) };
     }
     0
+}
+
+/// The glue's module notifier: kvm_amd is coming (`true`) or going.
+pub fn set_kvm_amd(loaded: bool) {
+    KVM_AMD.store(loaded, Ordering::SeqCst);
+}
+
+/// kvm_amd is known to be loaded.
+pub fn kvm_amd() -> bool {
+    KVM_AMD.load(Ordering::SeqCst)
+}
+
+/// TLB flushes after vault requests so far.
+pub fn tlb_flushes() -> u64 {
+    TLB_FLUSHES.load(Ordering::Relaxed)
+}
+
+/// From an IPI (interrupts off, this CPU): the flush after a request, here and now — when
+/// kvm_amd appears (so that no request that ended before it saw the flag left anything), or
+/// with `force` as the load-time self-test of the flush VMRUN. False if it did not flush.
+pub fn flush_this_cpu(force: bool) -> bool {
+    let Some(state) = state() else { return true };
+    if state.sev.is_some() {
+        return true;
+    }
+    // SAFETY: FFI; an IPI handler runs with preemption off.
+    let cpu = unsafe { ffi::sevault_cpu_id() };
+    let Some(&ptr) = state.vcpus.get(cpu as usize) else { return true };
+    if ptr.is_null() {
+        return true;
+    }
+    // SAFETY: this CPU's vCPU; the IPI may interrupt this CPU's own request code (which
+    // holds `&mut Vcpu`), so only the two page references, written once at load, are read,
+    // through raw pointers.
+    let (hsave, flush_vmcb) =
+        unsafe { (core::ptr::read(&raw const (*ptr).hsave), core::ptr::read(&raw const (*ptr).flush_vmcb)) };
+    flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, flush_vmcb)
 }
 
 /// Statistics of CPU `cpu`'s vCPU.
