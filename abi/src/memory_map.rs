@@ -12,13 +12,14 @@
 //! 0x0000_0000 ..  0x0000_1000  unmapped (null guard)
 //! 0x0000_1000 ..  0x0000_2000  IMAGE        code + rodata, the ≤ 4 KiB vault image, RX
 //! 0x0001_0000 ..  0x0002_0000  PAGE_TABLES  built by the HV, not mapped for the vault
-//! 0x0010_0000 ..  0x0018_0000  KEY_SLOTS    1024 × 512 B, private, shared by all vCPUs
 //! 0x0020_0000 ..  0x0040_0000  COMM_BLOCKS  4 KiB per vCPU, shared with the host
 //! 0x0040_0000 ..  0x0060_0000  GHCBS        4 KiB per vCPU, shared with the host
 //! 0x0080_0000 ..  0x0180_0000  STACKS       32 KiB per vCPU: 16 KiB unmapped guard, 16 KiB stack
+//! 0x4000_0000 ..  0x4800_0000  KEY_SLOTS    2^18 × 512 B, private, shared by all vCPUs; backed
+//!                                          by the HV 512 slots (256 KiB) at a time, on demand
 //! 0x80_0000_0000 .. 0x100_0000_0000  HOST_WINDOW  host-physical 0 .. 512 GiB
 //! ```
-use crate::{KEY_SLOT_COUNT, KEY_SLOT_SIZE, MAX_VCPUS};
+use crate::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, KEY_SLOT_SIZE, MAX_VCPUS};
 
 /// Size of a (small) page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -39,11 +40,6 @@ pub const PAGE_TABLES_BASE: u64 = 0x1_0000;
 /// Room reserved for the vault's page tables.
 pub const PAGE_TABLES_SIZE: u64 = 0x1_0000;
 
-/// Key slots: private memory shared by all vCPUs.
-pub const KEY_SLOTS_BASE: u64 = 0x10_0000;
-/// Bytes of all key slots.
-pub const KEY_SLOTS_SIZE: u64 = KEY_SLOT_COUNT as u64 * KEY_SLOT_SIZE;
-
 /// Comm blocks, one page per vCPU, shared with the host.
 pub const COMM_BLOCKS_BASE: u64 = 0x20_0000;
 /// GHCBs, one page per vCPU, shared with the host.
@@ -56,8 +52,16 @@ pub const STACK_STRIDE: u64 = 0x8000;
 /// Usable stack per vCPU (the rest of the stride is an unmapped guard below it).
 pub const STACK_SIZE: u64 = 0x4000;
 
-/// End of the vault's own address range: nothing of the vault lies at or above it.
+/// End of the vault's code, tables, shared pages and stacks.
 pub const VAULT_END: u64 = STACKS_BASE + MAX_VCPUS as u64 * STACK_STRIDE;
+
+/// Key slots: private memory shared by all vCPUs, in the second GiB (one 1 GiB page of the
+/// vault's page tables maps it; the HV's nested tables back only the blocks in use).
+pub const KEY_SLOTS_BASE: u64 = 0x4000_0000;
+/// Bytes of all key slots.
+pub const KEY_SLOTS_SIZE: u64 = KEY_SLOT_COUNT as u64 * KEY_SLOT_SIZE;
+/// Bytes of one block of slots the HV backs at once.
+pub const KEY_SLOT_BLOCK_SIZE: u64 = KEY_SLOTS_PER_BLOCK as u64 * KEY_SLOT_SIZE;
 
 /// Guest-physical address at which host-physical address 0 appears.
 pub const HOST_WINDOW_BASE: u64 = 0x80_0000_0000;
@@ -127,10 +131,13 @@ pub const fn host_window_gpa(host_phys: u64, len: u64) -> Option<u64> {
     }
 }
 
-/// True when `start .. start + len` (guest-physical) overlaps the vault's own range.
+/// True when `start .. start + len` (guest-physical) overlaps the vault's own ranges (code,
+/// tables, shared pages, stacks, key slots).
 pub const fn touches_vault(start: u64, len: u64) -> bool {
     match start.checked_add(len) {
-        Some(end) => start < VAULT_END && end > 0,
+        Some(end) => {
+            (start < VAULT_END && end > 0) || (start < KEY_SLOTS_BASE + KEY_SLOTS_SIZE && end > KEY_SLOTS_BASE)
+        }
         None => true,
     }
 }
@@ -138,12 +145,16 @@ pub const fn touches_vault(start: u64, len: u64) -> bool {
 // The map's regions are ordered, page-aligned and do not overlap.
 const _: () = {
     assert!(IMAGE_BASE + IMAGE_MAX_SIZE <= PAGE_TABLES_BASE);
-    assert!(PAGE_TABLES_BASE + PAGE_TABLES_SIZE <= KEY_SLOTS_BASE);
-    assert!(KEY_SLOTS_BASE + KEY_SLOTS_SIZE <= COMM_BLOCKS_BASE);
+    assert!(PAGE_TABLES_BASE + PAGE_TABLES_SIZE <= COMM_BLOCKS_BASE);
     assert!(COMM_BLOCKS_BASE + MAX_VCPUS as u64 * PAGE_SIZE <= GHCBS_BASE);
     assert!(GHCBS_BASE + MAX_VCPUS as u64 * PAGE_SIZE <= STACKS_BASE);
     assert!(STACK_SIZE < STACK_STRIDE);
-    assert!(VAULT_END <= HOST_WINDOW_BASE);
+    assert!(VAULT_END <= KEY_SLOTS_BASE);
+    // The slots fill part of the second GiB (one 1 GiB page in the vault's tables), whole
+    // blocks of whole pages, and lie below the window.
+    assert!(KEY_SLOTS_BASE == 1 << 30 && KEY_SLOTS_SIZE <= 1 << 30);
+    assert!(KEY_SLOT_BLOCK_SIZE.is_multiple_of(PAGE_SIZE) && KEY_SLOTS_SIZE.is_multiple_of(KEY_SLOT_BLOCK_SIZE));
+    assert!(KEY_SLOTS_BASE + KEY_SLOTS_SIZE <= HOST_WINDOW_BASE);
     assert!(KEY_SLOTS_BASE.is_multiple_of(PAGE_SIZE) && KEY_SLOTS_SIZE.is_multiple_of(PAGE_SIZE));
     assert!(STACK_STRIDE.is_multiple_of(PAGE_SIZE) && STACK_SIZE.is_multiple_of(PAGE_SIZE));
     // One PML4 entry (512 GiB) covers the window exactly; it ends at 2^40, within the 40
@@ -189,6 +200,9 @@ mod tests {
         // Every window address is outside the vault.
         assert!(!touches_vault(HOST_WINDOW_BASE, HOST_WINDOW_SIZE));
         assert!(touches_vault(KEY_SLOTS_BASE, 16));
+        assert!(touches_vault(KEY_SLOTS_BASE + KEY_SLOTS_SIZE - 1, 1));
+        assert!(!touches_vault(KEY_SLOTS_BASE + KEY_SLOTS_SIZE, 1));
+        assert!(!touches_vault(KEY_SLOTS_BASE - 16, 16));
         assert!(touches_vault(VAULT_END - 1, 1));
         assert!(!touches_vault(VAULT_END, 1));
         assert!(touches_vault(u64::MAX, 2));

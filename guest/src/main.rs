@@ -117,8 +117,10 @@ extern "sysv64" fn vault_main(stack_top: u64) -> ! {
     // SAFETY: the memory map (sevault_abi::memory_map) that the HV builds the vault's page
     // tables from maps this vCPU's comm block and GHCB, writable, for the vault's lifetime.
     let (comm, ghcb) = unsafe { (CommBlockPtr::new(comm), GhcbPtr::new(ghcb)) };
-    // SAFETY: key slots are private memory mapped at KEY_SLOTS_BASE, zero-filled by the HV
-    // before launch (= empty, unlocked slots), touched by vCPUs only through `KeyStore`.
+    // SAFETY: key slots are private memory at KEY_SLOTS_BASE (one 1 GiB page of the vault's
+    // tables), touched by vCPUs only through `KeyStore`. The HV backs them a block at a time
+    // and names only backed slots in requests (the others fault as nested page faults);
+    // a fresh block is zero-filled (= empty, unlocked slots).
     let slots = unsafe { core::slice::from_raw_parts(KEY_SLOTS_BASE as *const KeySlot, SLOT_COUNT) };
     // SAFETY: the window maps host memory only, disjoint from everything the vault's Rust
     // code references (memory map); requests are validated against its bounds.

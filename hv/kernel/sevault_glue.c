@@ -67,6 +67,32 @@ void *sevault_pages_alloc(u32 order, u64 *phys)
 	return page_address(page);
 }
 
+void *sevault_pages_alloc_any(u32 order, u64 *phys)
+{
+	gfp_t gfp = (preemptible() ? GFP_KERNEL : GFP_ATOMIC) | __GFP_ZERO | __GFP_NOWARN;
+	struct page *page = alloc_pages(gfp, order);
+
+	if (!page)
+		return NULL;
+	*phys = page_to_phys(page);
+	return page_address(page);
+}
+
+static DEFINE_SPINLOCK(sevault_slot_spinlock);
+
+u64 sevault_slot_lock(void)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&sevault_slot_spinlock, flags);
+	return flags;
+}
+
+void sevault_slot_unlock(u64 flags)
+{
+	spin_unlock_irqrestore(&sevault_slot_spinlock, (unsigned long)flags);
+}
+
 void sevault_pages_free(void *virt, u32 order)
 {
 	free_pages((unsigned long)virt, order);

@@ -40,7 +40,10 @@ struct sevault_stats {
 
 /* ---- C glue, called by Rust ---- */
 void *sevault_pages_alloc(u32 order, u64 *phys);	/* zeroed, physically contiguous */
+void *sevault_pages_alloc_any(u32 order, u64 *phys);	/* GFP_ATOMIC where it cannot sleep */
 void sevault_pages_free(void *virt, u32 order);
+u64 sevault_slot_lock(void);		/* spin_lock_irqsave of the key-slot lock */
+void sevault_slot_unlock(u64 flags);
 void sevault_log(u32 level, const u8 *msg, u32 len);	/* level: 3 err, 4 warn, 6 info */
 void sevault_log_ratelimited(const u8 *msg, u32 len);	/* err, rate-limited */
 u32 sevault_cpu_id(void);

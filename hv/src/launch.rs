@@ -13,7 +13,7 @@
 //!
 //! Shared pages (comm blocks, GHCBs) are never measured.
 use sevault_abi::memory_map::{
-    VcpuIndex, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, STACK_SIZE,
+    VcpuIndex, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, PAGE_SIZE, PAGE_TABLES_BASE, STACK_SIZE,
 };
 
 use crate::paging::{build_guest_page_tables, guest_pt, PageTable};
@@ -62,13 +62,17 @@ pub struct LaunchPage {
     pub kind: PageKind,
 }
 
+/// Pages of the key slots backed at load ([`sevault_abi::LAUNCH_KEY_SLOTS`]).
+pub const LAUNCH_SLOT_PAGES: u64 = sevault_abi::LAUNCH_KEY_SLOTS as u64 * sevault_abi::KEY_SLOT_SIZE / PAGE_SIZE;
+
 /// The pages of a launch of `vcpus` vCPUs, in launch order.
 pub fn pages(mode: LaunchMode, vcpus: u32) -> impl Iterator<Item = LaunchPage> {
     let image = core::iter::once(LaunchPage { gpa: IMAGE_BASE, kind: PageKind::Image });
     let tables = (0..guest_pt::COUNT)
         .map(|i| LaunchPage { gpa: PAGE_TABLES_BASE + i as u64 * PAGE_SIZE, kind: PageKind::GuestPageTable(i) });
-    let slots = (0..KEY_SLOTS_SIZE / PAGE_SIZE)
-        .map(|i| LaunchPage { gpa: KEY_SLOTS_BASE + i * PAGE_SIZE, kind: PageKind::Zero });
+    // Only the slots backed from the start: under SEV no private page can be added later.
+    let slots =
+        (0..LAUNCH_SLOT_PAGES).map(|i| LaunchPage { gpa: KEY_SLOTS_BASE + i * PAGE_SIZE, kind: PageKind::Zero });
     let with_stacks = mode == LaunchMode::Snp;
     let stacks = (0..vcpus).filter(move |_| with_stacks).filter_map(VcpuIndex::new).flat_map(|v| {
         (0..STACK_SIZE / PAGE_SIZE)
@@ -200,7 +204,7 @@ mod tests {
     #[test]
     fn page_lists() {
         let count = |mode| pages(mode, 2).count();
-        let data = 1 + guest_pt::COUNT + (KEY_SLOTS_SIZE / PAGE_SIZE) as usize;
+        let data = 1 + guest_pt::COUNT + LAUNCH_SLOT_PAGES as usize;
         assert_eq!(count(LaunchMode::Sev), data);
         assert_eq!(count(LaunchMode::SevEs), data + 2);
         assert_eq!(count(LaunchMode::Snp), data + 2 * 4 + 2);

@@ -11,7 +11,7 @@
 //! physical addresses and walk the result.
 use sevault_abi::memory_map::{
     VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, IMAGE_BASE, KEY_SLOTS_BASE,
-    KEY_SLOTS_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, VAULT_END,
+    KEY_SLOTS_SIZE, KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, VAULT_END,
 };
 
 /// One page of 512 entries.
@@ -100,10 +100,7 @@ pub fn private_access(gpa: u64, vcpus: u32) -> Option<Access> {
     if gpa == IMAGE_BASE {
         return Some(Access::ReadExecute);
     }
-    if (KEY_SLOTS_BASE..KEY_SLOTS_BASE + KEY_SLOTS_SIZE).contains(&gpa)
-        || per_vcpu(COMM_BLOCKS_BASE)
-        || per_vcpu(GHCBS_BASE)
-    {
+    if per_vcpu(COMM_BLOCKS_BASE) || per_vcpu(GHCBS_BASE) {
         return Some(Access::ReadWrite);
     }
     (0..vcpus)
@@ -135,6 +132,8 @@ pub fn build_guest_page_tables(tables: &mut [PageTable; guest_pt::COUNT], vcpus:
     tables[guest_pt::PML4].0[0] = gpa_of(guest_pt::PDPT_LOW) | table_bits;
     tables[guest_pt::PML4].0[1] = gpa_of(guest_pt::PDPT_WINDOW) | table_bits;
     tables[guest_pt::PDPT_LOW].0[0] = gpa_of(guest_pt::PD_LOW) | table_bits;
+    // The key slots: one 1 GiB page, private; only the blocks the HV backs are reachable.
+    tables[guest_pt::PDPT_LOW].0[1] = KEY_SLOTS_BASE | encrypted | Access::ReadWrite.leaf_bits() | PS;
     for i in 0..guest_pt::PT_COUNT {
         tables[guest_pt::PD_LOW].0[i] = gpa_of(guest_pt::PT_FIRST + i) | table_bits;
         for (j, entry) in tables[guest_pt::PT_FIRST + i].0.iter_mut().enumerate() {
@@ -166,8 +165,35 @@ pub mod npt_low {
     pub const PD: usize = 1;
     /// First page table (one per 2 MiB of the private range).
     pub const PT_FIRST: usize = 2;
+    /// PD of the key slots (the second GiB).
+    pub const PD_SLOTS: usize = PT_FIRST + super::guest_pt::PT_COUNT;
+    /// First page table of the key slots (one per 2 MiB of slots).
+    pub const PT_SLOTS_FIRST: usize = PD_SLOTS + 1;
+    /// How many: enough for every slot.
+    pub const PT_SLOTS_COUNT: usize = (sevault_abi::memory_map::KEY_SLOTS_SIZE / (2 << 20)) as usize;
     /// All of them.
-    pub const COUNT: usize = PT_FIRST + super::guest_pt::PT_COUNT;
+    pub const COUNT: usize = PT_SLOTS_FIRST + PT_SLOTS_COUNT;
+}
+
+/// Slot blocks the vault's address space has room for.
+pub const SLOT_BLOCKS: usize = (KEY_SLOTS_SIZE / KEY_SLOT_BLOCK_SIZE) as usize;
+/// Pages per slot block.
+pub const SLOT_BLOCK_PAGES: usize = (KEY_SLOT_BLOCK_SIZE / PAGE_SIZE) as usize;
+
+/// Backs slot block `block` (key slots `block × KEY_SLOTS_PER_BLOCK ..`) with the
+/// physically contiguous host pages at `phys`, in the shared nested subtree: every vCPU can
+/// reach them from its next VMRUN on. Returns false for a block beyond the slot range.
+pub fn map_slot_block(pages: &mut impl Pages, block: usize, phys: u64) -> bool {
+    if block >= SLOT_BLOCKS {
+        return false;
+    }
+    for page in 0..SLOT_BLOCK_PAGES {
+        let offset = block as u64 * KEY_SLOT_BLOCK_SIZE + page as u64 * PAGE_SIZE;
+        let pt = npt_low::PT_SLOTS_FIRST + (offset / TWO_MIB) as usize;
+        let index = ((offset % TWO_MIB) / PAGE_SIZE) as usize;
+        pages.table(pt).0[index] = ((phys + page as u64 * PAGE_SIZE) & ADDR) | Access::ReadWrite.leaf_bits() | US;
+    }
+    true
 }
 
 /// Writes the shared nested subtree: every page the vault may reach (from
@@ -180,6 +206,14 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
     }
     let pd = pages.phys(npt_low::PD);
     pages.table(npt_low::PDPT).0[0] = pd | table_bits;
+    // The key slots' tables are all there from the start; their entries come with the blocks
+    // (`map_slot_block`).
+    let pd_slots = pages.phys(npt_low::PD_SLOTS);
+    pages.table(npt_low::PDPT).0[1] = pd_slots | table_bits;
+    for i in 0..npt_low::PT_SLOTS_COUNT {
+        let pt = pages.phys(npt_low::PT_SLOTS_FIRST + i);
+        pages.table(npt_low::PD_SLOTS).0[i] = pt | table_bits;
+    }
     for i in 0..guest_pt::PT_COUNT {
         let pt = pages.phys(npt_low::PT_FIRST + i);
         pages.table(npt_low::PD).0[i] = pt | table_bits;
@@ -428,7 +462,7 @@ mod tests {
         let pte =
             |gpa: u64| tables[guest_pt::PT_FIRST + (gpa / TWO_MIB) as usize].0[((gpa % TWO_MIB) / PAGE_SIZE) as usize];
         assert_ne!(pte(IMAGE_BASE) & c, 0, "image");
-        assert_ne!(pte(KEY_SLOTS_BASE) & c, 0, "key slots");
+        assert_ne!(tables[guest_pt::PDPT_LOW].0[1] & c, 0, "key slots (a 1 GiB page)");
         let v0 = VcpuIndex::new(0).unwrap();
         assert_ne!(pte(v0.stack_bottom()) & c, 0, "stack");
         assert_eq!(pte(v0.comm_block_gpa()) & c, 0, "comm block shared");
@@ -484,6 +518,43 @@ mod tests {
             assert!(walk(&lookup, root, HOST_WINDOW_BASE + page).is_none(), "cleared");
         }
         assert!(walk(&lookup, root, IMAGE_BASE).is_some(), "private range stays");
+    }
+
+    #[test]
+    fn slot_blocks_appear_in_the_shared_nested_tables_when_backed() {
+        let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
+        build_npt_low(&mut low, 1, |gpa| Some(0x20_0000_0000 + gpa));
+        let mut vcpu = HeapPages::new(0x30_0000_0000, npt_vcpu::COUNT);
+        NptWindow::new().build_root(&mut vcpu, low.phys(npt_low::PDPT));
+        let root = vcpu.phys(npt_vcpu::PML4);
+        let slot_gpa = |slot: u64| KEY_SLOTS_BASE + slot * sevault_abi::KEY_SLOT_SIZE;
+        {
+            let lookup = |phys: u64| {
+                low.index_of(phys)
+                    .map(|i| (*low.tables[i]).clone())
+                    .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
+            };
+            assert!(walk(&lookup, root, slot_gpa(0)).is_none(), "no slot is backed before its block");
+        }
+        // Block 0 and block 9 (slots 4608..5120: the second 2 MiB of slots) backed by two
+        // unrelated host blocks.
+        assert!(map_slot_block(&mut low, 0, 0x7700_0000));
+        assert!(map_slot_block(&mut low, 9, 0x8800_0000));
+        assert!(!map_slot_block(&mut low, SLOT_BLOCKS, 0x9900_0000), "beyond the slot range");
+        let lookup = |phys: u64| {
+            low.index_of(phys)
+                .map(|i| (*low.tables[i]).clone())
+                .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
+        };
+        let (hpa, entry) = walk(&lookup, root, slot_gpa(1) + 4).unwrap();
+        assert_eq!(hpa, 0x7700_0000 + 512 + 4);
+        assert_eq!(entry & (US | RW | NX), US | RW | NX);
+        let (hpa, _) = walk(&lookup, root, slot_gpa(511)).unwrap();
+        assert_eq!(hpa, 0x7700_0000 + 511 * 512, "the last slot of block 0");
+        assert!(walk(&lookup, root, slot_gpa(512)).is_none(), "block 1 not backed");
+        let (hpa, _) = walk(&lookup, root, slot_gpa(9 * 512 + 100)).unwrap();
+        assert_eq!(hpa, 0x8800_0000 + 100 * 512);
+        assert!(walk(&lookup, root, KEY_SLOTS_BASE + KEY_SLOTS_SIZE).is_none(), "nothing past the slots");
     }
 
     #[test]

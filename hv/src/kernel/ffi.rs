@@ -58,6 +58,12 @@ pub struct Stats {
 extern "C" {
     /// Zeroed, physically contiguous 2^order pages; writes their physical address.
     pub fn sevault_pages_alloc(order: u32, phys: *mut u64) -> *mut c_void;
+    /// As `sevault_pages_alloc`, but GFP_ATOMIC where the caller cannot sleep.
+    pub fn sevault_pages_alloc_any(order: u32, phys: *mut u64) -> *mut c_void;
+    /// `spin_lock_irqsave` of the key-slot lock; returns the flags.
+    pub fn sevault_slot_lock() -> u64;
+    /// `spin_unlock_irqrestore` of the key-slot lock.
+    pub fn sevault_slot_unlock(flags: u64);
     /// Frees what `sevault_pages_alloc` returned.
     pub fn sevault_pages_free(virt: *mut c_void, order: u32);
     /// printk at `level` (3 err, 4 warn, 6 info) with a `sevault: ` prefix.

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod ffi;
 pub mod log;
 pub mod psp;
+pub mod slots;
 pub mod vault;
 
 use ffi::{Key, Request, Stats};

@@ -18,7 +18,8 @@ use sevault_abi::memory_map::{
     PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
-    KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOT_COUNT, MAX_VCPUS,
+    KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK,
+    KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS, MAX_VCPUS,
 };
 use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
 
@@ -26,6 +27,7 @@ use super::cpu::{self, SvmFeatures, SvmOn, VmrunArgs};
 use super::ffi::{self, Key, Request, Stats};
 use super::log::{klog, log_ratelimited, Level};
 use super::psp::KernelPsp;
+use super::slots;
 use crate::arena::{Arena, Block, PageRef};
 use crate::asid::{AfterRequest, TlbCaps};
 use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
@@ -45,8 +47,6 @@ const BLOCK_ORDER: u32 = 6;
 const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
 /// Enough blocks for MAX_VCPUS vCPUs.
 const MAX_BLOCKS: usize = 1024;
-/// Pages of key slots.
-const SLOT_PAGES: usize = (KEY_SLOTS_SIZE / PAGE_SIZE) as usize;
 /// Pages of a vCPU's stack.
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
@@ -58,7 +58,6 @@ const EFLAGS_IF: u64 = 1 << 9;
 struct Private {
     image: PageRef,
     guest_pt: [PageRef; guest_pt::COUNT],
-    slots: [PageRef; SLOT_PAGES],
     npt_low: [PageRef; npt_low::COUNT],
     iopm: PageRef,
     msrpm: PageRef,
@@ -122,7 +121,6 @@ static STATE: Global = Global {
         private: Private {
             image: NO_PAGE,
             guest_pt: [NO_PAGE; guest_pt::COUNT],
-            slots: [NO_PAGE; SLOT_PAGES],
             npt_low: [NO_PAGE; npt_low::COUNT],
             iopm: NO_PAGE,
             msrpm: NO_PAGE,
@@ -176,9 +174,6 @@ impl InjectedFault {
         INJECT_FAULT.compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Relaxed).ok().and_then(Self::from_raw)
     }
 }
-/// Key slots in use.
-static SLOTS: [AtomicU64; (KEY_SLOT_COUNT / 64) as usize] =
-    [const { AtomicU64::new(0) }; (KEY_SLOT_COUNT / 64) as usize];
 
 fn state() -> Option<&'static State> {
     // SAFETY: only `init`/`exit` write STATE, and only while `ready` is false.
@@ -236,8 +231,8 @@ impl State {
         if let Some(i) = index(PAGE_TABLES_BASE, guest_pt::COUNT) {
             return Some(p.guest_pt[i]);
         }
-        if let Some(i) = index(KEY_SLOTS_BASE, SLOT_PAGES) {
-            return Some(p.slots[i]);
+        if (KEY_SLOTS_BASE..KEY_SLOTS_BASE + KEY_SLOTS_SIZE).contains(&gpa) {
+            return slots::backing(gpa - KEY_SLOTS_BASE);
         }
         let n = self.nr_vcpus as usize;
         if let Some(i) = index(COMM_BLOCKS_BASE, n) {
@@ -355,11 +350,12 @@ pub fn init(sev_mode: u32) -> i32 {
             klog!(
                 Level::Info,
                 "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {} KiB shared + {} KiB \
-                 per vCPU{}",
+                 per vCPU + 256 KiB per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first \
+                 {LAUNCH_KEY_SLOTS}{}",
                 GUEST_IMAGE.len(),
                 if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
                 if cpu::tlb_caps().flush_by_asid { "yes" } else { "no (whole TLB)" },
-                (1 + guest_pt::COUNT + SLOT_PAGES + npt_low::COUNT + 5) * 4,
+                (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 + slots::blocks() * 256,
                 per_vcpu,
                 if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
             );
@@ -389,7 +385,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     for (i, page) in p.guest_pt.iter_mut().enumerate() {
         *page = PageRef { virt: pt_block.virt + i * PAGE_SIZE as usize, phys: pt_block.phys + i as u64 * PAGE_SIZE };
     }
-    for page in p.slots.iter_mut().chain(p.npt_low.iter_mut()) {
+    for page in p.npt_low.iter_mut() {
         *page = State::take_pages(arena, 1)?;
     }
     p.iopm = State::take_pages(arena, 3)?;
@@ -436,6 +432,10 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     let scratch = if sev.is_some() { Some(State::take_pages(&mut state.arena, 1)?) } else { None };
     let state: &State = state;
     build_npt_low(&mut RefPages(&state.private.npt_low), nr, |gpa| state.backing(gpa).map(|p| p.phys));
+    // The launch's key slots (under SEV, the only ones).
+    while slots::blocks() * (KEY_SLOTS_PER_BLOCK as usize) < LAUNCH_KEY_SLOTS as usize {
+        slots::grow(&mut RefPages(&state.private.npt_low)).map_err(|_| errno::ENOMEM)?;
+    }
     let low_pdpt = state.private.npt_low[npt_low::PDPT].phys;
     for i in 0..nr {
         let Some(vcpu) = state.vcpu(i) else { return Err(errno::EINVAL) };
@@ -528,6 +528,7 @@ pub fn exit() {
         unsafe { ffi::sevault_pages_free(block.virt as *mut c_void, BLOCK_ORDER) };
     }
     state.arena.reset();
+    slots::free_all();
     state.vcpus.iter_mut().for_each(|v| *v = core::ptr::null_mut());
     state.nr_vcpus = 0;
 }
@@ -783,11 +784,8 @@ fn rebuild(state: &State, cpu: u32, fault: Fault) {
     while RUNNING.load(Ordering::SeqCst) != 0 {
         core::hint::spin_loop();
     }
-    for page in &state.private.slots {
-        // SAFETY: key slot pages are mapped, and no vCPU runs (RUNNING is 0 and none can
-        // enter while REBUILDING is set).
-        unsafe { core::ptr::write_bytes(page.virt as *mut u8, 0, PAGE_SIZE as usize) };
-    }
+    // No vCPU runs: RUNNING is 0 and none can enter while REBUILDING is set.
+    slots::wipe_all();
     GENERATION.fetch_add(1, Ordering::SeqCst);
     REBUILDS.fetch_add(1, Ordering::Relaxed);
     REBUILDING.store(false, Ordering::SeqCst);
@@ -890,7 +888,7 @@ impl Admission for WindowPlan<'_> {
             if sevault_abi::memory_map::host_window_gpa(addr, len).is_none() {
                 return Err(TranslateError::OutsideWindow);
             }
-            if self.arena.overlaps(addr, len) {
+            if self.arena.overlaps(addr, len) || slots::overlaps(addr, len) {
                 return Err(TranslateError::Forbidden);
             }
         }
@@ -1024,23 +1022,26 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     Ok(Some((status, response.bytes_done, response.iv_out)))
 }
 
-fn alloc_slot() -> Option<u32> {
-    for (w, word) in SLOTS.iter().enumerate() {
-        let mut current = word.load(Ordering::Relaxed);
-        while current != u64::MAX {
-            let bit = (!current).trailing_zeros();
-            match word.compare_exchange(current, current | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(w as u32 * 64 + bit),
-                Err(now) => current = now,
+/// A free key slot, backing one more block of them when all are taken (plain SVM only).
+fn alloc_slot(state: &State) -> Result<u32, i32> {
+    loop {
+        if let Some(slot) = slots::take_free() {
+            return Ok(slot);
+        }
+        if state.sev.is_some() {
+            log_ratelimited(format_args!(
+                "all {LAUNCH_KEY_SLOTS} launched key slots are in use: under SEV no more can be added"
+            ));
+            return Err(errno::ENOMEM);
+        }
+        match slots::grow(&mut RefPages(&state.private.npt_low)) {
+            Ok(_) => {}
+            Err(slots::GrowError::NoMemory) => return Err(errno::ENOMEM),
+            Err(slots::GrowError::RangeFull) => {
+                log_ratelimited(format_args!("all {KEY_SLOT_COUNT} key slots of the vault are in use"));
+                return Err(errno::ENOMEM);
             }
         }
-    }
-    None
-}
-
-fn free_slot(slot: u32) {
-    if let Some(word) = SLOTS.get((slot / 64) as usize) {
-        word.fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
     }
 }
 
@@ -1064,9 +1065,9 @@ pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
     let slot = if key.slot != 0 {
         key.slot - 1
     } else {
-        match alloc_slot() {
-            Some(slot) => slot,
-            None => return -errno::ENOMEM,
+        match alloc_slot(state) {
+            Ok(slot) => slot,
+            Err(e) => return -e,
         }
     };
     key.slot = slot + 1;
@@ -1119,7 +1120,7 @@ pub fn clear_key(key: &mut Key) {
         }
     }
     *key = Key::default();
-    free_slot(slot);
+    slots::release(slot);
 }
 
 /// encrypt/decrypt.

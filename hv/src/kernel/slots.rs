@@ -1,0 +1,172 @@
+//! Key slots backed on demand: the HV's side of the vault's key-slot range.
+//!
+//! The vault's page tables map all [`KEY_SLOT_COUNT`] slots (one 1 GiB page); the shared
+//! nested tables back them a block of [`KEY_SLOTS_PER_BLOCK`] at a time (64 contiguous host
+//! pages), when a setkey finds every backed slot taken. So keyed transforms are bounded by
+//! memory (and the range's 2^18 slots), not by a constant; blocks stay until the module is
+//! unloaded. Under SEV only the launched blocks exist: the HV cannot add initialized private
+//! memory to a running SEV guest.
+//!
+//! Concurrency: blocks are added under a spinlock of the glue's and published with
+//! release/acquire on `count`; the sorted list that requests are checked against (no
+//! request may name a slot page) is read lock-free under a sequence count.
+use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+
+use sevault_abi::memory_map::{KEY_SLOT_BLOCK_SIZE, PAGE_SIZE};
+use sevault_abi::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT};
+
+use super::ffi;
+use crate::arena::PageRef;
+use crate::paging::{map_slot_block, Pages, SLOT_BLOCKS};
+
+/// Allocation order of a block (64 pages).
+pub const BLOCK_ORDER: u32 = 6;
+const _: () = assert!((1u64 << BLOCK_ORDER) * PAGE_SIZE == KEY_SLOT_BLOCK_SIZE);
+const WORDS_PER_BLOCK: usize = KEY_SLOTS_PER_BLOCK as usize / 64;
+
+/// Slots in use, one bit each.
+static IN_USE: [AtomicU64; KEY_SLOT_COUNT as usize / 64] = [const { AtomicU64::new(0) }; KEY_SLOT_COUNT as usize / 64];
+/// Block `i` backs slots `i × 512 ..`: its host addresses (valid for `i < COUNT`).
+static VIRT: [AtomicUsize; SLOT_BLOCKS] = [const { AtomicUsize::new(0) }; SLOT_BLOCKS];
+static PHYS: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCKS];
+/// Blocks backed.
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// The blocks' physical starts, sorted (the first `COUNT`), and their sequence count.
+static SORTED: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCKS];
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Why a block could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrowError {
+    /// No memory.
+    NoMemory,
+    /// All 2^18 slots are backed.
+    RangeFull,
+}
+
+/// Blocks backed so far.
+pub fn blocks() -> usize {
+    COUNT.load(Ordering::Acquire)
+}
+
+/// Backs one more block: allocates it (zeroed: empty, unlocked slots), maps it into the
+/// shared nested tables `npt_low`, publishes it.
+pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
+    let mut phys = 0;
+    // SAFETY: FFI; returns null or a zeroed block of 2^BLOCK_ORDER pages (GFP_ATOMIC where
+    // the caller cannot sleep).
+    let virt = unsafe { ffi::sevault_pages_alloc_any(BLOCK_ORDER, &mut phys) };
+    if virt.is_null() {
+        return Err(GrowError::NoMemory);
+    }
+    // SAFETY: FFI.
+    let flags = unsafe { ffi::sevault_slot_lock() };
+    let index = COUNT.load(Ordering::Relaxed);
+    let added = index < SLOT_BLOCKS && map_slot_block(npt_low, index, phys);
+    if added {
+        VIRT[index].store(virt as usize, Ordering::Relaxed);
+        PHYS[index].store(phys, Ordering::Relaxed);
+        SEQ.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let at = (0..index).find(|&i| SORTED[i].load(Ordering::Relaxed) > phys).unwrap_or(index);
+        for i in (at..index).rev() {
+            SORTED[i + 1].store(SORTED[i].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        SORTED[at].store(phys, Ordering::Relaxed);
+        COUNT.store(index + 1, Ordering::Release);
+        SEQ.fetch_add(1, Ordering::Release);
+    }
+    // SAFETY: pairs with the lock above.
+    unsafe { ffi::sevault_slot_unlock(flags) };
+    if added {
+        Ok(index)
+    } else {
+        // SAFETY: allocated above with this order, never published.
+        unsafe { ffi::sevault_pages_free(virt, BLOCK_ORDER) };
+        Err(GrowError::RangeFull)
+    }
+}
+
+/// Whether `phys .. phys + len` touches a backed slot block.
+pub fn overlaps(phys: u64, len: u64) -> bool {
+    let end = phys.saturating_add(len);
+    loop {
+        let before = SEQ.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let count = COUNT.load(Ordering::Acquire);
+        // The last block starting before `end` is the only candidate (blocks are disjoint).
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if SORTED[mid].load(Ordering::Relaxed) < end {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let hit = lo > 0 && SORTED[lo - 1].load(Ordering::Relaxed) + KEY_SLOT_BLOCK_SIZE > phys;
+        fence(Ordering::Acquire);
+        if SEQ.load(Ordering::Relaxed) == before {
+            return hit;
+        }
+    }
+}
+
+/// The host page behind byte `offset` of the slot range, if its block is backed.
+pub fn backing(offset: u64) -> Option<PageRef> {
+    let block = (offset / KEY_SLOT_BLOCK_SIZE) as usize;
+    if block >= blocks() {
+        return None;
+    }
+    let within = offset % KEY_SLOT_BLOCK_SIZE / PAGE_SIZE * PAGE_SIZE;
+    Some(PageRef {
+        virt: VIRT[block].load(Ordering::Relaxed) + within as usize,
+        phys: PHYS[block].load(Ordering::Relaxed) + within,
+    })
+}
+
+/// A free slot among the backed ones, marked in use.
+pub fn take_free() -> Option<u32> {
+    let words = blocks() * WORDS_PER_BLOCK;
+    for (w, word) in IN_USE[..words].iter().enumerate() {
+        let mut current = word.load(Ordering::Relaxed);
+        while current != u64::MAX {
+            let bit = (!current).trailing_zeros();
+            match word.compare_exchange(current, current | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(w as u32 * 64 + bit),
+                Err(now) => current = now,
+            }
+        }
+    }
+    None
+}
+
+/// Gives `slot` back.
+pub fn release(slot: u32) {
+    if let Some(word) = IN_USE.get((slot / 64) as usize) {
+        word.fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
+    }
+}
+
+/// Zeroes every backed slot (a rebuild, with every vCPU out of the vault).
+pub fn wipe_all() {
+    for block in 0..blocks() {
+        // SAFETY: a published block: mapped, 2^BLOCK_ORDER pages, ours; no vCPU runs.
+        unsafe {
+            core::ptr::write_bytes(VIRT[block].load(Ordering::Relaxed) as *mut u8, 0, KEY_SLOT_BLOCK_SIZE as usize)
+        };
+    }
+}
+
+/// Frees every block and forgets the slots (module exit: nothing runs).
+pub fn free_all() {
+    for block in 0..blocks() {
+        // SAFETY: a published block allocated with BLOCK_ORDER; nothing uses it any more.
+        unsafe { ffi::sevault_pages_free(VIRT[block].load(Ordering::Relaxed) as *mut _, BLOCK_ORDER) };
+    }
+    COUNT.store(0, Ordering::Release);
+    IN_USE.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+}
