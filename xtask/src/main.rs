@@ -195,10 +195,13 @@ fn test(root: &Path) -> Result<()> {
         }
         Err(_) => false,
     };
-    println!("xtask: [5/5] in-VM suite (tests/vm)");
+    println!("xtask: [5/5] in-VM suites (tests/vm, tests/vm-highmem)");
     match kernel {
         Ok(kernel) if built => {
-            for (name, outcome) in vm_suite(root, &kernel) {
+            for (name, outcome) in vm_suite(root, &kernel, "tests/vm", &[]) {
+                record(&name, outcome);
+            }
+            for (name, outcome) in vm_suite(root, &kernel, "tests/vm-highmem", HIGH_MEMORY_QEMU_ARGS) {
                 record(&name, outcome);
             }
         }
@@ -219,10 +222,22 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Boots one VM with every script of `tests/vm` (and the vault module when built); one result
-/// per script, plus one for the run itself (kernel log, timeout, crash).
-fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()>)> {
-    let scripts = match vm_scripts(&root.join("tests/vm")) {
+/// QEMU arguments of the `tests/vm-highmem` VM: a 128 MiB DIMM at host-physical 512 GiB, just
+/// beyond the vault's host window (room for it: `maxmem`).
+const HIGH_MEMORY_QEMU_ARGS: &[&str] = &[
+    "-m",
+    "1G,slots=2,maxmem=700G",
+    "-object",
+    "memory-backend-ram,id=beyond,size=128M",
+    "-device",
+    "pc-dimm,memdev=beyond,addr=0x8000000000",
+];
+
+/// Boots one VM with every script of `dir` (and the vault module when built), with `qemu`
+/// arguments added; one result per script, plus one for the run itself (kernel log,
+/// timeout, crash).
+fn vm_suite(root: &Path, kernel: &setup::DebianKernel, dir: &str, qemu: &[&str]) -> Vec<(String, Result<()>)> {
+    let scripts = match vm_scripts(&root.join(dir)) {
         Ok(scripts) => scripts,
         Err(error) => return vec![("in-VM suite".into(), Err(error))],
     };
@@ -231,6 +246,7 @@ fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()
         ko: built_module(root),
         kcheck: built_kcheck(root),
         timeout: std::time::Duration::from_secs(1200),
+        qemu_extra: qemu.iter().map(|a| a.to_string()).collect(),
         ..Default::default()
     };
     let outcome = match vm::run(root, kernel, &options) {
@@ -247,12 +263,12 @@ fn vm_suite(root: &Path, kernel: &setup::DebianKernel) -> Vec<(String, Result<()
                 Some(status) => Err(anyhow::anyhow!("exited with {status}")),
                 None => Err(anyhow::anyhow!("did not finish")),
             };
-            (format!("vm: {name}"), result)
+            (format!("{dir}: {name}"), result)
         })
         .collect();
     let run_problems: Vec<String> = outcome.problems().into_iter().filter(|p| !p.starts_with("script ")).collect();
     let run = if run_problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(run_problems.join("; "))) };
-    results.push((format!("vm: clean run ({:.1} s wall, kernel log clean)", outcome.wall.as_secs_f64()), run));
+    results.push((format!("{dir}: clean run ({:.1} s wall, kernel log clean)", outcome.wall.as_secs_f64()), run));
     results
 }
 

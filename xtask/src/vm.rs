@@ -97,6 +97,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Where to copy the console output.
     pub log: Option<PathBuf>,
+    /// More QEMU arguments, appended as given (`--qemu-arg`, repeatable).
+    pub qemu_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -110,13 +112,14 @@ impl Default for Options {
             accel: AccelRequest::Auto,
             timeout: Duration::from_secs(300),
             log: None,
+            qemu_extra: Vec::new(),
         }
     }
 }
 
 /// Usage of `cargo xtask vm`.
 pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] \
-[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE]";
+[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]...";
 
 /// Parses `cargo xtask vm` arguments.
 pub fn parse_args(args: &[String]) -> Result<Options> {
@@ -131,6 +134,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
             "--mem" => options.mem_mib = parse_mem(value()?)?,
             "--timeout" => options.timeout = Duration::from_secs(number(flag, value()?)?.into()),
             "--log" => options.log = Some(value()?.into()),
+            "--qemu-arg" => options.qemu_extra.push(value()?.clone()),
             "--accel" => {
                 options.accel = match value()?.as_str() {
                     "tcg" => AccelRequest::Tcg,
@@ -195,6 +199,7 @@ pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, 
     ]
     .into_iter()
     .map(String::from)
+    .chain(options.qemu_extra.iter().cloned())
     .collect()
 }
 

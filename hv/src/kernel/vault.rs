@@ -274,10 +274,9 @@ pub fn init(sev_mode: u32) -> i32 {
     if ram_end > sevault_abi::memory_map::HOST_WINDOW_SIZE {
         klog!(
             Level::Error,
-            "cannot load: host memory reaches {:#x} ({} GiB), beyond the vault's host window of {} GiB; requests \
-             on memory above it could not be served",
+            "cannot load: host memory reaches {:#x}, beyond the vault's host window (host-physical 0 .. {} GiB); \
+             requests on memory above it could not be served",
             ram_end - 1,
-            ram_end >> 30,
             sevault_abi::memory_map::HOST_WINDOW_SIZE >> 30
         );
         return -errno::ENODEV;
