@@ -94,6 +94,12 @@ pub extern "C" fn sevault_rust_kvm_amd() -> u32 {
     u32::from(vault::kvm_amd())
 }
 
+/// Blocks of key slots backed (512 slots each).
+#[no_mangle]
+pub extern "C" fn sevault_rust_slot_blocks() -> u64 {
+    slots::blocks() as u64
+}
+
 /// TLB flushes after vault requests so far.
 #[no_mangle]
 pub extern "C" fn sevault_rust_tlb_flushes() -> u64 {

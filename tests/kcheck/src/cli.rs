@@ -64,11 +64,16 @@ ratios within one run.";
 /// Usage of `setkey-stress`.
 pub const STRESS_USAGE: &str = "\
 usage: sevault-kcheck setkey-stress --driver D [--count N] [--rounds R] [--reference REF]
+                                    [--as-user UID] [--pause-file PATH]
 
 Allocates N transforms of D (default 200), gives each a random key, then encrypts one block
 with each (in random order, all keys held at once) and checks it against REF (default
 ecb(aes-generic), or cbc(aes-generic) when D's name contains `cbc`); re-keys half of them
-and checks again; drops them all. R rounds (default 3).";
+and checks again; drops them all. R rounds (default 3).
+--as-user: raise the open-file limit for N transforms, then drop to that uid (and gid)
+before allocating anything, as an unprivileged user would. --pause-file: once the first
+round's transforms are all keyed and checked, create PATH and wait (at most 600 s) until
+someone deletes it, so that another program can use the driver while they are held.";
 
 /// Usage of `spin`.
 pub const SPIN_USAGE: &str = "\
@@ -167,6 +172,10 @@ pub struct StressArgs {
     pub rounds: usize,
     /// The mode has an IV (CBC).
     pub with_iv: bool,
+    /// Drop to this uid first.
+    pub as_user: Option<u32>,
+    /// Pause with all keys held until this file is deleted.
+    pub pause_file: Option<PathBuf>,
 }
 
 /// A bad command line: what is wrong, and the usage text to show with it.
@@ -199,7 +208,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "diff" => (DIFF_USAGE, &["--driver", "--reference", "--cases", "--max-len", "--seed", "--threads"]),
         "errors" => (ERRORS_USAGE, &["--driver", "--reference"]),
         "bench" => (BENCH_USAGE, &["--drivers", "--sizes", "--seconds", "--key-len", "--json"]),
-        "setkey-stress" => (STRESS_USAGE, &["--driver", "--count", "--rounds", "--reference"]),
+        "setkey-stress" => {
+            (STRESS_USAGE, &["--driver", "--count", "--rounds", "--reference", "--as-user", "--pause-file"])
+        }
         "rebuild" => (REBUILD_USAGE, &["--driver", "--reference"]),
         "spin" => (SPIN_USAGE, &["--driver", "--reference"]),
         other => return Err(UsageError { message: format!("unknown subcommand {other:?}"), usage: USAGE }),
@@ -281,6 +292,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 count: flags.number("--count", 1, 100_000, 200)?,
                 rounds: flags.number("--rounds", 1, 10_000, 3)?,
                 with_iv,
+                as_user: flags
+                    .get("--as-user")
+                    .map(|_| flags.number("--as-user", 1u32, u32::MAX - 1, 65_534))
+                    .transpose()?,
+                pause_file: flags.get("--pause-file").map(PathBuf::from),
             })
         }
     };
@@ -445,6 +461,11 @@ mod tests {
             panic!()
         };
         assert_eq!((s.reference.as_str(), s.count), ("ecb(aes-generic)", 5));
+        assert_eq!((s.as_user, s.pause_file), (None, None));
+        let line = "setkey-stress --driver cbc-aes-sevault --count 20000 --as-user 65534 --pause-file /tmp/p";
+        let Command::SetkeyStress(s) = parse_str(line).unwrap() else { panic!() };
+        assert_eq!((s.count, s.as_user, s.pause_file), (20_000, Some(65_534), Some(PathBuf::from("/tmp/p"))));
+        assert!(parse_str("setkey-stress --driver d --as-user 0").is_err(), "uid 0 is no drop");
     }
 
     #[test]

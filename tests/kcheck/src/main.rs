@@ -23,6 +23,7 @@ mod cli;
 mod cpu;
 mod diff;
 mod errors;
+mod privilege;
 mod rebuild;
 mod spin;
 mod stress;

@@ -62,6 +62,12 @@ pub fn run(args: &StressArgs) -> Verdict {
     if let Err(e) = ensure_fd_limit(args.count) {
         return Verdict::fail(format!("cannot raise the open-file limit for {} transforms: {e}", args.count));
     }
+    if let Some(uid) = args.as_user {
+        if let Err(e) = crate::privilege::become_user(uid) {
+            return Verdict::fail(format!("cannot become uid {uid}: {e}"));
+        }
+        println!("setkey-stress: running as uid {uid} (no privileges)");
+    }
     let reference = match Tfm::new(&args.reference) {
         Ok(tfm) => tfm,
         Err(e) => return Verdict::fail(format!("cannot allocate {}: {}", args.reference, describe(&e))),
@@ -118,6 +124,13 @@ pub fn run(args: &StressArgs) -> Verdict {
                 report(round, index, p);
             }
         }
+        if round == 0 {
+            if let Some(path) = &args.pause_file {
+                if let Err(e) = pause_until_deleted(path, keyed.len()) {
+                    report(round, 0, Problem::Io { step: "pause", on: path.display().to_string(), error: e });
+                }
+            }
+        }
         let held = keyed.len();
         drop(keyed);
         println!("  round {round}: {held} transforms keyed, checked, re-keyed, checked, dropped");
@@ -166,6 +179,20 @@ fn check(k: &Keyed, reference: &Tfm, with_iv: bool, rng: &mut SmallRng) -> Resul
 
 /// Raises the soft open-file limit, if needed, to hold `count` transforms (up to the hard
 /// limit).
+/// Creates `path` and waits (at most 600 s) until another program deletes it.
+fn pause_until_deleted(path: &std::path::Path, held: usize) -> io::Result<()> {
+    std::fs::write(path, format!("{held} transforms keyed\n"))?;
+    println!("setkey-stress: {held} keyed transforms held; waiting until {} is deleted", path.display());
+    let start = Instant::now();
+    while path.exists() {
+        if start.elapsed() > std::time::Duration::from_secs(600) {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "nobody deleted the pause file in 600 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 fn ensure_fd_limit(count: usize) -> io::Result<()> {
     let needed = (count as u64).saturating_add(SPARE_FDS);
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -177,12 +204,14 @@ fn ensure_fd_limit(count: usize) -> io::Result<()> {
         return Ok(());
     }
     if limit.rlim_max < needed {
-        return Err(io::Error::other(format!("{needed} descriptors needed, hard limit {}", limit.rlim_max)));
+        // Only root can raise the hard limit (up to fs.nr_open); others get the error.
+        limit.rlim_max = needed;
     }
     limit.rlim_cur = needed;
     // SAFETY: `limit` is a live `struct rlimit` the kernel reads.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } < 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{needed} descriptors needed: {e}")));
     }
     Ok(())
 }
