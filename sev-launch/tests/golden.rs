@@ -14,9 +14,12 @@ mod common;
 
 use sevault_sev_launch::{measure, LaunchMode};
 
-const SEV: &str = "fd3f4c6884865c50bbf9ce316dd129d47a454e847f7ab46310203064676ac092";
-const SEV_ES: &str = "fca48c04a32b81f0162d724aa655dfcb267a9fb3b86098cc84a893027e19169d";
-const SNP: &str = "15bce929bf1fc73b8cfcc21c27b08624598d63f039d9320104ff97a008ef79fa3514ca8c3f310a652e42719f29383182";
+const SEV: &str = "c33b236ac0fc0994dc7e48e983cad768ede608436337fe85155515f8cb6b7ba1";
+const SEV_ES: &str = "f37f1f30357dbcbeaed44378fcef99a9dae0bd4fd073643bcedbfa4a8cba267f";
+// ABI 2 (issue 8): key slots moved to the second GiB, mapped by a 1 GiB page in the guest
+// page tables; the 1024 launched slots now sit at 0x4000_0000. Recomputed, and the SNP value
+// checked with sev-snp-measure 0.0.13 (snp_gctx.py: agree).
+const SNP: &str = "89dd2ea3dd87b8c4aafc02bb12e9e25844823ae4a82fbbbdd56258105250d7ddf74d6ab730140ea516a54273deae16ab";
 
 #[test]
 fn golden_digests() {
