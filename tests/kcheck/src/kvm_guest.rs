@@ -725,19 +725,15 @@ pub fn run(args: &KvmGuestArgs) -> Verdict {
         return Verdict::fail(format!("sigaction: {}", describe(&e)));
     }
     let seed = default_seed();
-    let loaded = |module: &str| {
-        if std::path::Path::new("/sys/module").join(module).exists() {
-            "loaded"
-        } else {
-            "not loaded"
-        }
-    };
+    let pinned: Vec<usize> = (0..threads).map(|thread| cpus[thread % cpus.len()]).collect();
+    let sevault = if std::path::Path::new("/sys/module/sevault").exists() { "loaded" } else { "not loaded" };
     println!(
-        "kvm-guest: {threads} VMs of one vCPU each on CPUs {}, {} s, seed {seed:#x}; sevault {}, kvm_amd {}",
-        cpu_list(&cpus),
+        "kvm-guest: {}, each with its own VM of one vCPU, pinned to CPUs {}, {} s, seed {seed:#x}; sevault.ko {sevault}, \
+         KVM modules: {}",
+        plural(threads, "thread"),
+        cpu_list(&pinned),
         args.seconds,
-        loaded("sevault"),
-        loaded("kvm_amd")
+        kvm_modules()
     );
     let start = Instant::now();
     let shared = Shared {
@@ -752,9 +748,9 @@ pub fn run(args: &KvmGuestArgs) -> Verdict {
     let reports: Vec<ThreadReport> = std::thread::scope(|scope| {
         let handles: Vec<_> = kickables
             .iter()
+            .zip(&pinned)
             .enumerate()
-            .map(|(thread, kickable)| {
-                let cpu = cpus[thread % cpus.len()];
+            .map(|(thread, (kickable, &cpu))| {
                 let shared = &shared;
                 scope.spawn(move || worker(shared, kickable, thread, cpu))
             })
@@ -809,12 +805,12 @@ fn summarise(reports: &[ThreadReport], shared: &Shared<'_>, elapsed: f64) -> Ver
     let targets: Vec<String> =
         TARGET_KINDS.iter().zip(total.by_target).map(|(kind, n)| format!("{kind} {n}")).collect();
     let detail = format!(
-        "{} guest runs checked in {} VMs on CPUs {} ({} MiB filled and summed by the guests; buffers in {}), {} \
+        "{} checked on {} (a VM each) pinned to CPUs {} ({:.1} MiB filled and summed by the guests; buffers in {}), {} \
          mismatches, {} unexpected exits, {} errors, {elapsed:.1} s, seed {:#x}",
-        total.runs,
-        reports.len(),
+        plural(total.runs as usize, "guest run"),
+        plural(reports.len(), "thread"),
         cpu_list(&pinned),
-        total.bytes >> 20,
+        total.bytes as f64 / f64::from(1 << 20),
         targets.join(", "),
         total.mismatches,
         total.unexpected,
@@ -836,6 +832,26 @@ fn summarise(reports: &[ThreadReport], shared: &Shared<'_>, elapsed: f64) -> Ver
         Verdict::fail(detail)
     } else {
         Verdict::fail(format!("{detail}; {}", problems.join("; ")))
+    }
+}
+
+/// `1 thread`, `2 threads`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The KVM modules loaded (`kvm`, `kvm_amd`, ...), from /sys/module.
+fn kvm_modules() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/module")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("kvm")).collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -1033,6 +1049,14 @@ mod tests {
         // Without a vault vCPU for the CPU (beyond MAX_VCPUS), still valid jobs.
         let job = pick_job(&mut rng, &[], None);
         assert!(matches!(job.target, Target::Low | Target::KeySlots), "{job}");
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(
+            (plural(1, "thread"), plural(2, "thread"), plural(0, "guest run")),
+            ("1 thread".into(), "2 threads".into(), "0 guest runs".into())
+        );
     }
 
     #[test]
