@@ -398,8 +398,11 @@ pub fn open_kvm() -> Result<Kvm, KvmError> {
 /// behind Rust's back, so it is only ever reached through raw pointers, never references,
 /// and only while the vCPU is not running (runs are synchronous, on the thread that owns it).
 struct GuestMemory {
+    /// Start of the mapping.
     base: NonNull<u8>,
+    /// Its length in bytes.
     len: usize,
+    /// The guest-physical address of `base`.
     gpa: u64,
 }
 
@@ -519,9 +522,13 @@ pub enum RunOutcome {
 
 /// What one KVM_RUN came back with, copied out of the vCPU's run area.
 enum Step {
+    /// OUT to a port, with its bytes.
     Out(u16, Vec<u8>),
+    /// HLT.
     Halt,
+    /// Any other exit, printed.
     Other(String),
+    /// KVM_RUN was interrupted by a signal (EINTR) before the guest exited.
     Interrupted,
 }
 
@@ -677,7 +684,9 @@ fn install_kick_handler() -> io::Result<()> {
 /// What one thread did.
 #[derive(Debug, Default)]
 struct ThreadReport {
+    /// The thread's number.
     thread: usize,
+    /// The CPU it was pinned to.
     cpu: usize,
     /// Where `sched_getcpu` said the thread was at the end.
     ran_on: Option<usize>,
@@ -697,11 +706,15 @@ struct ThreadReport {
 
 /// Shared by the workers.
 struct Shared<'a> {
+    /// `/dev/kvm`, on which each thread creates its VM.
     kvm: &'a Kvm,
+    /// The run's seed, from which each thread's jobs are drawn.
     seed: u64,
+    /// When the threads stop starting runs.
     deadline: Instant,
     /// Set by the watchdog: interrupted runs give up.
     abandon: AtomicBool,
+    /// Problems printed so far (see [`PRINT_LIMIT`]).
     printed: AtomicUsize,
     /// The vault vCPUs of the allowed CPUs.
     vcpus: Vec<VcpuIndex>,
@@ -855,6 +868,7 @@ fn kvm_modules() -> String {
     }
 }
 
+/// `0,1,3`.
 fn cpu_list(cpus: &[usize]) -> String {
     cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
@@ -1049,6 +1063,44 @@ mod tests {
         // Without a vault vCPU for the CPU (beyond MAX_VCPUS), still valid jobs.
         let job = pick_job(&mut rng, &[], None);
         assert!(matches!(job.target, Target::Low | Target::KeySlots), "{job}");
+    }
+
+    /// One run per kind of region on a real KVM guest, and a guest made to halt early; skipped
+    /// (with a note) only where there is no /dev/kvm at all.
+    #[test]
+    fn real_guest_where_there_is_kvm() {
+        if !std::path::Path::new("/dev/kvm").exists() {
+            eprintln!("real_guest_where_there_is_kvm: skipped, no /dev/kvm");
+            return;
+        }
+        // A /dev/kvm that cannot run guests (no access, a paravirtual KVM without support):
+        // nothing to check here; the nested VM runs this for real.
+        let Ok(kvm) = open_kvm() else {
+            eprintln!("real_guest_where_there_is_kvm: skipped, /dev/kvm cannot be opened");
+            return;
+        };
+        let Ok(mut guest) = Guest::new(&kvm) else {
+            eprintln!("real_guest_where_there_is_kvm: skipped, KVM cannot create this guest here");
+            return;
+        };
+        let vcpu = VcpuIndex::new(1).unwrap();
+        let abandon = AtomicBool::new(false);
+        for target in [Target::Low, Target::CommBlock(vcpu), Target::Ghcb(vcpu), Target::Stack(vcpu), Target::KeySlots]
+        {
+            let (start, len) = target.region();
+            let job = Job { seed: 0x1234_5678, gpa: start + 8, dwords: u32::try_from(len / 4 - 3).unwrap(), target };
+            let RunOutcome::Halted { port_value, regs, memory } = guest.run(&job, &abandon).unwrap() else {
+                panic!("{job}: no halt")
+            };
+            assert_eq!(check_run(&job, &Model::of(&job), port_value, &regs, &memory), Vec::<String>::new(), "{job}");
+        }
+        // HLT as the first instruction: an exit the host must not take for a result.
+        guest.low.write(CODE_GPA, &[0xf4]).unwrap();
+        let job = pick_job(&mut SmallRng::seed_from_u64(1), &[vcpu], Some(vcpu));
+        match guest.run(&job, &abandon).unwrap() {
+            RunOutcome::Unexpected(what) => assert_eq!(what, "HLT without the OUT"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
