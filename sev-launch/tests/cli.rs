@@ -13,8 +13,12 @@ fn sev_launch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sev-launch")).args(args).output().unwrap()
 }
 
+/// The synthetic image in a file of its own per call: tests run in parallel, and rewriting
+/// one shared file let a test's `sev-launch` read it while another had just truncated it.
 fn image_file() -> String {
-    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-image.bin");
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-image-{n}.bin"));
     std::fs::write(&path, common::SYNTHETIC_IMAGE).unwrap();
     path.to_string_lossy().into_owned()
 }
