@@ -118,6 +118,11 @@ void sevault_log_ratelimited(const u8 *msg, u32 len)
 	pr_err_ratelimited("sevault: %.*s\n", (int)len, msg);
 }
 
+void sevault_log_host_address(u64 addr)
+{
+	pr_err_ratelimited("sevault: that rip is host code: %pS\n", (void *)addr);
+}
+
 u32 sevault_cpu_id(void) { return smp_processor_id(); }
 u32 sevault_nr_cpu_ids(void) { return nr_cpu_ids; }
 void sevault_fpu_begin(void) { kernel_fpu_begin(); }

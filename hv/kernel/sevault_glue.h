@@ -46,6 +46,7 @@ u64 sevault_slot_lock(void);		/* spin_lock_irqsave of the key-slot lock */
 void sevault_slot_unlock(u64 flags);
 void sevault_log(u32 level, const u8 *msg, u32 len);	/* level: 3 err, 4 warn, 6 info */
 void sevault_log_ratelimited(const u8 *msg, u32 len);	/* err, rate-limited */
+void sevault_log_host_address(u64 addr);	/* err: the address with %pS */
 u32 sevault_cpu_id(void);
 u32 sevault_nr_cpu_ids(void);
 void sevault_fpu_begin(void);	/* kernel_fpu_begin: also disables preemption */

@@ -68,6 +68,8 @@ extern "C" {
     pub fn sevault_pages_free(virt: *mut c_void, order: u32);
     /// printk at `level` (3 err, 4 warn, 6 info) with a `sevault: ` prefix.
     pub fn sevault_log(level: u32, msg: *const u8, len: u32);
+    /// printk of a host kernel address with `%pS` (symbol + offset).
+    pub fn sevault_log_host_address(addr: u64);
     /// printk at KERN_ERR, rate-limited.
     pub fn sevault_log_ratelimited(msg: *const u8, len: u32);
     /// `smp_processor_id()` (callers have preemption off).

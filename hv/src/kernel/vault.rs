@@ -626,7 +626,10 @@ impl Vcpu {
                         return Err(fault);
                     }
                 }
-                ExitKind::Fault(kind) => return Err(Fault::Exit { kind, code, info1, info2, rip }),
+                ExitKind::Fault(kind) => {
+                    let cr3 = self.vmcb().save.state.cr3;
+                    return Err(Fault::Exit { kind, code, info1, info2, rip, cr3 });
+                }
                 ExitKind::RequestDone { advance_rip } => {
                     if !advance_rip {
                         // VMGEXIT under SEV-ES: the GHCB MSR says where the request is.
@@ -739,7 +742,7 @@ fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
 /// A vault that did not answer as it must.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
-    Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64 },
+    Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64, cr3: u64 },
     Ghcb { rip: u64 },
     Budget { elapsed_ns: u64, rip: u64 },
     Answer { status: u32 },
@@ -748,9 +751,18 @@ enum Fault {
 /// Logs the fault once (rate-limited), wipes the key slots and makes every vCPU start over.
 fn rebuild(state: &State, cpu: u32, fault: Fault) {
     match fault {
-        Fault::Exit { kind, code, info1, info2, rip } => log_ratelimited(format_args!(
-            "vault fault on cpu {cpu}: exit {code:#x} ({kind:?}) info1 {info1:#x} info2 {info2:#x} rip {rip:#x}; rebuilding, keys are gone"
-        )),
+        Fault::Exit { kind, code, info1, info2, rip, cr3 } => {
+            log_ratelimited(format_args!(
+                "vault fault on cpu {cpu}: exit {code:#x} ({kind:?}) info1 {info1:#x} info2 {info2:#x} rip {rip:#x} cr3 \
+                 {cr3:#x}; rebuilding, keys are gone"
+            ));
+            // The vault's RIP is in its image; a host kernel address there means the VMCB
+            // held host state: say whose code it is.
+            if rip >= 0xFFFF_8000_0000_0000 {
+                // SAFETY: FFI; only prints the address with %pS.
+                unsafe { ffi::sevault_log_host_address(rip) };
+            }
+        }
         Fault::Ghcb { rip } => log_ratelimited(format_args!(
             "vault fault on cpu {cpu}: exit at rip {rip:#x} without a valid request-done GHCB event; rebuilding, keys are gone"
         )),
