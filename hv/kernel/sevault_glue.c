@@ -57,9 +57,9 @@ static int sevault_sev_mode(void)
 
 /* ---- helpers for Rust ---- */
 
-void *sevault_pages_alloc(u32 order, u64 *phys)
+static void *sevault_pages_alloc_gfp(gfp_t gfp, u32 order, u64 *phys)
 {
-	struct page *page = alloc_pages(GFP_KERNEL | __GFP_ZERO, order);
+	struct page *page = alloc_pages(gfp | __GFP_ZERO, order);
 
 	if (!page)
 		return NULL;
@@ -67,15 +67,14 @@ void *sevault_pages_alloc(u32 order, u64 *phys)
 	return page_address(page);
 }
 
+void *sevault_pages_alloc(u32 order, u64 *phys)
+{
+	return sevault_pages_alloc_gfp(GFP_KERNEL, order, phys);
+}
+
 void *sevault_pages_alloc_any(u32 order, u64 *phys)
 {
-	gfp_t gfp = (preemptible() ? GFP_KERNEL : GFP_ATOMIC) | __GFP_ZERO | __GFP_NOWARN;
-	struct page *page = alloc_pages(gfp, order);
-
-	if (!page)
-		return NULL;
-	*phys = page_to_phys(page);
-	return page_address(page);
+	return sevault_pages_alloc_gfp((preemptible() ? GFP_KERNEL : GFP_ATOMIC) | __GFP_NOWARN, order, phys);
 }
 
 static DEFINE_SPINLOCK(sevault_slot_spinlock);
@@ -280,7 +279,7 @@ static int stats_show(struct seq_file *m, void *v)
 
 	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu\n",
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
-		   sevault_rust_kvm_amd(), sevault_rust_slot_blocks() * 512);
+		   sevault_rust_kvm_amd(), sevault_rust_key_slots());
 	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))

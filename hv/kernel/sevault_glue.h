@@ -91,7 +91,7 @@ u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can re
 void sevault_rust_set_kvm_amd(u32 loaded);	/* module notifier: kvm_amd coming (1) / going (0) */
 u32 sevault_rust_kvm_amd(void);
 u64 sevault_rust_tlb_flushes(void);
-u64 sevault_rust_slot_blocks(void);		/* blocks of 512 key slots backed */
+u64 sevault_rust_key_slots(void);		/* key slots backed with memory */
 u32 sevault_rust_flush_this_cpu(u32 force);	/* IPI: flush the vault's ASID here; 1 if done */
 u64 sevault_rust_generation(void);
 s32 sevault_rust_inject_fault(u64 kind);	/* debugfs: 1 #PF, 2 spin; 0 or -EINVAL */

@@ -94,10 +94,10 @@ pub extern "C" fn sevault_rust_kvm_amd() -> u32 {
     u32::from(vault::kvm_amd())
 }
 
-/// Blocks of key slots backed (512 slots each).
+/// Key slots backed with memory.
 #[no_mangle]
-pub extern "C" fn sevault_rust_slot_blocks() -> u64 {
-    slots::blocks() as u64
+pub extern "C" fn sevault_rust_key_slots() -> u64 {
+    slots::blocks() as u64 * u64::from(sevault_abi::KEY_SLOTS_PER_BLOCK)
 }
 
 /// TLB flushes after vault requests so far.

@@ -14,8 +14,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, RequestParts};
 use sevault_abi::memory_map::{
-    VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE, PAGE_SIZE,
-    PAGE_TABLES_BASE, SPIN_GPA,
+    VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE,
+    KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
     KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK,
@@ -51,6 +51,8 @@ const MAX_BLOCKS: usize = 1024;
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
 const ASID: u32 = 1;
+/// KiB of host memory per block of key slots.
+const SLOT_BLOCK_KIB: usize = (KEY_SLOT_BLOCK_SIZE / 1024) as usize;
 /// EFLAGS.IF in what `local_irq_save` returns.
 const EFLAGS_IF: u64 = 1 << 9;
 
@@ -349,12 +351,12 @@ pub fn init(sev_mode: u32) -> i32 {
             klog!(
                 Level::Info,
                 "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {} KiB shared + {} KiB \
-                 per vCPU + 256 KiB per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first \
+                 per vCPU + {SLOT_BLOCK_KIB} KiB per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first \
                  {LAUNCH_KEY_SLOTS}{}",
                 GUEST_IMAGE.len(),
                 if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
-                if cpu::tlb_caps().flush_by_asid { "yes" } else { "no (whole TLB)" },
-                (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 + slots::blocks() * 256,
+                if state().is_some_and(|s| s.tlb.flush_by_asid) { "yes" } else { "no (whole TLB)" },
+                (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 + slots::blocks() * SLOT_BLOCK_KIB,
                 per_vcpu,
                 if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
             );
@@ -584,15 +586,9 @@ impl Vcpu {
             // Interrupts may end the run only if the caller could take them (else every run
             // would end at once on a pending one that nobody serves).
             self.switch.interrupts = u64::from(flags & EFLAGS_IF != 0);
-            {
-                // SAFETY: SVM checked at load; interrupts are off; the hsave page is this vCPU's.
-                let _svm = unsafe { SvmOn::new(self.hsave.phys) };
-                // SAFETY: SVM on, interrupts off, the FPU owned by the caller; this CPU's vCPU.
-                unsafe { cpu::vmrun(&mut self.switch) };
-            }
-            // SAFETY: FFI; #VMEXIT reset DR7, the host's breakpoints come back before
-            // interrupts do.
-            unsafe { ffi::sevault_host_debug_restore() };
+            let switch = &mut self.switch;
+            // SAFETY: interrupts are off; the FPU is owned by the caller; this CPU's vCPU.
+            unsafe { with_svm(self.hsave.phys, || cpu::vmrun(switch)) };
             let (code, info1, info2, rip, next_rip) = {
                 let vmcb = self.vmcb();
                 let c = &vmcb.control;
@@ -683,7 +679,7 @@ fn budget_ns() -> u64 {
 /// kvm_amd is loaded (its guests may be given the vault's ASID): set at load and by the
 /// glue's module notifier.
 static KVM_AMD: AtomicBool = AtomicBool::new(false);
-/// TLB flushes after vault requests, and those whose VMRUN did not exit as expected.
+/// TLB flushes after vault requests (failed ones are counted per vCPU).
 static TLB_FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 /// Ends a request (or an IPI from the module notifier): flushes the vault's ASID if
@@ -696,15 +692,9 @@ fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: P
         AfterRequest::Invlpgb | AfterRequest::FlushRun { .. } => {
             // SAFETY: FFI.
             let flags = unsafe { ffi::sevault_irq_save() };
-            {
-                // SAFETY: SVM checked at load; interrupts are off; the hsave page is this
-                // CPU's vCPU's, not in use (no vault run is in progress with interrupts off).
-                let _svm = unsafe { SvmOn::new(hsave_pa) };
-                // SAFETY: SVM on, interrupts off, this vCPU's flush VMCB.
-                unsafe { cpu::flush_run(flush_vmcb.phys) };
-            }
-            // SAFETY: FFI; #VMEXIT reset DR7.
-            unsafe { ffi::sevault_host_debug_restore() };
+            // SAFETY: interrupts are off; the hsave page is this CPU's vCPU's and not in use
+            // (no vault run is in progress with interrupts on); this vCPU's flush VMCB.
+            unsafe { with_svm(hsave_pa, || cpu::flush_run(flush_vmcb.phys)) };
             // SAFETY: the flush VMCB page is mapped for the vault's lifetime and only this CPU
             // runs it, with interrupts off.
             let code = unsafe { core::ptr::read_volatile(&(*(flush_vmcb.virt as *const Vmcb)).control.exit_code) };
@@ -721,6 +711,23 @@ fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: P
             flushed
         }
     }
+}
+
+/// One world switch: SVM on with `hsave_pa` as the host save area, `vmrun` (a VMRUN
+/// trampoline), SVM back as it was, then the host's breakpoints (#VMEXIT reset DR7) before
+/// interrupts can come back.
+///
+/// # Safety
+/// Interrupts are off; `hsave_pa` is this CPU's vCPU's host save area; `vmrun` meets the
+/// contract of the trampoline it calls with SVM on.
+unsafe fn with_svm(hsave_pa: u64, vmrun: impl FnOnce()) {
+    {
+        // SAFETY: SVM checked at load; the caller's contract.
+        let _svm = unsafe { SvmOn::new(hsave_pa) };
+        vmrun();
+    }
+    // SAFETY: FFI, no arguments.
+    unsafe { ffi::sevault_host_debug_restore() };
 }
 
 /// Monotonic nanoseconds (`ktime_get_ns`).
