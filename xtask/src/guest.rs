@@ -52,7 +52,7 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
     let out_dir = target_dir.join("sevault");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let out = out_dir.join("guest.bin");
-    std::fs::write(&out, &image).with_context(|| format!("writing {}", out.display()))?;
+    write_replacing(&out, &image)?;
     println!(
         "vault image: {} of {IMAGE_MAX_SIZE} bytes ({} free) -> {}",
         image.len(),
@@ -60,6 +60,18 @@ pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf> {
         out.display()
     );
     Ok(out)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader
+/// (another build, the HV build, a parallel test) sees the old file or the new one, never a
+/// truncated one, which a plain `fs::write` would show it while writing.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    static WRITES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp.{}.{unique}", std::process::id()));
+    std::fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 /// The test hook's spin loop must be where the HV will send a run (`SPIN_GPA`), with the
