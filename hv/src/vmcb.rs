@@ -555,9 +555,18 @@ impl Vmcb {
         c.intercept_misc1 |= misc1::VINTR;
         c.int_ctl = V_INTR_MASKING | V_IRQ | V_INTR_PRIO_MAX;
         c.tlb_control = tlb_control;
+        self.reset_tlb_flush_state(config.vcpu);
+    }
+
+    /// The flush VMCB's guest state, written again before each flush run: a flush never
+    /// depends on what the last one left there (see thesis-notes/hypervisor.md, "An open
+    /// fault beside KVM": under TCG a VMCB was seen holding host state after a run).
+    pub fn reset_tlb_flush_state(&mut self, vcpu: VcpuIndex) {
+        self.save.state = StateSave::initial(vcpu);
         let s = &mut self.save.state;
         s.rflags |= RFLAGS_IF;
         s.rip = 0;
+        self.control.int_ctl = V_INTR_MASKING | V_IRQ | V_INTR_PRIO_MAX;
     }
 
     /// Puts the vCPU back to its initial register state (a vault rebuild).

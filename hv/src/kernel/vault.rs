@@ -85,6 +85,48 @@ struct Vcpu {
     stats: Stats,
     /// The trampoline's arguments and the vault's registers outside the VMCB.
     switch: VmrunArgs,
+    /// The last exits of this vCPU, for the fault log.
+    trail: ExitTrail,
+}
+
+/// One #VMEXIT as the VMCB told it.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExitRecord {
+    code: u64,
+    rip: u64,
+    cr3: u64,
+}
+
+/// The last `N` exits, oldest first when read (all-zero is valid: no exits yet).
+#[derive(Clone, Copy, Debug, Default)]
+struct ExitTrail {
+    records: [ExitRecord; 4],
+    next: usize,
+}
+
+impl core::fmt::Display for ExitTrail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, e) in self.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}exit {:#x} at rip {:#x} cr3 {:#x}", e.code, e.rip, e.cr3)?;
+        }
+        Ok(())
+    }
+}
+
+impl ExitTrail {
+    fn push(&mut self, record: ExitRecord) {
+        let slot = self.next % self.records.len();
+        self.records[slot] = record;
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// Oldest first, without the never-written slots.
+    fn iter(&self) -> impl Iterator<Item = ExitRecord> + '_ {
+        let n = self.records.len();
+        let kept = self.next.min(n);
+        (0..kept).map(move |i| self.records[(self.next - kept + i) % n])
+    }
 }
 
 struct State {
@@ -589,11 +631,13 @@ impl Vcpu {
             let switch = &mut self.switch;
             // SAFETY: interrupts are off; the FPU is owned by the caller; this CPU's vCPU.
             unsafe { with_svm(self.hsave.phys, || cpu::vmrun(switch)) };
-            let (code, info1, info2, rip, next_rip) = {
+            let (code, info1, info2, rip, next_rip, cr3) = {
                 let vmcb = self.vmcb();
                 let c = &vmcb.control;
-                (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.state.rip, c.next_rip)
+                (c.exit_code, c.exit_info_1, c.exit_info_2, vmcb.save.state.rip, c.next_rip, vmcb.save.state.cr3)
             };
+            let trail = self.trail;
+            self.trail.push(ExitRecord { code, rip, cr3 });
             let kind = ExitKind::classify(code);
             if kind == ExitKind::MachineCheck {
                 // SAFETY: FFI; interrupts still off and on the CPU that took the #MC.
@@ -623,8 +667,9 @@ impl Vcpu {
                     }
                 }
                 ExitKind::Fault(kind) => {
-                    let cr3 = self.vmcb().save.state.cr3;
-                    return Err(Fault::Exit { kind, code, info1, info2, rip, cr3 });
+                    // SAFETY: the hsave page is this vCPU's, written by the last VMRUN.
+                    let hsave_rip = unsafe { (*(self.hsave.virt as *const Vmcb)).save.state.rip };
+                    return Err(Fault::Exit { kind, code, info1, info2, rip, cr3, trail, hsave_rip });
                 }
                 ExitKind::RequestDone { advance_rip } => {
                     if !advance_rip {
@@ -684,7 +729,7 @@ static TLB_FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 /// Ends a request (or an IPI from the module notifier): flushes the vault's ASID if
 /// kvm_amd is loaded. False if the flush VMRUN exited unexpectedly (logged).
-fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: PageRef) -> bool {
+fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: PageRef, vcpu: VcpuIndex) -> bool {
     match tlb.after_request(kvm_amd) {
         AfterRequest::Nothing => true,
         // INVLPGB is not used yet (never run here: TCG lacks it); the flush VMRUN works
@@ -692,6 +737,9 @@ fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: P
         AfterRequest::Invlpgb | AfterRequest::FlushRun { .. } => {
             // SAFETY: FFI.
             let flags = unsafe { ffi::sevault_irq_save() };
+            // SAFETY: the flush VMCB page is mapped for the vault's lifetime and only this CPU
+            // runs it, with interrupts off.
+            unsafe { (*(flush_vmcb.virt as *mut Vmcb)).reset_tlb_flush_state(vcpu) };
             // SAFETY: interrupts are off; the hsave page is this CPU's vCPU's and not in use
             // (no vault run is in progress with interrupts on); this vCPU's flush VMCB.
             unsafe { with_svm(hsave_pa, || cpu::flush_run(flush_vmcb.phys)) };
@@ -749,7 +797,7 @@ fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
 /// A vault that did not answer as it must.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
-    Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64, cr3: u64 },
+    Exit { kind: FaultKind, code: u64, info1: u64, info2: u64, rip: u64, cr3: u64, trail: ExitTrail, hsave_rip: u64 },
     Ghcb { rip: u64 },
     Budget { elapsed_ns: u64, rip: u64 },
     Answer { status: u32 },
@@ -758,10 +806,13 @@ enum Fault {
 /// Logs the fault once (rate-limited), wipes the key slots and makes every vCPU start over.
 fn rebuild(state: &State, cpu: u32, fault: Fault) {
     match fault {
-        Fault::Exit { kind, code, info1, info2, rip, cr3 } => {
+        Fault::Exit { kind, code, info1, info2, rip, cr3, trail, hsave_rip } => {
             log_ratelimited(format_args!(
                 "vault fault on cpu {cpu}: exit {code:#x} ({kind:?}) info1 {info1:#x} info2 {info2:#x} rip {rip:#x} cr3 \
                  {cr3:#x}; rebuilding, keys are gone"
+            ));
+            log_ratelimited(format_args!(
+                "the exits before it (oldest first): {trail}; the host save area's rip {hsave_rip:#x}"
             ));
             // The vault's RIP is in its image; a host kernel address there means the VMCB
             // held host state: say whose code it is.
@@ -1004,7 +1055,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
     // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
     if state.sev.is_none()
-        && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.flush_vmcb)
+        && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.flush_vmcb, vcpu.index)
     {
         vcpu.stats.tlb_flush_failures += 1;
     }
@@ -1228,11 +1279,16 @@ pub fn flush_this_cpu(force: bool) -> bool {
         return true;
     }
     // SAFETY: this CPU's vCPU; the IPI may interrupt this CPU's own request code (which
-    // holds `&mut Vcpu`), so only the two page references, written once at load, are read,
+    // holds `&mut Vcpu`), so only the two page references and the index, written once at load, are read,
     // through raw pointers.
-    let (hsave, flush_vmcb) =
-        unsafe { (core::ptr::read(&raw const (*ptr).hsave), core::ptr::read(&raw const (*ptr).flush_vmcb)) };
-    flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, flush_vmcb)
+    let (hsave, flush_vmcb, index) = unsafe {
+        (
+            core::ptr::read(&raw const (*ptr).hsave),
+            core::ptr::read(&raw const (*ptr).flush_vmcb),
+            core::ptr::read(&raw const (*ptr).index),
+        )
+    };
+    flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, flush_vmcb, index)
 }
 
 /// Statistics of CPU `cpu`'s vCPU.
