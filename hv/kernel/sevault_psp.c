@@ -11,6 +11,11 @@
 #include <linux/slab.h>
 #include <linux/mem_encrypt.h>
 #include <linux/psp-sev.h>
+/* __psp_pa (the PSP's view of a kernel address: with the SME C-bit) moved from psp-sev.h
+ * to its own header in the 6.x series (6.12 has it there, 6.1 does not). */
+#if __has_include(<linux/psp.h>)
+#include <linux/psp.h>
+#endif
 #include <asm/cacheflush.h>
 #include "sevault_glue.h"
 

@@ -48,12 +48,13 @@ const VM_OUT: &str = "experiments/results/vm-bench.txt";
 /// the kernel's AES-NI and generic drivers in the same run — and keeps the script's output
 /// with the command and date in `experiments/results/vm-bench.txt`.
 pub fn bench_vm(root: &Path, args: &[String]) -> Result<()> {
-    let seconds = match args {
+    let (line, args) = crate::setup::take_one_kernel(args)?;
+    let seconds = match &args[..] {
         [] => "2".to_string(),
         [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => value.clone(),
-        _ => bail!("usage: cargo xtask bench-vm [--seconds S]"),
+        _ => bail!("usage: cargo xtask bench-vm [--seconds S] [--kernel 6.1|6.12]"),
     };
-    let kernel = crate::setup::setup(root)?;
+    let kernel = crate::setup::setup(root, line)?;
     let ko = crate::module::build(root, &kernel)?;
     let kcheck = crate::build_kcheck(root)?;
     // The script reads SECONDS_PER_CELL: run a copy that sets it first.

@@ -13,7 +13,7 @@ use crate::vm::{self, Accel, Outcome};
 pub fn demo(root: &Path, args: &[String]) -> Result<()> {
     let mut options = vm::parse_args(args)?;
     options.scripts.insert(0, root.join("xtask/vm-scripts/demo.sh"));
-    let kernel = crate::setup::setup(root)?;
+    let kernel = crate::setup::setup(root, options.kernel)?;
     let ko = match options.ko.take() {
         Some(ko) => ko,
         None => crate::module::build(root, &kernel)?,

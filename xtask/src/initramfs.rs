@@ -120,6 +120,34 @@ fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
+/// A module list (`modules.dep`, `modules.builtin`) with compressed names (`x.ko.xz`) as
+/// the image has them (`x.ko`).
+pub fn uncompressed_names(text: &str) -> String {
+    text.replace(".ko.xz", ".ko").replace(".ko.zst", ".ko").replace(".ko.gz", ".ko")
+}
+
+/// Whether module `name` is built into the kernel, per the text of `modules.builtin`.
+pub fn is_builtin(modules_builtin: &str, name: &str) -> bool {
+    modules_builtin.lines().any(|path| module_name(path.trim()) == normalize(name))
+}
+
+/// A module file's contents, decompressed if the kernel ships it as `<path>.xz`.
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    if path.exists() {
+        return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    }
+    let compressed = PathBuf::from(format!("{}.xz", path.display()));
+    let out = Command::new("xz")
+        .arg("-dc")
+        .arg(&compressed)
+        .output()
+        .with_context(|| format!("cannot run xz -dc {}", compressed.display()))?;
+    if !out.status.success() {
+        bail!("xz -dc {} failed: {}", compressed.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
+}
+
 /// `modules.dep` restricted to `included`.
 pub fn filter_modules_dep(modules_dep: &str, included: &BTreeSet<String>) -> String {
     modules_dep
@@ -219,17 +247,23 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
     add(&mut entries, Entry::File { path: "bin/busybox".into(), data: read(Path::new("/bin/busybox"))?, mode: 0o755 });
     add(&mut entries, Entry::Symlink { path: "bin/sh".into(), target: "busybox".into() });
 
-    let modules_dep = String::from_utf8(read(&spec.modules_dir.join("modules.dep"))?)?;
-    let wanted: Vec<String> = spec.modules.iter().chain(&spec.on_demand_modules).cloned().collect();
+    // Kernels that compress their modules (6.12: `.ko.xz`) get them decompressed here, so
+    // that busybox's modprobe (which cannot decompress) loads them.
+    let modules_dep = uncompressed_names(&String::from_utf8(read(&spec.modules_dir.join("modules.dep"))?)?);
+    // Modules built into this kernel (6.12 builds in ecb) are left out, and not loaded.
+    let builtin = String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.builtin"))?).into_owned();
+    let modular = |names: &[String]| -> Vec<String> { names.iter().filter(|n| !is_builtin(&builtin, n)).cloned().collect() };
+    let loaded = modular(&spec.modules);
+    let wanted: Vec<String> = loaded.iter().cloned().chain(modular(&spec.on_demand_modules)).collect();
     let included = module_closure(&modules_dep, &wanted)?;
     let base = format!("lib/modules/{}", spec.release);
     for module in &included {
-        let data = read(&spec.modules_dir.join(module))?;
+        let data = read_module(&spec.modules_dir.join(module))?;
         add(&mut entries, Entry::File { path: format!("{base}/{module}"), data, mode: 0o644 });
     }
     let dep = filter_modules_dep(&modules_dep, &included);
     add(&mut entries, Entry::File { path: format!("{base}/modules.dep"), data: dep.into_bytes(), mode: 0o644 });
-    let alias = String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.alias"))?).into_owned();
+    let alias = uncompressed_names(&String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.alias"))?));
     let alias = filter_modules_alias(&alias, &included);
     add(&mut entries, Entry::File { path: format!("{base}/modules.alias"), data: alias.into_bytes(), mode: 0o644 });
 
@@ -268,7 +302,7 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
         add(&mut entries, Entry::File { path: format!("scripts/{name}"), data: read(script)?, mode: 0o755 });
         names.push(name);
     }
-    let init = init_script(&spec.modules, &names, spec.ko.is_some());
+    let init = init_script(&loaded, &names, spec.ko.is_some());
     add(&mut entries, Entry::File { path: "init".into(), data: init.into_bytes(), mode: 0o755 });
     Ok(entries)
 }
@@ -323,6 +357,20 @@ mod tests {
         kernel/crypto/af_alg.ko:\n\
         kernel/crypto/algif_skcipher.ko: kernel/crypto/af_alg.ko\n\
         kernel/crypto/tcrypt.ko:\n";
+
+    /// Lines as Debian's 6.12.117 kernel has them in modules.dep and modules.builtin.
+    #[test]
+    fn compressed_and_builtin_modules() {
+        let dep = "kernel/crypto/af_alg.ko.xz:\nkernel/crypto/algif_hash.ko.xz: kernel/crypto/af_alg.ko.xz\n";
+        let dep = uncompressed_names(dep);
+        assert_eq!(dep, "kernel/crypto/af_alg.ko:\nkernel/crypto/algif_hash.ko: kernel/crypto/af_alg.ko\n");
+        let closure = module_closure(&dep, &["algif_hash".to_string()]).unwrap();
+        assert!(closure.contains("kernel/crypto/af_alg.ko"), "{closure:?}");
+        let builtin = "kernel/crypto/ecb.ko\nkernel/crypto/cbc.ko\n";
+        assert!(is_builtin(builtin, "ecb"));
+        assert!(!is_builtin(builtin, "af_alg"));
+        assert!(!is_builtin("", "ecb"));
+    }
 
     #[test]
     fn module_closure_follows_dependencies_and_names() {

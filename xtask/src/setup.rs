@@ -5,28 +5,120 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// Debian packages the nested-VM bench and the module build need.
-pub const PACKAGES: &[&str] = &[
-    "qemu-system-x86",
-    "linux-image-amd64",
-    "linux-headers-amd64",
-    "busybox-static",
-    "kcapi-tools",
-    "cpio",
-    "openssl",
-];
+/// Debian packages the nested-VM bench and the module build need (the kernels come with
+/// [`KernelLine`]).
+pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kcapi-tools", "cpio", "openssl", "xz-utils", "kmod"];
 
-/// The Debian kernel the nested VM boots and the module builds against.
+/// The kernels the module is built for and tested on, each a line of Debian 12's packages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelLine {
+    /// Debian 12's own kernel (`linux-image-amd64`), installed as the host's.
+    V6_1,
+    /// The 6.12 LTS kernel Debian 12 carries beside it (`linux-image-6.12-amd64`, source
+    /// package `linux-6.12`); unpacked under `target/kernels/`, never installed as a boot
+    /// kernel.
+    V6_12,
+}
+
+impl KernelLine {
+    /// Every known line, oldest first (what `--kernel all` means).
+    pub const ALL: [KernelLine; 2] = [KernelLine::V6_1, KernelLine::V6_12];
+
+    /// `--kernel 6.1|6.12`.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|line| line.name() == name).with_context(|| {
+            format!(
+                "unknown kernel `{name}`: the module knows Debian's 6.1 and 6.12 LTS (`--kernel 6.1`, `--kernel 6.12`; \
+                 `--kernel all` for tests); adding one: thesis-notes/test-platform.md"
+            )
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelLine::V6_1 => "6.1",
+            KernelLine::V6_12 => "6.12",
+        }
+    }
+
+    /// The meta-package whose dependency names the kernel image of this line.
+    fn image_meta(self) -> &'static str {
+        match self {
+            KernelLine::V6_1 => "linux-image-amd64",
+            KernelLine::V6_12 => "linux-image-6.12-amd64",
+        }
+    }
+
+    /// The meta-package whose dependency names the headers of this line.
+    fn headers_meta(self) -> &'static str {
+        match self {
+            KernelLine::V6_1 => "linux-headers-amd64",
+            KernelLine::V6_12 => "linux-headers-6.12-amd64",
+        }
+    }
+
+    /// `uname -r` of this line starts with this.
+    fn release_prefix(self) -> &'static str {
+        match self {
+            KernelLine::V6_1 => "6.1.",
+            KernelLine::V6_12 => "6.12.",
+        }
+    }
+}
+
+/// Takes every `--kernel X` out of `args`: the lines named (default 6.1), and the rest.
+/// `all` is accepted only where `allow_all`.
+pub fn take_kernel_flag(args: &[String], allow_all: bool) -> Result<(Vec<KernelLine>, Vec<String>)> {
+    let mut lines = Vec::new();
+    let mut rest = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--kernel=") {
+            Some(value) => value,
+            None if arg == "--kernel" => args.next().context("--kernel needs a value: 6.1, 6.12 or all")?,
+            None => {
+                rest.push(arg.clone());
+                continue;
+            }
+        };
+        if value == "all" {
+            ensure!(allow_all, "--kernel all: this task runs one kernel; give 6.1 or 6.12");
+            lines.extend(KernelLine::ALL);
+        } else {
+            lines.push(KernelLine::parse(value)?);
+        }
+    }
+    if lines.is_empty() {
+        lines.push(KernelLine::V6_1);
+    }
+    lines.dedup();
+    Ok((lines, rest))
+}
+
+/// The same for tasks that run exactly one kernel.
+pub fn take_one_kernel(args: &[String]) -> Result<(KernelLine, Vec<String>)> {
+    let (lines, rest) = take_kernel_flag(args, false)?;
+    match lines[..] {
+        [line] => Ok((line, rest)),
+        _ => bail!("--kernel given more than once: this task runs one kernel"),
+    }
+}
+
+/// A Debian kernel the nested VM boots and the module builds against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DebianKernel {
+    pub line: KernelLine,
     /// `uname -r` of that kernel, e.g. `6.1.0-37-amd64`.
     pub release: String,
+    /// Where its image and modules are: `/` for the installed 6.1, the unpacked package for
+    /// the others.
+    root: PathBuf,
 }
 
 impl DebianKernel {
     /// The kernel image.
     pub fn vmlinuz(&self) -> PathBuf {
-        PathBuf::from(format!("/boot/vmlinuz-{}", self.release))
+        self.root.join(format!("boot/vmlinuz-{}", self.release))
     }
 
     /// The matching headers (Kbuild tree); `KDIR` overrides it.
@@ -38,41 +130,102 @@ impl DebianKernel {
 
     /// Its modules.
     pub fn modules(&self) -> PathBuf {
-        PathBuf::from(format!("/lib/modules/{}", self.release))
+        self.root.join(format!("lib/modules/{}", self.release))
     }
 }
 
-/// Installs what is missing, then checks that kernel and headers match.
-pub fn setup(root: &Path) -> Result<DebianKernel> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !is_installed(p)).collect();
+/// Installs what is missing for `line` (packages, headers, the kernel image), then checks
+/// that kernel and headers match.
+pub fn setup(root: &Path, line: KernelLine) -> Result<DebianKernel> {
+    let mut wanted: Vec<&str> = PACKAGES.to_vec();
+    wanted.push(line.headers_meta());
+    if line == KernelLine::V6_1 {
+        wanted.push(line.image_meta());
+    }
+    let missing: Vec<&str> = wanted.into_iter().filter(|p| !is_installed(p)).collect();
     if !missing.is_empty() {
-        install(&missing)?;
+        install(&missing, line)?;
     }
     crate::ensure_toolchain(root)?;
-    let kernel = installed_kernel()?;
+    let kernel = match line {
+        KernelLine::V6_1 => installed_kernel(line)?,
+        _ => unpacked_kernel(root, line)?,
+    };
     ensure!(
         kernel.vmlinuz().exists(),
-        "{} is missing although linux-image-amd64 is installed",
-        kernel.vmlinuz().display()
+        "{} is missing although {} is installed",
+        kernel.vmlinuz().display(),
+        line.image_meta()
     );
     Ok(kernel)
 }
 
-/// The installed kernel, checked against the installed headers: both meta-packages must
-/// point at the same kernel release.
-pub fn installed_kernel() -> Result<DebianKernel> {
-    let image = depends_on_release(&package_field("linux-image-amd64", "Depends")?, "linux-image-")
-        .context("cannot tell which kernel linux-image-amd64 installs (run `cargo xtask setup`)")?;
-    let headers = depends_on_release(&package_field("linux-headers-amd64", "Depends")?, "linux-headers-")
-        .context("cannot tell which headers linux-headers-amd64 installs (run `cargo xtask setup`)")?;
+/// The installed kernel of `line`, checked against the installed headers: both
+/// meta-packages must point at the same kernel release.
+pub fn installed_kernel(line: KernelLine) -> Result<DebianKernel> {
+    let image = meta_release(line.image_meta(), "linux-image-", line)?;
+    let headers = meta_release(line.headers_meta(), "linux-headers-", line)?;
     if image != headers {
         bail!(
-            "kernel and headers do not match: linux-image-amd64 installs {image}, \
-             linux-headers-amd64 installs {headers}; run `apt-get install linux-image-amd64 \
-             linux-headers-amd64` to bring both to the same version"
+            "kernel and headers do not match: {} installs {image}, {} installs {headers}; run `apt-get install {} {}` \
+             to bring both to the same version",
+            line.image_meta(),
+            line.headers_meta(),
+            line.image_meta(),
+            line.headers_meta()
         );
     }
-    Ok(DebianKernel { release: image })
+    Ok(DebianKernel { line, release: image, root: PathBuf::from("/") })
+}
+
+/// The release an installed meta-package depends on, checked to be of `line`.
+fn meta_release(meta: &str, prefix: &str, line: KernelLine) -> Result<String> {
+    let release = depends_on_release(&package_field(meta, "Depends")?, prefix)
+        .with_context(|| format!("cannot tell which kernel {meta} installs (run `cargo xtask setup --kernel {}`)", line.name()))?;
+    ensure!(
+        release.starts_with(line.release_prefix()),
+        "{meta} installs {release}, which is not a {} kernel",
+        line.name()
+    );
+    Ok(release)
+}
+
+/// The kernel of `line` unpacked under `target/kernels/<release>/` from its Debian package
+/// (downloaded, not installed: no boot entry, no initramfs, nothing in /boot), with
+/// `modules.dep` made by depmod. The release is the one the installed headers are for.
+fn unpacked_kernel(root: &Path, line: KernelLine) -> Result<DebianKernel> {
+    let release = meta_release(line.headers_meta(), "linux-headers-", line)?;
+    let dir = root.join("target/kernels").join(&release);
+    let kernel = DebianKernel { line, release: release.clone(), root: dir.clone() };
+    if kernel.vmlinuz().exists() && kernel.modules().join("modules.dep").exists() {
+        return Ok(kernel);
+    }
+    let package = format!("linux-image-{release}");
+    println!("xtask: unpacking {package} into {} (not installed as a boot kernel)", dir.display());
+    let downloads = root.join("target/kernels/downloads");
+    std::fs::create_dir_all(&downloads)?;
+    let out = Command::new("apt-get")
+        .current_dir(&downloads)
+        .args(["download", &package])
+        .output()
+        .context("cannot run apt-get download")?;
+    ensure!(
+        out.status.success(),
+        "apt-get download {package} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = std::fs::read_dir(&downloads)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+        })
+        .with_context(|| format!("apt-get download left no {package}_*.deb in {}", downloads.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    crate::run_command(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    crate::run_command(Command::new("depmod").arg("-b").arg(&dir).arg(&release))?;
+    Ok(kernel)
 }
 
 fn is_installed(package: &str) -> bool {
@@ -111,7 +264,7 @@ pub(crate) fn is_root() -> Result<bool> {
     Ok(String::from_utf8_lossy(&uid.stdout).trim() == "0")
 }
 
-fn install(missing: &[&str]) -> Result<()> {
+fn install(missing: &[&str], line: KernelLine) -> Result<()> {
     if !is_root()? {
         bail!(
             "missing packages: {}. Installing them needs root: run `sudo cargo xtask setup` \
@@ -125,12 +278,37 @@ fn install(missing: &[&str]) -> Result<()> {
     }
     println!("xtask: installing {} (about a minute)", missing.join(" "));
     apt(&["update"])?;
+    if line != KernelLine::V6_1 && !apt_knows(line.headers_meta()) {
+        add_security_source()?;
+    }
     let mut install_args = vec!["install", "-y", "--no-install-recommends"];
     install_args.extend_from_slice(missing);
     apt(&install_args)?;
     let still: Vec<&str> = missing.iter().copied().filter(|p| !is_installed(p)).collect();
     ensure!(still.is_empty(), "apt-get did not install {}", still.join(" "));
     Ok(())
+}
+
+/// Whether apt's package lists have `package`.
+fn apt_knows(package: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["show", "--no-all-versions", package])
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+}
+
+/// Debian 12 carries the 6.12 LTS line (source package `linux-6.12`) in bookworm-security;
+/// a machine whose apt sources lack that suite gets it added, in a file of its own.
+fn add_security_source() -> Result<()> {
+    let file = Path::new("/etc/apt/sources.list.d/sevault-bookworm-security.sources");
+    println!("xtask: adding Debian's bookworm-security suite (the 6.12 LTS kernel) as {}", file.display());
+    std::fs::write(
+        file,
+        "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    )
+    .with_context(|| format!("writing {}", file.display()))?;
+    apt(&["update"])
 }
 
 /// Runs apt-get quietly; on failure shows the end of its output.
@@ -174,8 +352,26 @@ mod tests {
 
     #[test]
     fn kernel_paths() {
-        let k = DebianKernel { release: "6.1.0-37-amd64".into() };
+        let k = DebianKernel { line: KernelLine::V6_1, release: "6.1.0-37-amd64".into(), root: "/".into() };
         assert_eq!(k.vmlinuz(), Path::new("/boot/vmlinuz-6.1.0-37-amd64"));
         assert_eq!(k.modules(), Path::new("/lib/modules/6.1.0-37-amd64"));
+        let k = DebianKernel { line: KernelLine::V6_12, release: "6.12.9+deb12-amd64".into(), root: "/t/k".into() };
+        assert_eq!(k.vmlinuz(), Path::new("/t/k/boot/vmlinuz-6.12.9+deb12-amd64"));
+        assert_eq!(k.modules(), Path::new("/t/k/lib/modules/6.12.9+deb12-amd64"));
+    }
+
+    #[test]
+    fn kernel_flag() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (lines, rest) = take_kernel_flag(&args(&["--smp", "2"]), false).unwrap();
+        assert_eq!((lines, rest), (vec![KernelLine::V6_1], args(&["--smp", "2"])));
+        let (lines, rest) = take_kernel_flag(&args(&["--kernel", "6.12", "--smp", "2"]), false).unwrap();
+        assert_eq!((lines, rest), (vec![KernelLine::V6_12], args(&["--smp", "2"])));
+        assert_eq!(take_kernel_flag(&args(&["--kernel=all"]), true).unwrap().0, KernelLine::ALL);
+        let error = format!("{:#}", take_kernel_flag(&args(&["--kernel", "6.6"]), true).unwrap_err());
+        assert!(error.contains("6.1 and 6.12"), "{error}");
+        assert!(take_kernel_flag(&args(&["--kernel", "all"]), false).is_err());
+        assert!(take_kernel_flag(&args(&["--kernel"]), true).is_err());
+        assert!(take_one_kernel(&args(&["--kernel", "6.1", "--kernel", "6.12"])).is_err());
     }
 }

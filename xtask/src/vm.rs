@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::initramfs::{self, marker};
 use crate::nmi;
-use crate::setup::DebianKernel;
+use crate::setup::{DebianKernel, KernelLine};
 
 /// How QEMU runs the VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,10 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// More QEMU arguments, appended as given (`--qemu-arg`, repeatable).
     pub qemu_extra: Vec<String>,
+    /// The kernel to boot (`--kernel 6.1|6.12`).
+    pub kernel: KernelLine,
+    /// More kernel command-line arguments.
+    pub kernel_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -113,13 +117,15 @@ impl Default for Options {
             timeout: Duration::from_secs(300),
             log: None,
             qemu_extra: Vec::new(),
+            kernel: KernelLine::V6_1,
+            kernel_args: Vec::new(),
         }
     }
 }
 
 /// Usage of `cargo xtask vm`.
 pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] \
-[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]...";
+[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
 
 /// Parses `cargo xtask vm` arguments.
 pub fn parse_args(args: &[String]) -> Result<Options> {
@@ -135,6 +141,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
             "--timeout" => options.timeout = Duration::from_secs(number(flag, value()?)?.into()),
             "--log" => options.log = Some(value()?.into()),
             "--qemu-arg" => options.qemu_extra.push(value()?.clone()),
+            "--kernel" => options.kernel = KernelLine::parse(value()?)?,
             "--accel" => {
                 options.accel = match value()?.as_str() {
                     "tcg" => AccelRequest::Tcg,
@@ -168,6 +175,7 @@ fn parse_mem(value: &str) -> Result<u32> {
 
 /// QEMU's command line.
 pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, monitor: &Path) -> Vec<String> {
+    let append = std::iter::once("console=ttyS0 panic=-1 quiet").chain(options.kernel_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     let (accel, cpu) = match accel {
         Accel::Tcg => ("tcg", "EPYC-v3"),
         Accel::Kvm => ("kvm", "host"),
@@ -195,7 +203,7 @@ pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, 
         "-initrd",
         &initrd.to_string_lossy(),
         "-append",
-        "console=ttyS0 panic=-1 quiet",
+        &append,
     ]
     .into_iter()
     .map(String::from)
@@ -429,10 +437,10 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
 /// `cargo xtask vm …`: returns the exit status.
 pub fn command(root: &Path, args: &[String]) -> Result<i32> {
     let mut options = parse_args(args)?;
-    let kernel = crate::setup::setup(root)?;
+    let kernel = crate::setup::setup(root, options.kernel)?;
     // What `cargo xtask build` made is there for the scripts: the module (unless --ko says
     // otherwise) at $SEVAULT_KO, the checker as `sevault-kcheck`.
-    options.ko = options.ko.take().or_else(|| crate::built_module(root));
+    options.ko = options.ko.take().or_else(|| crate::built_module(root, &kernel));
     options.kcheck = crate::built_kcheck(root);
     let outcome = run(root, &kernel, &options)?;
     for problem in outcome.problems() {

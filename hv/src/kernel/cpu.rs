@@ -208,6 +208,12 @@ global_asm!(
     // "The world switch", compares each step with KVM's __svm_vcpu_run).
     .globl sevault_vmrun
     .type sevault_vmrun, @function
+    // 16 bytes of NOPs before the entry, as rustc's -Zpatchable-function-entry=16,16 leaves
+    // before every Rust function on kernels with CONFIG_CALL_PADDING (6.12): call-depth
+    // tracking patches its thunk there and refuses a padding that is not NOPs. Harmless
+    // where nothing uses it (6.1). Called only directly, so no ENDBR is needed under IBT.
+    .p2align 4
+    .skip 16, 0x90
     sevault_vmrun:
         push rbp
         push rbx
