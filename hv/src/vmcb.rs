@@ -553,8 +553,8 @@ impl Vmcb {
         self.build_vault(config);
         let c = &mut self.control;
         c.intercept_misc1 |= misc1::VINTR;
-        c.int_ctl = V_INTR_MASKING | V_IRQ | V_INTR_PRIO_MAX;
         c.tlb_control = tlb_control;
+        // Guest state and the pending virtual interrupt.
         self.reset_tlb_flush_state(config.vcpu);
     }
 

@@ -70,8 +70,7 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
     let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let temporary = path.with_extension(format!("tmp.{}.{unique}", std::process::id()));
     std::fs::write(&temporary, bytes).with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+    std::fs::rename(&temporary, path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 /// The test hook's spin loop must be where the HV will send a run (`SPIN_GPA`), with the

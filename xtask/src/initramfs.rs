@@ -252,7 +252,8 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
     let modules_dep = uncompressed_names(&String::from_utf8(read(&spec.modules_dir.join("modules.dep"))?)?);
     // Modules built into this kernel (6.12 builds in ecb) are left out, and not loaded.
     let builtin = String::from_utf8_lossy(&read(&spec.modules_dir.join("modules.builtin"))?).into_owned();
-    let modular = |names: &[String]| -> Vec<String> { names.iter().filter(|n| !is_builtin(&builtin, n)).cloned().collect() };
+    let modular =
+        |names: &[String]| -> Vec<String> { names.iter().filter(|n| !is_builtin(&builtin, n)).cloned().collect() };
     let loaded = modular(&spec.modules);
     let wanted: Vec<String> = loaded.iter().cloned().chain(modular(&spec.on_demand_modules)).collect();
     let included = module_closure(&modules_dep, &wanted)?;

@@ -224,7 +224,10 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
                 ko.map(|_| ()),
             );
         } else {
-            record(&format!("sevault.ko build, kernel {}", line.name()), Err(anyhow::anyhow!("not run: set-up failed")));
+            record(
+                &format!("sevault.ko build, kernel {}", line.name()),
+                Err(anyhow::anyhow!("not run: set-up failed")),
+            );
         }
     }
     println!("xtask: [5/5] in-VM suites (tests/vm, tests/vm-highmem)");
@@ -233,7 +236,8 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
             record(&format!("[{}] in-VM suite", line.name()), Err(anyhow::anyhow!("not run: set-up or build failed")));
             continue;
         };
-        let suites = [("tests/vm", &[][..], &[][..]), ("tests/vm-highmem", HIGH_MEMORY_QEMU_ARGS, HIGH_MEMORY_KERNEL_ARGS)];
+        let suites =
+            [("tests/vm", &[][..], &[][..]), ("tests/vm-highmem", HIGH_MEMORY_QEMU_ARGS, HIGH_MEMORY_KERNEL_ARGS)];
         for (dir, qemu, kernel_args) in suites {
             for (name, outcome) in vm_suite(root, kernel, dir, qemu, kernel_args) {
                 record(&format!("[{}] {name}", line.name()), outcome);

@@ -11,8 +11,16 @@ use crate::setup::DebianKernel;
 use crate::{cargo, guest};
 
 /// rustc flags of the core on every kernel: kernel code model, no PIC, no unwind tables.
-const BASE_RUSTFLAGS: &[&str] =
-    &["-C", "relocation-model=static", "-C", "code-model=kernel", "-C", "force-unwind-tables=no", "-C", "relro-level=off"];
+const BASE_RUSTFLAGS: &[&str] = &[
+    "-C",
+    "relocation-model=static",
+    "-C",
+    "code-model=kernel",
+    "-C",
+    "force-unwind-tables=no",
+    "-C",
+    "relro-level=off",
+];
 
 /// A kernel's `.config`, read for the options that decide how the Rust core is compiled and
 /// checked.
@@ -62,7 +70,8 @@ impl KernelConfig {
             flags.push("-Cjump-tables=n".into());
         }
         if self.enabled(&["CALL_PADDING"]) {
-            let bytes = self.value("FUNCTION_PADDING_BYTES").context("CONFIG_CALL_PADDING without FUNCTION_PADDING_BYTES")?;
+            let bytes =
+                self.value("FUNCTION_PADDING_BYTES").context("CONFIG_CALL_PADDING without FUNCTION_PADDING_BYTES")?;
             let bytes: u32 = bytes.parse().with_context(|| format!("CONFIG_FUNCTION_PADDING_BYTES={bytes}"))?;
             flags.push(format!("-Zpatchable-function-entry={bytes},{bytes}"));
         }
@@ -116,7 +125,8 @@ pub fn ko_path(root: &Path, kernel: &DebianKernel) -> PathBuf {
 /// glue's `#if LINUX_VERSION_CODE` blocks see).
 fn kernel_version(kdir: &Path) -> Result<(u32, u32)> {
     let path = kdir.join("include/generated/uapi/linux/version.h");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} (a configured kernel tree?)", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (a configured kernel tree?)", path.display()))?;
     version_from_header(&text).with_context(|| format!("no LINUX_VERSION_CODE in {}", path.display()))
 }
 

@@ -7,7 +7,8 @@ use anyhow::{bail, ensure, Context, Result};
 
 /// Debian packages the nested-VM bench and the module build need (the kernels come with
 /// [`KernelLine`]).
-pub const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kcapi-tools", "cpio", "openssl", "xz-utils", "kmod"];
+pub const PACKAGES: &[&str] =
+    &["qemu-system-x86", "busybox-static", "kcapi-tools", "cpio", "openssl", "xz-utils", "kmod"];
 
 /// The kernels the module is built for and tested on, each a line of Debian 12's packages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,17 +82,21 @@ pub fn take_kernel_flag(args: &[String], allow_all: bool) -> Result<(Vec<KernelL
                 continue;
             }
         };
-        if value == "all" {
+        let named = if value == "all" {
             ensure!(allow_all, "--kernel all: this task runs one kernel; give 6.1 or 6.12");
-            lines.extend(KernelLine::ALL);
+            KernelLine::ALL.to_vec()
         } else {
-            lines.push(KernelLine::parse(value)?);
+            vec![KernelLine::parse(value)?]
+        };
+        for line in named {
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
         }
     }
     if lines.is_empty() {
         lines.push(KernelLine::V6_1);
     }
-    lines.dedup();
     Ok((lines, rest))
 }
 
@@ -180,8 +185,9 @@ pub fn installed_kernel(line: KernelLine) -> Result<DebianKernel> {
 
 /// The release an installed meta-package depends on, checked to be of `line`.
 fn meta_release(meta: &str, prefix: &str, line: KernelLine) -> Result<String> {
-    let release = depends_on_release(&package_field(meta, "Depends")?, prefix)
-        .with_context(|| format!("cannot tell which kernel {meta} installs (run `cargo xtask setup --kernel {}`)", line.name()))?;
+    let release = depends_on_release(&package_field(meta, "Depends")?, prefix).with_context(|| {
+        format!("cannot tell which kernel {meta} installs (run `cargo xtask setup --kernel {}`)", line.name())
+    })?;
     ensure!(
         release.starts_with(line.release_prefix()),
         "{meta} installs {release}, which is not a {} kernel",
@@ -218,7 +224,9 @@ fn unpacked_kernel(root: &Path, line: KernelLine) -> Result<DebianKernel> {
     let deb = std::fs::read_dir(&downloads)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
         })
         .with_context(|| format!("apt-get download left no {package}_*.deb in {}", downloads.display()))?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -368,6 +376,8 @@ mod tests {
         let (lines, rest) = take_kernel_flag(&args(&["--kernel", "6.12", "--smp", "2"]), false).unwrap();
         assert_eq!((lines, rest), (vec![KernelLine::V6_12], args(&["--smp", "2"])));
         assert_eq!(take_kernel_flag(&args(&["--kernel=all"]), true).unwrap().0, KernelLine::ALL);
+        let twice = take_kernel_flag(&args(&["--kernel", "all", "--kernel", "6.1"]), true).unwrap().0;
+        assert_eq!(twice, KernelLine::ALL, "each kernel once");
         let error = format!("{:#}", take_kernel_flag(&args(&["--kernel", "6.6"]), true).unwrap_err());
         assert!(error.contains("6.1 and 6.12"), "{error}");
         assert!(take_kernel_flag(&args(&["--kernel", "all"]), false).is_err());

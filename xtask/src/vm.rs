@@ -175,7 +175,10 @@ fn parse_mem(value: &str) -> Result<u32> {
 
 /// QEMU's command line.
 pub fn qemu_args(options: &Options, accel: Accel, kernel: &Path, initrd: &Path, monitor: &Path) -> Vec<String> {
-    let append = std::iter::once("console=ttyS0 panic=-1 quiet").chain(options.kernel_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+    let append = std::iter::once("console=ttyS0 panic=-1 quiet")
+        .chain(options.kernel_args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
     let (accel, cpu) = match accel {
         Accel::Tcg => ("tcg", "EPYC-v3"),
         Accel::Kvm => ("kvm", "host"),

@@ -43,6 +43,12 @@ pub fn current_cpu() -> Option<usize> {
     usize::try_from(cpu).ok()
 }
 
+/// Joins scoped worker threads in the order they were spawned; one that panicked is
+/// reported by `panicked(index)` instead of taking the whole check down.
+pub fn join_workers<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, T>>, panicked: impl Fn(usize) -> T) -> Vec<T> {
+    handles.into_iter().enumerate().map(|(thread, h)| h.join().unwrap_or_else(|_| panicked(thread))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

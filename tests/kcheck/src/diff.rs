@@ -93,11 +93,7 @@ pub fn run(args: &DiffArgs) -> Verdict {
                 scope.spawn(move || worker(args, seed, thread, threads, cpu, printed))
             })
             .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(thread, h)| h.join().unwrap_or(ThreadReport { thread, errors: 1, ..ThreadReport::default() }))
-            .collect()
+        cpu::join_workers(handles, |thread| ThreadReport { thread, errors: 1, ..ThreadReport::default() })
     });
     let elapsed = start.elapsed().as_secs_f64();
     let mut total = ThreadReport::default();

@@ -776,11 +776,7 @@ pub fn run(args: &KvmGuestArgs) -> Verdict {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(thread, h)| h.join().unwrap_or(ThreadReport { thread, errors: 1, ..ThreadReport::default() }))
-            .collect()
+        cpu::join_workers(handles, |thread| ThreadReport { thread, errors: 1, ..ThreadReport::default() })
     });
     let elapsed = start.elapsed().as_secs_f64();
     summarise(&reports, &shared, elapsed)
