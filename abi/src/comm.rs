@@ -8,14 +8,15 @@
 //! ```text
 //! 0x000 Header    magic, version, sequence
 //! 0x010 Response  status, bytes done, sequence echo, output IV
-//! 0x040 Request   op, mode, key slot, key length, entry count, total length, IV, key,
-//! 0x090           entries[MAX_ENTRIES] of (src_phys, dst_phys, len)
-//! 0xF90 reserved up to the end of the page
+//! 0x040 Request   op, mode, key slot, key length, entry count, XTS tweak block, total
+//!                 length, IV, key (64 bytes: an XTS pair of AES-256 keys),
+//! 0x0B0           entries[MAX_ENTRIES] of (src_phys, dst_phys, len)
+//! 0xFB0 reserved up to the end of the page
 //! ```
 use core::mem::{offset_of, size_of};
 use core::ptr::{addr_of, addr_of_mut, NonNull};
 
-use crate::{AES_BLOCK, MAX_ENTRIES};
+use crate::{AES_BLOCK, MAX_ENTRIES, MAX_KEY_BYTES};
 
 /// An operation the host asks of the vault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,14 @@ pub enum Mode {
     Ecb = 1,
     /// Cipher block chaining: `Request::iv` in, `Response::iv_out` out.
     Cbc = 2,
+    /// Counter mode (NIST SP 800-38A §6.5): `Request::iv` is the first counter block, a
+    /// 128-bit big-endian number incremented per block; `Response::iv_out` the counter after
+    /// the last (partial) block. Any length.
+    Ctr = 3,
+    /// XTS (IEEE 1619-2018, NIST SP 800-38E) with ciphertext stealing: `Request::iv` is the
+    /// data unit's tweak, `Request::tweak_block` the blocks of that unit done by earlier
+    /// requests; at least 16 bytes. `Response::iv_out` is zero: the tweak stays in the vault.
+    Xts = 4,
 }
 
 impl TryFrom<u32> for Mode {
@@ -60,6 +69,8 @@ impl TryFrom<u32> for Mode {
         match raw {
             1 => Ok(Self::Ecb),
             2 => Ok(Self::Cbc),
+            3 => Ok(Self::Ctr),
+            4 => Ok(Self::Xts),
             other => Err(other),
         }
     }
@@ -83,13 +94,10 @@ impl KeyLen {
         self as usize
     }
 
-    /// Number of AES rounds (FIPS-197 §5, Figure 4).
+    /// Number of AES rounds: Nk + 6 for a key of Nk 32-bit words (FIPS-197 §5, Figure 4:
+    /// 10, 12, 14).
     pub const fn rounds(self) -> usize {
-        match self {
-            Self::Aes128 => 10,
-            Self::Aes192 => 12,
-            Self::Aes256 => 14,
-        }
+        self as usize / 4 + 6
     }
 }
 
@@ -102,6 +110,43 @@ impl TryFrom<u32> for KeyLen {
             32 => Ok(Self::Aes256),
             other => Err(other),
         }
+    }
+}
+
+/// What a key slot holds: one AES key, or an XTS pair (data key, tweak key) of two AES keys of
+/// one length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotKey {
+    /// Length of the (each) AES key.
+    pub len: KeyLen,
+    /// An XTS pair.
+    pub xts: bool,
+}
+
+impl SlotKey {
+    /// The key a request names: `key_len` is the length of the (each) AES key, `xts` says
+    /// whether there are two.
+    pub fn from_wire(key_len: u32, xts: bool) -> Option<Self> {
+        KeyLen::try_from(key_len).ok().map(|len| Self { len, xts })
+    }
+
+    /// Bytes of key material: the AES key length, twice for an XTS pair (the kernel's
+    /// `xts(aes)` key: 32, 48 or 64 bytes).
+    pub const fn bytes(self) -> usize {
+        self.len.bytes() << self.xts as usize
+    }
+
+    /// The non-zero word a key slot keeps for this key (0 = empty).
+    pub const fn to_raw(self) -> u32 {
+        self.len as u32 | (self.xts as u32) << 8
+    }
+
+    /// The key a slot's word names, `None` for 0 (empty) or a word no key has.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        if raw >> 9 != 0 {
+            return None;
+        }
+        KeyLen::try_from(raw & 0xFF).ok().map(|len| Self { len, xts: raw & 0x100 != 0 })
     }
 }
 
@@ -157,22 +202,25 @@ pub struct Response {
 pub struct Request {
     /// An [`Op`].
     pub op: u32,
-    /// A [`Mode`] (encrypt/decrypt only).
+    /// A [`Mode`] (encrypt/decrypt); for set-key, 0 (one AES key) or [`Mode::Xts`] (a pair).
     pub mode: u32,
     /// Key slot index, `0 .. KEY_SLOT_COUNT`.
     pub key_slot: u32,
-    /// A [`KeyLen`] in bytes: of the key being set, or of the key the slot must hold.
+    /// A [`KeyLen`] in bytes: of the key (for an XTS pair, of each of its two keys) being
+    /// set, or that the slot must hold.
     pub key_len: u32,
     /// Valid entries in `entries` (encrypt/decrypt only).
     pub entry_count: u32,
-    /// Zero.
-    pub reserved_0x14: u32,
+    /// XTS: blocks of this data unit (this IV) processed by earlier requests, so that a data
+    /// unit split over several requests continues its tweak sequence. Zero otherwise.
+    pub tweak_block: u32,
     /// Sum of the entries' lengths: a non-zero multiple of 16, at most `MAX_BYTES_PER_EXIT`.
     pub total_len: u64,
-    /// CBC: the input IV.
+    /// CBC: the input IV; CTR: the first counter block; XTS: the data unit's tweak.
     pub iv: [u8; AES_BLOCK],
-    /// Set key: the key, first `key_len` bytes. Wiped by the vault once taken.
-    pub key: [u8; 32],
+    /// Set key: the key, first `key_len` bytes (an XTS pair: data key, then tweak key). Wiped
+    /// by the vault once taken.
+    pub key: [u8; MAX_KEY_BYTES],
     /// The scatter-list.
     pub entries: [SgEntry; MAX_ENTRIES],
 }
@@ -186,10 +234,10 @@ impl Request {
             key_slot: 0,
             key_len: 0,
             entry_count: 0,
-            reserved_0x14: 0,
+            tweak_block: 0,
             total_len: 0,
             iv: [0; AES_BLOCK],
-            key: [0; 32],
+            key: [0; MAX_KEY_BYTES],
             entries: [SgEntry { src: 0, dst: 0, len: 0, reserved_0x14: 0 }; MAX_ENTRIES],
         }
     }
@@ -206,9 +254,11 @@ pub struct RequestParts<'a> {
     pub key_slot: u32,
     /// Key length in bytes.
     pub key_len: u32,
-    /// CBC input IV.
+    /// XTS: blocks of the data unit done by earlier requests.
+    pub tweak_block: u32,
+    /// CBC input IV, CTR counter, XTS tweak.
     pub iv: [u8; AES_BLOCK],
-    /// Set key: the key bytes (at most 32), else empty.
+    /// Set key: the key bytes (at most [`MAX_KEY_BYTES`]), else empty.
     pub key: &'a [u8],
     /// The entries (at most `MAX_ENTRIES` are written).
     pub entries: &'a [SgEntry],
@@ -228,7 +278,7 @@ pub struct CommBlock {
     /// Written by the HV.
     pub request: Request,
     /// Zero.
-    pub reserved_0xf90: [u8; 0x70],
+    pub reserved_0xfb0: [u8; 0x50],
 }
 
 impl CommBlock {
@@ -245,7 +295,7 @@ impl CommBlock {
                 iv_out: [0; AES_BLOCK],
             },
             request: Request::zeroed(),
-            reserved_0xf90: [0; 0x70],
+            reserved_0xfb0: [0; 0x50],
         }
     }
 }
@@ -276,18 +326,18 @@ const _: () = {
     assert!(offset_of!(Request, key_slot) == 0x08);
     assert!(offset_of!(Request, key_len) == 0x0C);
     assert!(offset_of!(Request, entry_count) == 0x10);
-    assert!(offset_of!(Request, reserved_0x14) == 0x14);
+    assert!(offset_of!(Request, tweak_block) == 0x14);
     assert!(offset_of!(Request, total_len) == 0x18);
     assert!(offset_of!(Request, iv) == 0x20);
     assert!(offset_of!(Request, key) == 0x30);
-    assert!(offset_of!(Request, entries) == 0x50);
-    assert!(size_of::<Request>() == 0x50 + 24 * MAX_ENTRIES);
+    assert!(offset_of!(Request, entries) == 0x70);
+    assert!(size_of::<Request>() == 0x70 + 24 * MAX_ENTRIES);
     assert!(size_of::<Request>().is_multiple_of(8) && core::mem::align_of::<Request>() == 8);
 
     assert!(offset_of!(CommBlock, header) == 0x000);
     assert!(offset_of!(CommBlock, response) == 0x010);
     assert!(offset_of!(CommBlock, request) == 0x040);
-    assert!(offset_of!(CommBlock, reserved_0xf90) == 0xF90);
+    assert!(offset_of!(CommBlock, reserved_0xfb0) == 0xFB0);
     // The comm block fits its page exactly.
     assert!(size_of::<CommBlock>() == 4096);
 };
@@ -378,14 +428,20 @@ impl CommBlockPtr {
     /// Vault side: copies header and request out of the shared page, every byte exactly once
     /// (8-byte volatile loads). Everything after the copy works on the private value.
     pub fn snapshot(self) -> (Header, Request) {
+        let mut request = core::mem::MaybeUninit::<Request>::uninit();
+        let (header, request) = self.snapshot_into(&mut request);
+        (header, *request)
+    }
+
+    /// [`Self::snapshot`] into the caller's memory (the vault's: no second copy of 4 KiB).
+    pub fn snapshot_into(self, out: &mut core::mem::MaybeUninit<Request>) -> (Header, &mut Request) {
         let base = self.raw();
         let header = Header {
             magic: read_field!(base, header.magic),
             version: read_field!(base, header.version),
             sequence: read_field!(base, header.sequence),
         };
-        let mut request = core::mem::MaybeUninit::<Request>::uninit();
-        let words = request.as_mut_ptr().cast::<u64>();
+        let words = out.as_mut_ptr().cast::<u64>();
         // SAFETY: the page is mapped (`new`'s contract); `Request` sits at an 8-aligned offset.
         let shared = unsafe { addr_of!((*base).request).cast::<u64>() };
         for i in 0..size_of::<Request>() / 8 {
@@ -395,12 +451,19 @@ impl CommBlockPtr {
         }
         // SAFETY: every byte was written, and `Request` holds only integers and byte arrays,
         // for which every bit pattern is valid.
-        (header, unsafe { request.assume_init() })
+        (header, unsafe { out.assume_init_mut() })
     }
 
     /// Vault side: overwrites the key bytes of the shared request with zeros.
     pub fn wipe_key(self) {
-        write_array!(self.raw(), request.key, &[0; 32]);
+        // SAFETY: the field pointer is derived without creating a reference; the page is
+        // mapped (`new`'s contract).
+        let key = unsafe { addr_of_mut!((*self.raw()).request.key) }.cast::<u64>();
+        for i in 0..MAX_KEY_BYTES / 8 {
+            // SAFETY: `i < MAX_KEY_BYTES / 8`: inside the key field, which sits at an 8-aligned
+            // offset (layout asserts above); the page is writable.
+            unsafe { key.add(i).write_volatile(0) };
+        }
     }
 
     /// Vault side: publishes the response.
@@ -423,6 +486,7 @@ impl CommBlockPtr {
             mode: request.mode,
             key_slot: request.key_slot,
             key_len: request.key_len,
+            tweak_block: request.tweak_block,
             iv: request.iv,
             key: &request.key,
             entries: &request.entries[..count],
@@ -443,10 +507,10 @@ impl CommBlockPtr {
         write_field!(base, request.key_slot, parts.key_slot);
         write_field!(base, request.key_len, parts.key_len);
         write_field!(base, request.entry_count, parts.entry_count);
-        write_field!(base, request.reserved_0x14, 0);
+        write_field!(base, request.tweak_block, parts.tweak_block);
         write_field!(base, request.total_len, parts.total_len);
         write_array!(base, request.iv, &parts.iv);
-        let mut key = [0u8; 32];
+        let mut key = [0u8; MAX_KEY_BYTES];
         for (dst, src) in key.iter_mut().zip(parts.key) {
             *dst = *src;
         }
@@ -477,7 +541,7 @@ impl CommBlockPtr {
     }
 
     /// HV side: reads back the key bytes, to check that the vault wiped them.
-    pub fn read_key(self) -> [u8; 32] {
+    pub fn read_key(self) -> [u8; MAX_KEY_BYTES] {
         read_array!(self.raw(), request.key)
     }
 }
@@ -493,13 +557,43 @@ mod tests {
         assert_eq!(Op::try_from(0), Err(0));
         assert_eq!(Op::try_from(5), Err(5));
         assert_eq!(Mode::try_from(2), Ok(Mode::Cbc));
-        assert_eq!(Mode::try_from(3), Err(3));
+        assert_eq!(Mode::try_from(3), Ok(Mode::Ctr));
+        assert_eq!(Mode::try_from(4), Ok(Mode::Xts));
+        assert_eq!(Mode::try_from(5), Err(5));
+        assert_eq!(Mode::try_from(0), Err(0));
         assert_eq!(KeyLen::try_from(24), Ok(KeyLen::Aes192));
         assert_eq!(KeyLen::try_from(20), Err(20));
         assert_eq!(KeyLen::Aes256.rounds(), 14);
         for op in [Op::SetKey, Op::ClearKey, Op::Encrypt, Op::Decrypt] {
             assert_eq!(Op::try_from(op as u32), Ok(op));
         }
+    }
+
+    #[test]
+    fn slot_keys_follow_the_kernels_key_sizes() {
+        // The crypto API's aes takes 16/24/32 bytes (FIPS-197 §5); xts(aes) twice that
+        // (crypto/xts.c: two AES keys of one size).
+        for (wire, xts, bytes) in [
+            (16, false, Some(16)),
+            (24, false, Some(24)),
+            (32, false, Some(32)),
+            (16, true, Some(32)),
+            (24, true, Some(48)),
+            (32, true, Some(64)),
+            (64, true, None),
+            (20, false, None),
+            (0, true, None),
+        ] {
+            let key = SlotKey::from_wire(wire, xts);
+            assert_eq!(key.map(SlotKey::bytes), bytes, "{wire} bytes, xts {xts}");
+            if let Some(key) = key {
+                assert_ne!(key.to_raw(), 0, "a held key never reads as empty");
+                assert_eq!(SlotKey::from_raw(key.to_raw()), Some(key));
+            }
+        }
+        assert_eq!(SlotKey::from_raw(0), None);
+        assert_eq!(SlotKey::from_raw(0x200 | 16), None);
+        assert_eq!(SlotKey::from_raw(0x100 | 20), None);
     }
 
     #[test]
@@ -513,7 +607,8 @@ mod tests {
         request.entries[0] = SgEntry { src: 0x1000, dst: 0x2000, len: 5, reserved_0x14: 0 };
         request.entries[1] = SgEntry { src: 0x3000, dst: 0x3000, len: 11, reserved_0x14: 0 };
         request.entries[2] = SgEntry { src: 9, dst: 9, len: 9, reserved_0x14: 0 };
-        request.key = [0xAA; 32];
+        request.key = [0xAA; MAX_KEY_BYTES];
+        request.tweak_block = 9;
         let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 7 };
         comm.post(&header, &request);
         let (got_header, got) = comm.snapshot();
@@ -522,7 +617,7 @@ mod tests {
         request.entries[2] = SgEntry::default();
         assert_eq!(got, request);
         comm.wipe_key();
-        assert_eq!(comm.read_key(), [0; 32]);
+        assert_eq!(comm.read_key(), [0; MAX_KEY_BYTES]);
         let response = Response { status: 0, bytes_done: 16, sequence: 7, ..Default::default() };
         comm.write_response(&response);
         assert_eq!(comm.read_response(), response);
@@ -533,12 +628,12 @@ mod tests {
         let mut page = Box::new(CommBlock::zeroed());
         page.request.entry_count = u32::MAX;
         page.request.entries[MAX_ENTRIES - 1].len = 1;
-        page.request.key[31] = 0x5A;
+        page.request.key[63] = 0x5A;
         // SAFETY: the box is a live, aligned page for the whole test.
         let comm = unsafe { CommBlockPtr::new(NonNull::from(&mut *page)) };
         let (_, got) = comm.snapshot();
         assert_eq!(got.entry_count, u32::MAX);
         assert_eq!(got.entries[MAX_ENTRIES - 1].len, 1);
-        assert_eq!(got.key[31], 0x5A);
+        assert_eq!(got.key[63], 0x5A);
     }
 }

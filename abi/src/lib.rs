@@ -22,14 +22,16 @@ pub mod status;
 pub mod validate;
 pub mod vcpu_state;
 
-pub use comm::{CommBlock, KeyLen, Mode, Op, Request, Response, SgEntry};
+pub use comm::{CommBlock, KeyLen, Mode, Op, Request, Response, SgEntry, SlotKey};
 pub use status::Status;
-pub use validate::{validate, KeySlotIndex, KeySlots, ValidRequest};
+pub use validate::{validate, KeySlotIndex, ValidRequest};
 
 /// `"SVLT"` in little-endian: written by the HV when it sets a comm block up.
 pub const ABI_MAGIC: u32 = u32::from_le_bytes(*b"SVLT");
 /// Bumped whenever a layout or a meaning in this crate changes.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
+/// Most key bytes a set-key request carries: an XTS pair of AES-256 keys.
+pub const MAX_KEY_BYTES: usize = 64;
 /// AES block size in bytes.
 pub const AES_BLOCK: usize = 16;
 /// Most scatter-list entries one request (one exit) can carry: as many as fit the comm page.
@@ -40,14 +42,15 @@ pub const MAX_BYTES_PER_EXIT: u32 = 64 * 1024;
 /// Key slots the vault can hold, shared by all vCPUs (one per keyed kernel transform). The
 /// HV backs them with memory on demand, a block of [`KEY_SLOTS_PER_BLOCK`] at a time; the
 /// vault's address space has room for this many (128 MiB of slots).
-pub const KEY_SLOT_COUNT: u32 = 1 << 18;
+pub const KEY_SLOT_COUNT: u32 = 1 << 17;
 /// Key slots per block of backing memory the HV adds at once (64 pages).
-pub const KEY_SLOTS_PER_BLOCK: u32 = 512;
+pub const KEY_SLOTS_PER_BLOCK: u32 = 256;
 /// Key slots backed from the start (and launched, encrypted, under SEV, where the HV cannot
 /// add initialized private memory later: there they are all there are).
 pub const LAUNCH_KEY_SLOTS: u32 = 1024;
-/// Bytes of private memory per key slot (encryption and decryption schedules + state).
-pub const KEY_SLOT_SIZE: u64 = 512;
+/// Bytes of private memory per key slot (encryption and decryption schedules, the XTS tweak
+/// key's encryption schedule, state).
+pub const KEY_SLOT_SIZE: u64 = 1024;
 /// RAX of the VMMCALL NAE event with which the vault reports "request done" through its
 /// GHCB: `"SVLTDONE"` read as a little-endian u64.
 pub const HYPERCALL_REQUEST_DONE: u64 = u64::from_le_bytes(*b"SVLTDONE");

@@ -15,8 +15,8 @@
 //! 0x0020_0000 ..  0x0040_0000  COMM_BLOCKS  4 KiB per vCPU, shared with the host
 //! 0x0040_0000 ..  0x0060_0000  GHCBS        4 KiB per vCPU, shared with the host
 //! 0x0080_0000 ..  0x0180_0000  STACKS       32 KiB per vCPU: 16 KiB unmapped guard, 16 KiB stack
-//! 0x4000_0000 ..  0x4800_0000  KEY_SLOTS    2^18 × 512 B, private, shared by all vCPUs; backed
-//!                                          by the HV 512 slots (256 KiB) at a time, on demand
+//! 0x4000_0000 ..  0x4800_0000  KEY_SLOTS    2^17 × 1 KiB, private, shared by all vCPUs; backed
+//!                                          by the HV 256 slots (256 KiB) at a time, on demand
 //! 0x80_0000_0000 .. 0x100_0000_0000  HOST_WINDOW  host-physical 0 .. 512 GiB
 //! ```
 use crate::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, KEY_SLOT_SIZE, MAX_VCPUS};

@@ -18,7 +18,7 @@ pub enum Status {
     BadOp = 4,
     /// Unknown mode.
     BadMode = 5,
-    /// Key length is not 16, 24 or 32.
+    /// Key length is not 16, 24 or 32 (an XTS pair: 32, 48 or 64).
     BadKeyLen = 6,
     /// Key slot index out of range.
     BadSlot = 7,
@@ -28,7 +28,7 @@ pub enum Status {
     KeyLenMismatch = 9,
     /// Total length is zero.
     ZeroLength = 10,
-    /// Total length is not a multiple of the AES block size.
+    /// Total length is not a multiple of the AES block size (ECB, CBC).
     UnalignedLength = 11,
     /// Total length exceeds [`crate::MAX_BYTES_PER_EXIT`].
     TooLarge = 12,
@@ -39,16 +39,19 @@ pub enum Status {
     EmptyEntry = 14,
     /// The entries' lengths do not add up to the total length.
     LengthMismatch = 15,
-    /// `addr + len` overflows.
-    AddressOverflow = 16,
     /// A range lies (partly) outside the host window, where everything that is not host
-    /// memory — the vault's own pages included — lies.
-    OutsideWindow = 17,
+    /// memory — the vault's own pages included — lies, or `addr + len` wraps.
+    OutsideWindow = 16,
     /// A reserved field is not zero.
-    ReservedNotZero = 18,
+    ReservedNotZero = 17,
     /// Another vCPU holds the key slot (a set/clear racing a request on the same slot: an
     /// honest host never does that).
-    SlotBusy = 19,
+    SlotBusy = 18,
+    /// XTS data under one block (16 bytes), or a last entry without the whole XTS tail (the
+    /// last whole block and the partial one): ciphertext stealing needs them together.
+    XtsTooShort = 19,
+    /// An entry other than the last is not whole blocks.
+    UnalignedEntry = 20,
 }
 
 impl Status {
@@ -70,15 +73,16 @@ impl Status {
             Self::BadEntryCount => "bad entry count",
             Self::EmptyEntry => "empty entry",
             Self::LengthMismatch => "entry lengths do not sum to total",
-            Self::AddressOverflow => "address overflow",
             Self::OutsideWindow => "address outside host window",
             Self::ReservedNotZero => "reserved field not zero",
             Self::SlotBusy => "key slot busy",
+            Self::XtsTooShort => "XTS data shorter than 16 bytes or its tail split",
+            Self::UnalignedEntry => "entry not whole blocks",
         }
     }
 
     /// Every status, for tests and tools.
-    pub const ALL: [Status; 19] = [
+    pub const ALL: [Status; 20] = [
         Self::Ok,
         Self::BadMagic,
         Self::BadVersion,
@@ -94,10 +98,11 @@ impl Status {
         Self::BadEntryCount,
         Self::EmptyEntry,
         Self::LengthMismatch,
-        Self::AddressOverflow,
         Self::OutsideWindow,
         Self::ReservedNotZero,
         Self::SlotBusy,
+        Self::XtsTooShort,
+        Self::UnalignedEntry,
     ];
 }
 
@@ -141,7 +146,7 @@ mod tests {
             assert_eq!(Status::try_from(u32::from(*status)), Ok(*status));
         }
         assert_eq!(Status::try_from(0), Err(UnknownStatus(0)));
-        assert_eq!(Status::try_from(20), Err(UnknownStatus(20)));
+        assert_eq!(Status::try_from(21), Err(UnknownStatus(21)));
         assert_eq!(Status::try_from(u32::MAX), Err(UnknownStatus(u32::MAX)));
     }
 }

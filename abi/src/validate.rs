@@ -3,8 +3,8 @@
 //! Pure and total: any bit pattern the host can write yields either a validated request or a
 //! [`Status`], never a panic. The vault calls it on its private snapshot (see
 //! [`crate::comm::CommBlockPtr::snapshot`]), so nothing checked here can change afterwards.
-use crate::comm::{Header, KeyLen, Mode, Op, Request, SgEntry};
-use crate::memory_map::{host_window_gpa, touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END};
+use crate::comm::{Header, KeyLen, Mode, Op, Request, SgEntry, SlotKey};
+use crate::memory_map::{touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END};
 use crate::{Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 /// A key slot index below [`KEY_SLOT_COUNT`].
@@ -27,12 +27,6 @@ impl KeySlotIndex {
     }
 }
 
-/// What the validator needs to know about the vault's key slots.
-pub trait KeySlots {
-    /// Length of the key held in `slot`, or `None` if the slot is empty.
-    fn key_len(&self, slot: KeySlotIndex) -> Option<KeyLen>;
-}
-
 /// Encrypt or decrypt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -43,14 +37,25 @@ pub enum Direction {
 }
 
 /// A scatter-list whose every range has been checked: non-empty entries, `addr + len` without
-/// overflow, inside the host window and away from the vault, lengths summing to the total.
+/// overflow, inside the host window and away from the vault, lengths summing to the total;
+/// every entry but the last holds whole blocks, and the last one holds the mode's tail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ValidEntries<'r>(&'r [SgEntry]);
+pub struct ValidEntries<'r> {
+    entries: &'r [SgEntry],
+    tail_len: usize,
+}
 
 impl<'r> ValidEntries<'r> {
-    /// The entries.
+    /// The entries (at least one).
     pub const fn as_slice(&self) -> &'r [SgEntry] {
-        self.0
+        self.entries
+    }
+
+    /// Bytes at the end of the last entry that are not whole blocks of the bulk: CTR's
+    /// partial block (1..15), XTS's last whole block and the partial one after it (17..31,
+    /// ciphertext stealing, IEEE 1619-2018 §5.3.2); 0 when the total is whole blocks.
+    pub const fn tail_len(&self) -> usize {
+        self.tail_len
     }
 }
 
@@ -59,17 +64,20 @@ impl<'r> ValidEntries<'r> {
 pub struct CryptRequest<'r> {
     /// Encrypt or decrypt.
     pub direction: Direction,
-    /// ECB or CBC.
+    /// ECB, CBC, CTR or XTS.
     pub mode: Mode,
-    /// Slot holding a key of `key_len`.
+    /// Slot holding `key`.
     pub slot: KeySlotIndex,
-    /// Length of that key.
-    pub key_len: KeyLen,
-    /// Input IV (CBC).
+    /// The key the slot holds (an XTS pair exactly when `mode` is XTS).
+    pub key: SlotKey,
+    /// Input IV (CBC), counter (CTR), tweak (XTS).
     pub iv: [u8; AES_BLOCK],
+    /// XTS: blocks of the data unit done before; zero for the other modes.
+    pub tweak_block: u32,
     /// Checked scatter-list.
     pub entries: ValidEntries<'r>,
-    /// Total bytes: a non-zero multiple of 16, at most [`MAX_BYTES_PER_EXIT`].
+    /// Total bytes, at most [`MAX_BYTES_PER_EXIT`]: a non-zero multiple of 16 (ECB, CBC),
+    /// non-zero (CTR), at least 16 (XTS).
     pub total_len: u32,
 }
 
@@ -80,10 +88,10 @@ pub enum ValidRequest<'r> {
     SetKey {
         /// Destination slot.
         slot: KeySlotIndex,
-        /// The key's length.
-        key_len: KeyLen,
-        /// The key bytes (`key_len` of them), in the private snapshot.
-        key: &'r [u8],
+        /// The key: one AES key or an XTS pair.
+        key: SlotKey,
+        /// The key bytes (`key.bytes()` of them), in the private snapshot.
+        bytes: &'r [u8],
     },
     /// Zeroize `slot`.
     ClearKey {
@@ -98,19 +106,15 @@ pub enum ValidRequest<'r> {
 // Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
 // into the request loop.
 #[inline(never)]
-pub fn validate<'r>(header: &Header, request: &'r Request, slots: &impl KeySlots) -> Result<ValidRequest<'r>, Status> {
+pub fn validate<'r>(header: &Header, request: &'r Request) -> Result<ValidRequest<'r>, Status> {
     if header.magic != ABI_MAGIC {
         return Err(Status::BadMagic);
     }
     if header.version != ABI_VERSION {
         return Err(Status::BadVersion);
     }
-    if request.reserved_0x14 != 0 {
-        return Err(Status::ReservedNotZero);
-    }
     let op = Op::try_from(request.op).map_err(|_| Status::BadOp)?;
     let slot = KeySlotIndex::new(request.key_slot).ok_or(Status::BadSlot)?;
-    let key_len = || KeyLen::try_from(request.key_len).map_err(|_| Status::BadKeyLen);
     let no_entries = || {
         if request.entry_count != 0 {
             Err(Status::BadEntryCount)
@@ -120,36 +124,51 @@ pub fn validate<'r>(header: &Header, request: &'r Request, slots: &impl KeySlots
             Ok(())
         }
     };
-    let direction = match op {
-        Op::SetKey => {
-            let len = key_len()?;
-            no_entries()?;
-            return Ok(ValidRequest::SetKey { slot, key_len: len, key: &request.key[..len.bytes()] });
-        }
-        Op::ClearKey => {
-            no_entries()?;
-            return Ok(ValidRequest::ClearKey { slot });
-        }
-        Op::Encrypt => Direction::Encrypt,
-        Op::Decrypt => Direction::Decrypt,
-    };
-    let mode = Mode::try_from(request.mode).map_err(|_| Status::BadMode)?;
-    let key_len = key_len()?;
-    match slots.key_len(slot) {
-        None => return Err(Status::NoKey),
-        Some(held) if held != key_len => return Err(Status::KeyLenMismatch),
-        Some(_) => {}
+    if op == Op::ClearKey {
+        no_entries()?;
+        return Ok(ValidRequest::ClearKey { slot });
     }
-    let total_len = validate_total(request.total_len)?;
-    let entries = validate_entries(request, total_len)?;
-    Ok(ValidRequest::Crypt(CryptRequest { direction, mode, slot, key_len, iv: request.iv, entries, total_len }))
+    let xts = request.mode == Mode::Xts as u32;
+    if request.tweak_block != 0 && !xts {
+        return Err(Status::ReservedNotZero);
+    }
+    let len = KeyLen::try_from(request.key_len).map_err(|_| Status::BadKeyLen)?;
+    let key = SlotKey { len, xts };
+    if op == Op::SetKey {
+        // No mode (one AES key) or XTS (a pair).
+        if request.mode != 0 && !xts {
+            return Err(Status::BadMode);
+        }
+        no_entries()?;
+        return Ok(ValidRequest::SetKey { slot, key, bytes: &request.key[..key.bytes()] });
+    }
+    let direction = if op == Op::Encrypt { Direction::Encrypt } else { Direction::Decrypt };
+    let mode = Mode::try_from(request.mode).map_err(|_| Status::BadMode)?;
+    // A data unit is at most the crypto API's u32 cryptlen: so many blocks, no more (each one
+    // of them is a doubling of the tweak for the vault).
+    if request.tweak_block > u32::MAX / AES_BLOCK as u32 {
+        return Err(Status::TooLarge);
+    }
+    let total_len = validate_total(request.total_len, mode)?;
+    let entries = validate_entries(request, total_len, mode)?;
+    Ok(ValidRequest::Crypt(CryptRequest {
+        direction,
+        mode,
+        slot,
+        key,
+        iv: request.iv,
+        tweak_block: request.tweak_block,
+        entries,
+        total_len,
+    }))
 }
 
-fn validate_total(total_len: u64) -> Result<u32, Status> {
+fn validate_total(total_len: u64, mode: Mode) -> Result<u32, Status> {
     if total_len == 0 {
         return Err(Status::ZeroLength);
     }
-    if !total_len.is_multiple_of(AES_BLOCK as u64) {
+    // (XTS under 16 bytes fails `validate_entries`' tail check.)
+    if matches!(mode, Mode::Ecb | Mode::Cbc) && !total_len.is_multiple_of(AES_BLOCK as u64) {
         return Err(Status::UnalignedLength);
     }
     match u32::try_from(total_len) {
@@ -158,45 +177,57 @@ fn validate_total(total_len: u64) -> Result<u32, Status> {
     }
 }
 
-fn validate_entries(request: &Request, total_len: u32) -> Result<ValidEntries<'_>, Status> {
+fn validate_entries(request: &Request, total_len: u32, mode: Mode) -> Result<ValidEntries<'_>, Status> {
     let count = request.entry_count as usize;
     if count == 0 || count > MAX_ENTRIES {
         return Err(Status::BadEntryCount);
     }
     let entries = &request.entries[..count];
     let mut sum: u64 = 0;
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
         if entry.reserved_0x14 != 0 {
             return Err(Status::ReservedNotZero);
         }
         if entry.len == 0 {
             return Err(Status::EmptyEntry);
         }
-        let len = u64::from(entry.len);
+        // Blocks never straddle entries (the HV bounces those that would).
+        if index + 1 < count && !entry.len.is_multiple_of(AES_BLOCK as u32) {
+            return Err(Status::UnalignedEntry);
+        }
         for addr in [entry.src, entry.dst] {
-            check_host_range(addr, len)?;
+            check_host_range(addr, entry.len)?;
         }
         // At most MAX_ENTRIES × u32::MAX: cannot overflow u64.
-        sum += len;
+        sum += u64::from(entry.len);
     }
     if sum != u64::from(total_len) {
         return Err(Status::LengthMismatch);
     }
-    Ok(ValidEntries(entries))
+    let partial = total_len as usize % AES_BLOCK;
+    let tail_len = if mode == Mode::Xts && partial != 0 { AES_BLOCK + partial } else { partial };
+    // The last entry holds the tail whole (its length is `partial` modulo 16, as the others
+    // are whole blocks); only an XTS tail can be longer than it.
+    if (entries[count - 1].len as usize) < tail_len {
+        return Err(Status::XtsTooShort);
+    }
+    Ok(ValidEntries { entries, tail_len })
 }
 
-/// A host-physical range is usable when it does not wrap and lies inside the host window.
-/// That also keeps it away from the vault's own memory: the window's guest-physical alias
-/// starts above everything the vault owns, which the compile-time block below pins, so a
-/// range inside the window cannot touch the vault.
-fn check_host_range(addr: u64, len: u64) -> Result<(), Status> {
-    if addr.checked_add(len).is_none() {
-        return Err(Status::AddressOverflow);
+/// A host-physical range is usable when it lies inside the host window (an `addr + len`
+/// that would wrap does not). That also keeps it away from the vault's own memory: the
+/// window's guest-physical alias starts above everything the vault owns, which the
+/// compile-time block below pins, so a range inside the window cannot touch the vault.
+fn check_host_range(addr: u64, len: u32) -> Result<(), Status> {
+    // `len < HOST_WINDOW_SIZE` (asserted below): no underflow, and no `addr + len` to wrap.
+    if addr > HOST_WINDOW_SIZE - u64::from(len) {
+        return Err(Status::OutsideWindow);
     }
-    host_window_gpa(addr, len).map(|_| ()).ok_or(Status::OutsideWindow)
+    Ok(())
 }
 
 const _: () = {
+    assert!(HOST_WINDOW_SIZE > u32::MAX as u64);
     assert!(HOST_WINDOW_BASE >= VAULT_END);
     assert!(!touches_vault(HOST_WINDOW_BASE, HOST_WINDOW_SIZE));
 };
@@ -204,19 +235,8 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory_map::host_window_gpa;
     use proptest::prelude::*;
-
-    /// Slot 0 holds AES-128, slot 1 AES-256, the rest are empty.
-    struct TwoKeys;
-    impl KeySlots for TwoKeys {
-        fn key_len(&self, slot: KeySlotIndex) -> Option<KeyLen> {
-            match slot.get() {
-                0 => Some(KeyLen::Aes128),
-                1 => Some(KeyLen::Aes256),
-                _ => None,
-            }
-        }
-    }
 
     fn header() -> Header {
         Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 }
@@ -226,7 +246,7 @@ mod tests {
         SgEntry { src, dst, len, reserved_0x14: 0 }
     }
 
-    /// A valid CBC encrypt of 48 bytes in three uneven entries with slot 0.
+    /// A valid CBC encrypt of 48 bytes in three entries (whole blocks) with slot 0.
     fn crypt() -> Request {
         let mut r = Request::zeroed();
         r.op = Op::Encrypt as u32;
@@ -234,30 +254,49 @@ mod tests {
         r.key_slot = 0;
         r.key_len = 16;
         r.iv = [7; 16];
-        r.entries[0] = entry(0x10_0000, 0x20_0000, 5);
-        r.entries[1] = entry(0x30_0000, 0x30_0000, 27);
+        r.entries[0] = entry(0x10_0000, 0x20_0000, 16);
+        r.entries[1] = entry(0x30_0000, 0x30_0000, 16);
         r.entries[2] = entry(0x40_0000, 0x50_0000, 16);
         r.entry_count = 3;
         r.total_len = 48;
         r
     }
 
+    /// `r` as an XTS (or other `mode`) request of entries with these lengths.
+    fn with_lens(mut r: Request, mode: Mode, lens: &[u32]) -> Request {
+        r.mode = mode as u32;
+        r.entry_count = lens.len() as u32;
+        r.total_len = lens.iter().map(|&l| u64::from(l)).sum();
+        for (i, &len) in lens.iter().enumerate() {
+            r.entries[i] = entry(0x10_0000 * (i as u64 + 1), 0x10_0000 * (i as u64 + 1), len);
+        }
+        r
+    }
+
     fn rejects(r: &Request, status: Status) {
-        assert_eq!(validate(&header(), r, &TwoKeys), Err(status), "{r:?}");
+        assert_eq!(validate(&header(), r), Err(status), "{r:?}");
+    }
+
+    fn tail_len(r: &Request) -> usize {
+        match validate(&header(), r) {
+            Ok(ValidRequest::Crypt(c)) => c.entries.tail_len(),
+            other => panic!("rejected a valid request: {other:?}"),
+        }
     }
 
     #[test]
     fn accepts_a_valid_crypt_request() {
         let r = crypt();
-        let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r, &TwoKeys) else {
+        let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) else {
             panic!("rejected a valid request");
         };
         assert_eq!(c.direction, Direction::Encrypt);
         assert_eq!(c.mode, Mode::Cbc);
-        assert_eq!(c.key_len, KeyLen::Aes128);
+        assert_eq!(c.key, SlotKey { len: KeyLen::Aes128, xts: false });
         assert_eq!(c.iv, [7; 16]);
         assert_eq!(c.total_len, 48);
         assert_eq!(c.entries.as_slice(), &r.entries[..3]);
+        assert_eq!(c.entries.tail_len(), 0);
     }
 
     #[test]
@@ -266,23 +305,31 @@ mod tests {
         r.op = Op::SetKey as u32;
         r.key_slot = KEY_SLOT_COUNT - 1;
         r.key_len = 24;
-        r.key = [3; 32];
+        r.key = [3; 64];
         let slot = KeySlotIndex::new(KEY_SLOT_COUNT - 1).unwrap();
-        assert_eq!(
-            validate(&header(), &r, &TwoKeys),
-            Ok(ValidRequest::SetKey { slot, key_len: KeyLen::Aes192, key: &[3; 24] })
-        );
+        let single = SlotKey { len: KeyLen::Aes192, xts: false };
+        assert_eq!(validate(&header(), &r), Ok(ValidRequest::SetKey { slot, key: single, bytes: &[3; 24] }));
+        // An XTS pair: two keys of key_len bytes each (the kernel's 48-byte xts(aes) key).
+        r.mode = Mode::Xts as u32;
+        let pair = SlotKey { len: KeyLen::Aes192, xts: true };
+        assert_eq!(validate(&header(), &r), Ok(ValidRequest::SetKey { slot, key: pair, bytes: &[3; 48] }));
+        r.key_len = 32;
+        let Ok(ValidRequest::SetKey { bytes, .. }) = validate(&header(), &r) else { panic!("AES-256-XTS key refused") };
+        assert_eq!(bytes.len(), 64);
+        // Set-key names no other mode.
+        r.mode = Mode::Cbc as u32;
+        rejects(&r, Status::BadMode);
         r.op = Op::ClearKey as u32;
-        assert_eq!(validate(&header(), &r, &TwoKeys), Ok(ValidRequest::ClearKey { slot }));
+        assert_eq!(validate(&header(), &r), Ok(ValidRequest::ClearKey { slot }));
     }
 
     #[test]
     fn rejects_bad_header() {
         let r = crypt();
         let bad_magic = Header { magic: 0, ..header() };
-        assert_eq!(validate(&bad_magic, &r, &TwoKeys), Err(Status::BadMagic));
+        assert_eq!(validate(&bad_magic, &r), Err(Status::BadMagic));
         let bad_version = Header { version: ABI_VERSION + 1, ..header() };
-        assert_eq!(validate(&bad_version, &r, &TwoKeys), Err(Status::BadVersion));
+        assert_eq!(validate(&bad_version, &r), Err(Status::BadVersion));
     }
 
     #[test]
@@ -292,14 +339,20 @@ mod tests {
         rejects(&r, Status::BadOp);
         r.op = 99;
         rejects(&r, Status::BadOp);
-        let mut r = crypt();
-        r.mode = 3;
-        rejects(&r, Status::BadMode);
+        for mode in [0, 5, u32::MAX] {
+            let mut r = crypt();
+            r.mode = mode;
+            rejects(&r, Status::BadMode);
+        }
         let mut r = crypt();
         r.key_slot = KEY_SLOT_COUNT;
         rejects(&r, Status::BadSlot);
         let mut r = crypt();
         r.key_len = 17;
+        rejects(&r, Status::BadKeyLen);
+        // An XTS request names the length of each of its two keys, not their sum.
+        let mut r = with_lens(crypt(), Mode::Xts, &[32]);
+        r.key_len = 64;
         rejects(&r, Status::BadKeyLen);
         let mut r = crypt();
         r.op = Op::SetKey as u32;
@@ -307,18 +360,6 @@ mod tests {
         r.total_len = 0;
         r.key_len = 0;
         rejects(&r, Status::BadKeyLen);
-    }
-
-    #[test]
-    fn rejects_empty_slot_and_wrong_key_size() {
-        let mut r = crypt();
-        r.key_slot = 2;
-        rejects(&r, Status::NoKey);
-        let mut r = crypt();
-        r.key_len = 32; // slot 0 holds AES-128
-        rejects(&r, Status::KeyLenMismatch);
-        r.key_slot = 1;
-        assert!(validate(&header(), &r, &TwoKeys).is_ok());
     }
 
     #[test]
@@ -337,6 +378,42 @@ mod tests {
         let mut r = crypt();
         r.entries[1].len = 0;
         rejects(&r, Status::EmptyEntry);
+        // ECB and CBC: whole blocks only, in every entry.
+        rejects(&with_lens(crypt(), Mode::Ecb, &[16, 33]), Status::UnalignedLength);
+        rejects(&with_lens(crypt(), Mode::Cbc, &[8, 8]), Status::UnalignedEntry);
+    }
+
+    #[test]
+    fn blocks_never_straddle_entries_and_the_tail_sits_in_the_last() {
+        // CTR: any length, the partial block in the last entry.
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[1])), 1);
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[32, 16, 7])), 7);
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[48])), 0);
+        rejects(&with_lens(crypt(), Mode::Ctr, &[7, 16]), Status::UnalignedEntry);
+        // XTS: at least one block; with a partial block, the last entry holds it and the
+        // whole block before it (ciphertext stealing, IEEE 1619-2018 §5.3.2).
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[16])), 0);
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[17])), 17);
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[32, 31])), 31);
+        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[16, 16, 17])), 17);
+        rejects(&with_lens(crypt(), Mode::Xts, &[15]), Status::XtsTooShort);
+        rejects(&with_lens(crypt(), Mode::Xts, &[1]), Status::XtsTooShort);
+        rejects(&with_lens(crypt(), Mode::Xts, &[16, 1]), Status::XtsTooShort);
+        rejects(&with_lens(crypt(), Mode::Xts, &[16, 15]), Status::XtsTooShort);
+        rejects(&with_lens(crypt(), Mode::Xts, &[17, 16]), Status::UnalignedEntry);
+    }
+
+    #[test]
+    fn the_tweak_block_is_for_xts_only_and_bounded() {
+        let mut r = with_lens(crypt(), Mode::Xts, &[32]);
+        r.tweak_block = u32::MAX / 16;
+        let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) else { panic!("refused") };
+        assert_eq!(c.tweak_block, u32::MAX / 16);
+        r.tweak_block += 1;
+        rejects(&r, Status::TooLarge);
+        let mut r = crypt();
+        r.tweak_block = 1;
+        rejects(&r, Status::ReservedNotZero);
     }
 
     #[test]
@@ -360,22 +437,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_addresses() {
+        // Ranges that would wrap lie outside the window.
         let mut r = crypt();
         r.entries[1].src = u64::MAX - 10;
-        rejects(&r, Status::AddressOverflow);
+        rejects(&r, Status::OutsideWindow);
         let mut r = crypt();
-        r.entries[2].dst = u64::MAX - 15; // ends exactly at 2^64: overflows
-        rejects(&r, Status::AddressOverflow);
+        r.entries[2].dst = u64::MAX - 15; // ends exactly at 2^64
+        rejects(&r, Status::OutsideWindow);
         let mut r = crypt();
-        r.entries[0].dst = HOST_WINDOW_SIZE - 4; // last byte beyond the window
+        r.entries[0].dst = HOST_WINDOW_SIZE - 4; // last bytes beyond the window
         rejects(&r, Status::OutsideWindow);
         let mut r = crypt();
         r.entries[0].src = HOST_WINDOW_SIZE;
         rejects(&r, Status::OutsideWindow);
         // The last bytes of the window are fine.
         let mut r = crypt();
-        r.entries[0].src = HOST_WINDOW_SIZE - 5;
-        assert!(validate(&header(), &r, &TwoKeys).is_ok());
+        r.entries[0].src = HOST_WINDOW_SIZE - 16;
+        assert!(validate(&header(), &r).is_ok());
     }
 
     #[test]
@@ -385,20 +463,21 @@ mod tests {
         assert_eq!(check_host_range(crate::memory_map::KEY_SLOTS_BASE, 16), Ok(()));
         // The extremes of what is accepted, aliased, stay clear of the vault; one byte more
         // is refused.
-        for (addr, len) in [(0, 1), (0, HOST_WINDOW_SIZE), (HOST_WINDOW_SIZE - 1, 1)] {
+        for (addr, len) in
+            [(0, 1), (0, u32::MAX), (HOST_WINDOW_SIZE - 1, 1), (HOST_WINDOW_SIZE - u64::from(u32::MAX), u32::MAX)]
+        {
             assert_eq!(check_host_range(addr, len), Ok(()));
-            let gpa = host_window_gpa(addr, len).unwrap();
-            assert!(!touches_vault(gpa, len), "{addr:#x}+{len:#x}");
+            let gpa = host_window_gpa(addr, u64::from(len)).unwrap();
+            assert!(!touches_vault(gpa, u64::from(len)), "{addr:#x}+{len:#x}");
+            let at_the_end = addr + u64::from(len) == HOST_WINDOW_SIZE;
+            assert_eq!(check_host_range(addr + 1, len).is_ok(), !at_the_end);
         }
-        assert_eq!(check_host_range(0, HOST_WINDOW_SIZE + 1), Err(Status::OutsideWindow));
-        assert_eq!(check_host_range(u64::MAX, 1), Err(Status::AddressOverflow));
+        assert_eq!(check_host_range(u64::MAX, 1), Err(Status::OutsideWindow));
+        assert_eq!(check_host_range(u64::MAX - 2, 16), Err(Status::OutsideWindow));
     }
 
     #[test]
     fn rejects_reserved_bits() {
-        let mut r = crypt();
-        r.reserved_0x14 = 1;
-        rejects(&r, Status::ReservedNotZero);
         let mut r = crypt();
         r.entries[2].reserved_0x14 = 1;
         rejects(&r, Status::ReservedNotZero);
@@ -407,20 +486,31 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics_and_accepted_requests_keep_their_promises(
-            op in 0u32..6, mode in 0u32..4, slot in 0u32..4, key_len in prop::sample::select(vec![0u32, 16, 24, 32, 33]),
+            op in 0u32..6, mode in 0u32..6, slot in 0u32..4, key_len in prop::sample::select(vec![0u32, 16, 24, 32, 33]),
+            tweak_block in prop_oneof![Just(0u32), any::<u32>()],
             count in 0u32..8, lens in prop::collection::vec(0u32..40, 8),
             addrs in prop::collection::vec(prop_oneof![0u64..1 << 20, Just(u64::MAX - 8), Just(HOST_WINDOW_SIZE - 20)], 16),
             total in prop_oneof![0u64..300, Just(u64::MAX)],
         ) {
             let mut r = Request::zeroed();
-            r.op = op; r.mode = mode; r.key_slot = slot; r.key_len = key_len;
+            r.op = op; r.mode = mode; r.key_slot = slot; r.key_len = key_len; r.tweak_block = tweak_block;
             r.entry_count = count; r.total_len = total;
             for i in 0..8 { r.entries[i] = entry(addrs[2 * i], addrs[2 * i + 1], lens[i]); }
-            if let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r, &TwoKeys) {
-                let sum: u64 = c.entries.as_slice().iter().map(|e| u64::from(e.len)).sum();
+            if let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) {
+                let entries = c.entries.as_slice();
+                let sum: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
                 prop_assert_eq!(sum, u64::from(c.total_len));
-                prop_assert!(c.total_len % 16 == 0 && c.total_len > 0);
-                for e in c.entries.as_slice() {
+                prop_assert!(c.total_len > 0);
+                match c.mode {
+                    Mode::Ecb | Mode::Cbc => prop_assert!(c.total_len % 16 == 0),
+                    Mode::Xts => prop_assert!(c.total_len >= 16),
+                    Mode::Ctr => {}
+                }
+                prop_assert!(c.tweak_block == 0 || c.mode == Mode::Xts);
+                let (last, whole) = entries.split_last().unwrap();
+                for e in whole { prop_assert!(e.len % 16 == 0); }
+                prop_assert!(last.len as usize >= c.entries.tail_len());
+                for e in entries {
                     prop_assert!(e.len > 0);
                     prop_assert!(e.src + u64::from(e.len) <= HOST_WINDOW_SIZE);
                     prop_assert!(e.dst + u64::from(e.len) <= HOST_WINDOW_SIZE);

@@ -12,7 +12,7 @@
 //! table lookups; the word arithmetic around it is plain Rust.
 use core::arch::global_asm;
 
-use sevault_abi::KeyLen;
+use sevault_abi::{KeyLen, Mode};
 use zeroize::Zeroize;
 
 /// Most round keys any key size needs (AES-256: 14 rounds + 1).
@@ -50,7 +50,9 @@ impl Zeroize for RoundKeys {
     }
 }
 
-/// Encryption and decryption (equivalent inverse cipher, FIPS-197 §5.3.5) schedules of a key.
+/// The schedules of a key slot: encryption and decryption (equivalent inverse cipher,
+/// FIPS-197 §5.3.5) of the key, and for an XTS pair the encryption schedule of the tweak key
+/// (the tweak is only ever encrypted, IEEE 1619-2018 §5.3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(16))]
 pub struct KeySchedule {
@@ -58,57 +60,62 @@ pub struct KeySchedule {
     pub enc: RoundKeys,
     /// Round keys for AESDEC: encryption keys reversed, InvMixColumns on the inner ones.
     pub dec: RoundKeys,
+    /// XTS: the tweak key's round keys for AESENC; zero otherwise.
+    pub tweak: RoundKeys,
 }
 
 impl KeySchedule {
     /// An all-zero schedule.
     pub const fn zeroed() -> Self {
-        Self { enc: RoundKeys::zeroed(), dec: RoundKeys::zeroed() }
+        Self { enc: RoundKeys::zeroed(), dec: RoundKeys::zeroed(), tweak: RoundKeys::zeroed() }
     }
 }
 
 impl Zeroize for KeySchedule {
     fn zeroize(&mut self) {
-        self.enc.zeroize();
-        self.dec.zeroize();
+        // SAFETY: `KeySchedule` is `repr(C)`: three `[u32; 60]` without padding (asserted
+        // below), so its bytes are one `[u32; 180]`. One wipe, not three: the image budget.
+        unsafe { &mut *(self as *mut Self).cast::<[u32; 3 * 4 * MAX_ROUND_KEYS]>() }.zeroize();
     }
 }
 
-/// The shape shared by the four block routines (ECB ignores `iv`).
-type BlockRoutine =
-    unsafe extern "sysv64" fn(rk: *const u8, rounds: usize, src: *const u8, dst: *mut u8, blocks: usize, iv: *mut u8);
+const _: () = assert!(core::mem::size_of::<KeySchedule>() == 3 * core::mem::size_of::<RoundKeys>());
+
+/// Mode bits of `sevault_aes_crypt`: `1 << mode` for the modes' wire values (ECB's bit is
+/// ignored), plus [`DECRYPT`] for AESDEC rounds.
+const DECRYPT: u32 = 1;
+const CBC: u32 = 1 << Mode::Cbc as u32;
+const CTR: u32 = 1 << Mode::Ctr as u32;
+const XTS: u32 = 1 << Mode::Xts as u32;
+const _: () = assert!(CBC == 4 && CTR == 8 && XTS == 16 && 1 << Mode::Ecb as u32 == 2);
 
 extern "sysv64" {
     fn sevault_aes_sub_word(word: u32) -> u64;
-    fn sevault_aes_inv_mix_columns(dst: *mut u8, src: *const u8);
+    fn sevault_aes_dec_schedule(enc: *const RoundKeys, dec: *mut RoundKeys, rounds: usize);
+    fn sevault_aes_crypt(
+        rk: *const u8,
+        rounds_and_bits: usize,
+        src: *const u8,
+        dst: *mut u8,
+        blocks: usize,
+        state: *mut u8,
+    );
 }
 
-/// Declares assembly routines of the [`BlockRoutine`] shape.
-macro_rules! block_routines {
-    ($($name:ident),* $(,)?) => {
-        extern "sysv64" {
-            $(fn $name(rk: *const u8, rounds: usize, src: *const u8, dst: *mut u8, blocks: usize, iv: *mut u8);)*
-        }
-    };
-}
-
-block_routines!(sevault_aes_ecb_encrypt, sevault_aes_ecb_decrypt, sevault_aes_cbc_encrypt, sevault_aes_cbc_decrypt,);
-
-/// Expands `key` (16, 24 or 32 bytes, as `len` says) into `out`, in place: no copy of the key
-/// or of its words is left anywhere but in `out`.
+/// Expands `key` (16, 24 or 32 bytes, as `len` says) into the encryption round keys `out`, in
+/// place: no copy of the key or of its words is left anywhere but in `out`.
 // Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
 // into the request loop.
 #[inline(never)]
-pub fn expand_key(key: &[u8], len: KeyLen, out: &mut KeySchedule) {
+fn expand_encryption_key(key: &[u8], len: KeyLen, out: &mut RoundKeys) {
     let nk = len.bytes() / 4;
-    let rounds = len.rounds();
-    let words = &mut out.enc.0;
+    let words = &mut out.0;
     for (word, bytes) in words.iter_mut().zip(key.chunks_exact(4)).take(nk) {
         *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
     // `phase` = i mod nk and `rcon` = the next round constant, kept as counters.
     let (mut phase, mut rcon) = (0, 1u32);
-    for i in nk..4 * (rounds + 1) {
+    for i in nk..4 * (len.rounds() + 1) {
         let mut temp = words[i - 1];
         if phase == 0 {
             // SAFETY: AES-NI is present (the HV checks it before launching the vault; host
@@ -123,57 +130,78 @@ pub fn expand_key(key: &[u8], len: KeyLen, out: &mut KeySchedule) {
         words[i] = words[i - nk] ^ temp;
         phase = if phase + 1 == nk { 0 } else { phase + 1 };
     }
-    // Decryption: the encryption keys in reverse, InvMixColumns on all but the outer two.
-    for i in 0..=rounds {
-        let src = out.enc.0[4 * (rounds - i)..].as_ptr().cast::<u8>();
-        let dst = out.dec.0[4 * i..].as_mut_ptr().cast::<u8>();
-        // SAFETY: AES-NI present (see above); both pointers name 16 valid bytes of two
-        // distinct schedules (`4 * i + 4 <= 4 * (rounds + 1)` words).
-        unsafe {
-            if i == 0 || i == rounds {
-                core::ptr::copy_nonoverlapping(src, dst, 16);
-            } else {
-                sevault_aes_inv_mix_columns(dst, src);
-            }
-        }
+}
+
+/// Expands `key` into `out`: for one AES key (`xts` false) its encryption and decryption
+/// schedules; for an XTS pair (`2 × len` bytes: data key, then tweak key) those of the data
+/// key and the tweak key's encryption schedule.
+pub fn expand_key(key: &[u8], len: KeyLen, xts: bool, out: &mut KeySchedule) {
+    expand_encryption_key(key, len, &mut out.enc);
+    // SAFETY: AES-NI present (see above); two distinct, aligned schedules of `rounds + 1` keys.
+    unsafe { sevault_aes_dec_schedule(&out.enc, &mut out.dec, len.rounds()) };
+    if xts {
+        expand_encryption_key(&key[len.bytes()..], len, &mut out.tweak);
     }
 }
 
-/// One block operation (direction × mode) bound to a key schedule and, for CBC, the
-/// chaining value.
+/// `t · x` in GF(2^128) with XTS's bit order (IEEE 1619-2018 §5.2: little-endian, reduction
+/// by x^128 + x^7 + x^2 + x + 1).
+fn xts_double(t: [u8; 16]) -> [u8; 16] {
+    let t = u128::from_le_bytes(t);
+    ((t << 1) ^ (0x87 & 0u128.wrapping_sub(t >> 127))).to_le_bytes()
+}
+
+/// One block operation (direction × mode) bound to a key schedule and its state.
 pub struct BlockCipher<'k> {
     round_keys: &'k RoundKeys,
-    rounds: usize,
-    routine: BlockRoutine,
-    /// CBC: the chaining value, updated by every run. ECB: stays zero.
-    iv: [u8; 16],
+    /// Rounds in the low byte, mode bits above (see `sevault_aes_crypt`).
+    rounds_and_bits: usize,
+    /// CBC: the chaining value; CTR: the next counter block; XTS: the next block's tweak.
+    /// Private: the tweak never leaves the vault ([`Self::iv_out`]).
+    state: [u8; 16],
 }
 
 impl<'k> BlockCipher<'k> {
-    /// The operation for `direction`/`mode` with `schedule` of a `len` key and input `iv`
-    /// (ignored for ECB).
+    /// The operation for `direction`/`mode` with `schedule` of a `len` key, input `iv` and,
+    /// for XTS, the data unit's blocks done before (`tweak_block`; the schedule must hold an
+    /// XTS pair).
     pub fn new(
         schedule: &'k KeySchedule,
         len: KeyLen,
         direction: sevault_abi::validate::Direction,
-        mode: sevault_abi::Mode,
+        mode: Mode,
         iv: [u8; 16],
+        tweak_block: u32,
     ) -> Self {
-        use sevault_abi::validate::Direction::{Decrypt, Encrypt};
-        use sevault_abi::Mode::{Cbc, Ecb};
-        let (round_keys, routine): (_, BlockRoutine) = match (direction, mode) {
-            (Encrypt, Ecb) => (&schedule.enc, sevault_aes_ecb_encrypt),
-            (Decrypt, Ecb) => (&schedule.dec, sevault_aes_ecb_decrypt),
-            (Encrypt, Cbc) => (&schedule.enc, sevault_aes_cbc_encrypt),
-            (Decrypt, Cbc) => (&schedule.dec, sevault_aes_cbc_decrypt),
-        };
-        let iv = if mode == Cbc { iv } else { [0; 16] };
-        Self { round_keys, rounds: len.rounds(), routine, iv }
+        // CTR decrypts by encrypting the counters.
+        let decrypt = direction == sevault_abi::validate::Direction::Decrypt && mode != Mode::Ctr;
+        let round_keys = if decrypt { &schedule.dec } else { &schedule.enc };
+        let bits = (1 << mode as u32) | (decrypt as u32 * DECRYPT);
+        let mut cipher = Self { round_keys, rounds_and_bits: len.rounds() | (bits as usize) << 8, state: iv };
+        if mode == Mode::Xts {
+            // The first tweak: the IV encrypted with the tweak key, then doubled once per
+            // block done before (IEEE 1619-2018 §5.3.1).
+            let mut tweak = Self { round_keys: &schedule.tweak, rounds_and_bits: len.rounds(), state: [0; 16] };
+            tweak.run_in_place(&mut cipher.state);
+            for _ in 0..tweak_block {
+                cipher.state = xts_double(cipher.state);
+            }
+        }
+        cipher
     }
 
-    /// The chaining value to hand back: the last ciphertext block (CBC), zeros (ECB).
+    fn bits(&self) -> u32 {
+        (self.rounds_and_bits >> 8) as u32
+    }
+
+    /// The IV to hand back: CBC the last ciphertext block, CTR the next counter block; zeros
+    /// for ECB and for XTS, whose tweak stays private.
     pub fn iv_out(&self) -> [u8; 16] {
-        self.iv
+        if self.bits() & (CBC | CTR) != 0 {
+            self.state
+        } else {
+            [0; 16]
+        }
     }
 
     /// Processes `blocks` 16-byte blocks from `src` to `dst`.
@@ -183,8 +211,10 @@ impl<'k> BlockCipher<'k> {
     /// bytes; the two ranges are either identical (in place) or disjoint.
     pub unsafe fn run(&mut self, src: *const u8, dst: *mut u8, blocks: usize) {
         // SAFETY: the caller's contract is the routine's; the schedule is an aligned
-        // `RoundKeys` holding `rounds + 1` keys; `iv` is 16 private bytes.
-        unsafe { (self.routine)(self.round_keys.as_ptr(), self.rounds, src, dst, blocks, self.iv.as_mut_ptr()) }
+        // `RoundKeys` holding `rounds + 1` keys; `state` is 16 private bytes.
+        unsafe {
+            sevault_aes_crypt(self.round_keys.as_ptr(), self.rounds_and_bits, src, dst, blocks, self.state.as_mut_ptr())
+        }
     }
 
     /// Processes a whole-block buffer in place: for tests, the benchmark and private buffers.
@@ -195,30 +225,50 @@ impl<'k> BlockCipher<'k> {
         // every caller of this crate before use (see `expand_key`).
         unsafe { self.run(ptr, ptr, blocks) }
     }
+
+    /// Processes the request's last `len` bytes (`ValidEntries::tail_len`), held at the start
+    /// of `tail`, in place. CTR: the keystream block of the next counter, XORed over the
+    /// partial block (the counter counts it, as the kernel's `crypto_ctr_crypt_final` does).
+    /// XTS: ciphertext stealing (IEEE 1619-2018 §5.3.2 encryption, §5.4.2 decryption) — the
+    /// last whole block is done with its own tweak when encrypting and with the next one when
+    /// decrypting, the partial block's bytes trade places with the result's, and the mixed
+    /// block is done with the other tweak.
+    pub fn finish(&mut self, tail: &mut [u8; 32], len: usize) {
+        if self.bits() & XTS == 0 {
+            self.run_in_place(&mut tail[..16]);
+            return;
+        }
+        let saved = self.state;
+        let decrypt = self.bits() & DECRYPT != 0;
+        if decrypt {
+            self.state = xts_double(saved);
+        }
+        self.run_in_place(&mut tail[..16]);
+        for i in 0..len - 16 {
+            tail.swap(i, 16 + i);
+        }
+        if decrypt {
+            self.state = saved;
+        }
+        self.run_in_place(&mut tail[..16]);
+    }
 }
 
-// The block routines. Arguments (SysV): rdi = round keys, rsi = rounds, rdx = src,
-// rcx = dst, r8 = blocks, r9 = IV (CBC). r10 walks the round keys, r11 counts rounds;
-// xmm0 holds the current round key, xmm1-xmm8 the blocks in flight (so that most
-// instructions need no REX prefix), xmm9 the CBC chaining value.
-// The 8-block steps are local subroutines shared by the entry points, and ECB/CBC decryption
-// share one body: the image budget (4096 bytes) matters more than a call per 128 bytes.
+// The block routine `sevault_aes_crypt`. Arguments (SysV): rdi = round keys, rsi = rounds
+// (low byte) | mode bits << 8, rdx = src, rcx = dst, r8 = blocks, r9 = the 16-byte state.
+// CBC encryption is serial; every other mode runs batches of 8 blocks in flight (al = the
+// mode bits throughout):
+// xmm1-xmm8 hold the blocks (no REX prefix for most instructions), xmm0 the round key, r10
+// walks the round keys and r11 counts rounds. A mask area M of 9 blocks on the stack holds
+// what a batch needs besides its input: the CBC chaining values, the CTR counter blocks or
+// the XTS tweaks; M[n] after a batch of n blocks is the next state. A last batch of fewer
+// than 8 blocks runs on a private copy B (the 8-block code reads and writes 8 blocks) whose
+// first n blocks are copied out. Every load of a batch precedes its stores, so src == dst
+// works. Legacy-SSE encodings (movups/xorps: no 66 prefix) because the image budget counts
+// bytes; the round keys are 16-byte aligned.
 global_asm!(
     r#"
-    .macro AES_ROUNDS8 round, last
-        movdqa xmm0, [rdi]
-        pxor xmm1, xmm0
-        pxor xmm2, xmm0
-        pxor xmm3, xmm0
-        pxor xmm4, xmm0
-        pxor xmm5, xmm0
-        pxor xmm6, xmm0
-        pxor xmm7, xmm0
-        pxor xmm8, xmm0
-        lea r10, [rdi + 16]
-        lea r11, [rsi - 1]
-    .Lround8_\@:
-        movdqa xmm0, [r10]
+    .macro AES_ROUND8 round
         \round xmm1, xmm0
         \round xmm2, xmm0
         \round xmm3, xmm0
@@ -227,191 +277,252 @@ global_asm!(
         \round xmm6, xmm0
         \round xmm7, xmm0
         \round xmm8, xmm0
-        add r10, 16
-        dec r11
-        jnz .Lround8_\@
-        movdqa xmm0, [r10]
-        \last xmm1, xmm0
-        \last xmm2, xmm0
-        \last xmm3, xmm0
-        \last xmm4, xmm0
-        \last xmm5, xmm0
-        \last xmm6, xmm0
-        \last xmm7, xmm0
-        \last xmm8, xmm0
-        ret
-    .endm
-
-    // One block in xmm1; `whitened` labels the entry for a block already XORed with the
-    // first round key.
-    .macro AES_ROUNDS1 round, last, whitened
-        pxor xmm1, [rdi]
-    \whitened:
-        lea r10, [rdi + 16]
-        lea r11, [rsi - 1]
-    .Lround1_\@:
-        \round xmm1, [r10]
-        add r10, 16
-        dec r11
-        jnz .Lround1_\@
-        \last xmm1, [r10]
-        ret
     .endm
 
     .text
-    .Laes_encrypt8:
-        AES_ROUNDS8 aesenc, aesenclast
-    .Laes_decrypt8:
-        AES_ROUNDS8 aesdec, aesdeclast
-    .Laes_encrypt1:
-        AES_ROUNDS1 aesenc, aesenclast, .Laes_encrypt1_whitened
-    .Laes_decrypt1:
-        AES_ROUNDS1 aesdec, aesdeclast, .Laes_decrypt1_whitened
-
-    // xmm1-xmm8 = 8 blocks at rdx.
-    .Laes_load8:
-        movdqu xmm1, [rdx]
-        movdqu xmm2, [rdx + 16]
-        movdqu xmm3, [rdx + 32]
-        movdqu xmm4, [rdx + 48]
-        movdqu xmm5, [rdx + 64]
-        movdqu xmm6, [rdx + 80]
-        movdqu xmm7, [rdx + 96]
-        movdqu xmm8, [rdx + 112]
+    // The rounds on xmm1-xmm8: AESDEC when al has the decrypt bit, else AESENC (one body for
+    // both directions; the branch per round is always predicted).
+    .Laes_crypt8:
+        movaps xmm0, [rdi]
+        xorps xmm1, xmm0
+        xorps xmm2, xmm0
+        xorps xmm3, xmm0
+        xorps xmm4, xmm0
+        xorps xmm5, xmm0
+        xorps xmm6, xmm0
+        xorps xmm7, xmm0
+        xorps xmm8, xmm0
+        lea r10, [rdi + 16]
+        lea r11, [rsi - 1]
+    .Lround8:
+        movaps xmm0, [r10]
+        test al, {decrypt}
+        jnz .Lround8_dec
+        AES_ROUND8 aesenc
+        jmp .Lround8_next
+    .Lround8_dec:
+        AES_ROUND8 aesdec
+    .Lround8_next:
+        add r10, 16
+        dec r11
+        jnz .Lround8
+        movaps xmm0, [r10]
+        test al, {decrypt}
+        jnz .Llast8_dec
+        AES_ROUND8 aesenclast
+        ret
+    .Llast8_dec:
+        AES_ROUND8 aesdeclast
         ret
 
-    // 8 blocks at rcx = xmm1-xmm8; then both pointers move on by 8 blocks.
-    .Laes_store8:
-        movdqu [rcx], xmm1
-        movdqu [rcx + 16], xmm2
-        movdqu [rcx + 32], xmm3
-        movdqu [rcx + 48], xmm4
-        movdqu [rcx + 64], xmm5
-        movdqu [rcx + 80], xmm6
-        movdqu [rcx + 96], xmm7
-        movdqu [rcx + 112], xmm8
-        add rdx, 128
-        add rcx, 128
+    // xmm1-xmm8 = 8 blocks at r10.
+    .Lload8:
+        movups xmm1, [r10]
+        movups xmm2, [r10 + 16]
+        movups xmm3, [r10 + 32]
+        movups xmm4, [r10 + 48]
+        movups xmm5, [r10 + 64]
+        movups xmm6, [r10 + 80]
+        movups xmm7, [r10 + 96]
+        movups xmm8, [r10 + 112]
         ret
 
-    .globl sevault_aes_ecb_encrypt
-    .type sevault_aes_ecb_encrypt, @function
-    sevault_aes_ecb_encrypt:
-        cmp r8, 8
-        jb .Lecb_enc_tail
-    .Lecb_enc_loop8:
-        call .Laes_load8
-        call .Laes_encrypt8
-        call .Laes_store8
-        sub r8, 8
-        cmp r8, 8
-        jae .Lecb_enc_loop8
-    .Lecb_enc_tail:
+    // xmm1-xmm8 ^= 8 blocks at r10 (any alignment).
+    .Lxor8:
+        movups xmm0, [r10]
+        xorps xmm1, xmm0
+        movups xmm0, [r10 + 16]
+        xorps xmm2, xmm0
+        movups xmm0, [r10 + 32]
+        xorps xmm3, xmm0
+        movups xmm0, [r10 + 48]
+        xorps xmm4, xmm0
+        movups xmm0, [r10 + 64]
+        xorps xmm5, xmm0
+        movups xmm0, [r10 + 80]
+        xorps xmm6, xmm0
+        movups xmm0, [r10 + 96]
+        xorps xmm7, xmm0
+        movups xmm0, [r10 + 112]
+        xorps xmm8, xmm0
+        ret
+
+    // 8 blocks at rcx = xmm1-xmm8.
+    .Lstore8:
+        movups [rcx], xmm1
+        movups [rcx + 16], xmm2
+        movups [rcx + 32], xmm3
+        movups [rcx + 48], xmm4
+        movups [rcx + 64], xmm5
+        movups [rcx + 80], xmm6
+        movups [rcx + 96], xmm7
+        movups [rcx + 112], xmm8
+        ret
+
+    // Copies ebp (> 0) bytes from r10 to r11; uses r13.
+    .Lcopy:
+        dec ebp
+        mov r13b, [r10 + rbp]
+        mov [r11 + rbp], r13b
+        jnz .Lcopy
+        ret
+
+    .globl sevault_aes_crypt
+    .type sevault_aes_crypt, @function
+    sevault_aes_crypt:
+        mov eax, esi
+        shr eax, 8
+        movzx esi, sil
         test r8, r8
-        jz .Lecb_enc_done
-    .Lecb_enc_loop1:
-        movdqu xmm1, [rdx]
-        call .Laes_encrypt1
-        movdqu [rcx], xmm1
-        add rdx, 16
-        add rcx, 16
-        dec r8
-        jnz .Lecb_enc_loop1
-    .Lecb_enc_done:
-        ret
-    .size sevault_aes_ecb_encrypt, . - sevault_aes_ecb_encrypt
-
-    .globl sevault_aes_cbc_encrypt
-    .type sevault_aes_cbc_encrypt, @function
-    sevault_aes_cbc_encrypt:
-        test r8, r8
-        jz .Lcbc_enc_done
-        movdqu xmm1, [r9]
-    // The first round key goes into the plaintext before the chaining XOR, so that only one
-    // XOR sits on the serial chain between two blocks' rounds.
+        jz .Lcrypt_return
+        cmp al, {cbc}
+        jne .Lparallel
+    // CBC encryption. The first round key goes into the plaintext before the chaining XOR,
+    // so that only one XOR sits on the serial chain between two blocks' rounds.
+        movups xmm1, [r9]
     .Lcbc_enc_loop:
-        movdqu xmm2, [rdx]
-        pxor xmm2, [rdi]
-        pxor xmm1, xmm2
-        call .Laes_encrypt1_whitened
-        movdqu [rcx], xmm1
+        movups xmm2, [rdx]
+        xorps xmm2, [rdi]
+        xorps xmm1, xmm2
+        lea r10, [rdi + 16]
+        lea r11, [rsi - 1]
+    .Lcbc_enc_round:
+        aesenc xmm1, [r10]
+        add r10, 16
+        dec r11
+        jnz .Lcbc_enc_round
+        aesenclast xmm1, [r10]
+        movups [rcx], xmm1
         add rdx, 16
         add rcx, 16
         dec r8
         jnz .Lcbc_enc_loop
-        movdqu [r9], xmm1
-    .Lcbc_enc_done:
+        movups [r9], xmm1
+    .Lcrypt_return:
         ret
-    .size sevault_aes_cbc_encrypt, . - sevault_aes_cbc_encrypt
 
-    // ECB and CBC decryption: eax = 0 for ECB, 1 for CBC (then xmm9 carries the previous
-    // ciphertext block). Every load of a batch (including the ciphertext reloaded for the
-    // XOR and the next chaining value) precedes its stores, so src == dst works.
-    .globl sevault_aes_ecb_decrypt
-    .type sevault_aes_ecb_decrypt, @function
-    sevault_aes_ecb_decrypt:
-        xor eax, eax
-        jmp .Ldecrypt
-    .size sevault_aes_ecb_decrypt, . - sevault_aes_ecb_decrypt
-
-    .globl sevault_aes_cbc_decrypt
-    .type sevault_aes_cbc_decrypt, @function
-    sevault_aes_cbc_decrypt:
-        mov eax, 1
-        movdqu xmm9, [r9]
-    .Ldecrypt:
-        cmp r8, 8
-        jb .Ldec_tail
-    .Ldec_loop8:
-        call .Laes_load8
-        call .Laes_decrypt8
-        test eax, eax
-        jz .Ldec_store8
-        pxor xmm1, xmm9
-        movdqu xmm0, [rdx]
-        pxor xmm2, xmm0
-        movdqu xmm0, [rdx + 16]
-        pxor xmm3, xmm0
-        movdqu xmm0, [rdx + 32]
-        pxor xmm4, xmm0
-        movdqu xmm0, [rdx + 48]
-        pxor xmm5, xmm0
-        movdqu xmm0, [rdx + 64]
-        pxor xmm6, xmm0
-        movdqu xmm0, [rdx + 80]
-        pxor xmm7, xmm0
-        movdqu xmm0, [rdx + 96]
-        pxor xmm8, xmm0
-        movdqu xmm9, [rdx + 112]
-    .Ldec_store8:
-        call .Laes_store8
-        sub r8, 8
-        cmp r8, 8
-        jae .Ldec_loop8
-    .Ldec_tail:
-        test r8, r8
-        jz .Ldec_done
-    .Ldec_loop1:
-        movdqu xmm1, [rdx]
-        movdqa xmm10, xmm1
-        call .Laes_decrypt1
-        test eax, eax
-        jz .Ldec_store1
-        pxor xmm1, xmm9
-        movdqa xmm9, xmm10
-    .Ldec_store1:
-        movdqu [rcx], xmm1
-        add rdx, 16
-        add rcx, 16
-        dec r8
-        jnz .Ldec_loop1
-    .Ldec_done:
-        test eax, eax
-        jz .Ldec_return
-        movdqu [r9], xmm9
-    .Ldec_return:
+    // Frame: M at [rsp] (9 blocks), B at [rsp + 144] (8 blocks). rbx = bytes of the batch,
+    // r12 = where its output goes, r8 = bytes left, al = mode bits.
+    .Lparallel:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        sub rsp, 272
+        shl r8, 4
+    .Lbatch:
+        mov ebx, 128
+        cmp r8, rbx
+        cmovb rbx, r8
+        mov r12, rcx
+        jae .Lprepare
+        mov r10, rdx
+        lea r11, [rsp + 144]
+        mov rdx, r11
+        mov rcx, r11
+        mov ebp, ebx
+        call .Lcopy
+    .Lprepare:
+        test al, {cbc}
+        jz .Lno_cbc
+    // CBC decryption: M = the chaining value, then the batch's first 7 ciphertext blocks;
+    // the next chaining value is its last ciphertext block.
+        movups xmm0, [r9]
+        movups [rsp], xmm0
+        mov r10, rdx
+        lea r11, [rsp + 16]
+        mov ebp, 112
+        call .Lcopy
+        movups xmm0, [rdx + rbx - 16]
+        movups [r9], xmm0
+        jmp .Lcrypt8
+    .Lno_cbc:
+        test al, {ctr}
+        jz .Lno_ctr
+    // CTR: M[i] = counter + i, a 128-bit big-endian number (r10 high, r11 low half).
+        mov r10, [r9]
+        mov r11, [r9 + 8]
+        bswap r10
+        bswap r11
+        xor ebp, ebp
+    .Lctr_next:
+        mov r13, r10
+        bswap r13
+        mov [rsp + rbp], r13
+        mov r13, r11
+        bswap r13
+        mov [rsp + rbp + 8], r13
+        add r11, 1
+        adc r10, 0
+        add ebp, 16
+        cmp ebp, 144
+        jb .Lctr_next
+        jmp .Lnext_state
+    .Lno_ctr:
+        test al, {xts}
+        jz .Lcrypt8
+    // XTS: M[i] = tweak · x^i in GF(2^128) (IEEE 1619-2018 §5.2: little-endian, r10 low and
+    // r11 high half; a carry out of bit 127 folds back as 0x87).
+        mov r10, [r9]
+        mov r11, [r9 + 8]
+        xor ebp, ebp
+    .Lxts_next:
+        mov [rsp + rbp], r10
+        mov [rsp + rbp + 8], r11
+        add r10, r10
+        adc r11, r11
+        sbb r13d, r13d
+        and r13d, 0x87
+        xor r10, r13
+        add ebp, 16
+        cmp ebp, 144
+        jb .Lxts_next
+    .Lnext_state:
+        movups xmm0, [rsp + rbx]
+        movups [r9], xmm0
+    // Input: the counters (CTR) or the source; XTS whitens it with the tweaks.
+    .Lcrypt8:
+        mov r10, rdx
+        test al, {ctr}
+        jz 1f
+        mov r10, rsp
+    1:
+        call .Lload8
+        mov r10, rsp
+        test al, {xts}
+        jz 2f
+        call .Lxor8
+    2:
+        call .Laes_crypt8
+    // Output: XORed with M (CBC, XTS) or with the source (CTR).
+        mov r10, rsp
+        test al, {ctr}
+        jz 5f
+        mov r10, rdx
+    5:
+        test al, {cbc} | {ctr} | {xts}
+        jz 6f
+        call .Lxor8
+    6:
+        call .Lstore8
+        cmp ebx, 128
+        je 7f
+        lea r10, [rsp + 144]
+        mov r11, r12
+        mov ebp, ebx
+        call .Lcopy
+    7:
+        sub rdx, -128
+        sub rcx, -128
+        sub r8, rbx
+        jnz .Lbatch
+        add rsp, 272
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
         ret
-    .size sevault_aes_cbc_decrypt, . - sevault_aes_cbc_decrypt
+    .size sevault_aes_crypt, . - sevault_aes_crypt
 
     // edi = word; returns SubWord(word) in eax[31:0] and RotWord(SubWord(word)) in
     // rax[63:32] (AESKEYGENASSIST with RCON 0 on a broadcast word).
@@ -422,28 +533,42 @@ global_asm!(
         pshufd xmm0, xmm0, 0
         aeskeygenassist xmm0, xmm0, 0
         movq rax, xmm0
-        pxor xmm0, xmm0
+        xorps xmm0, xmm0
         ret
     .size sevault_aes_sub_word, . - sevault_aes_sub_word
 
-    // rdi = dst, rsi = src: dst = InvMixColumns(src), 16 bytes each, any alignment.
-    .globl sevault_aes_inv_mix_columns
-    .type sevault_aes_inv_mix_columns, @function
-    sevault_aes_inv_mix_columns:
-        movdqu xmm0, [rsi]
-        aesimc xmm0, xmm0
-        movdqu [rdi], xmm0
-        pxor xmm0, xmm0
+    // rdi = encryption round keys, rsi = decryption round keys (out), rdx = rounds:
+    // dec[i] = InvMixColumns(enc[rounds - i]) for 0 < i < rounds, the outer two copied
+    // (FIPS-197 §5.3.5). Both schedules 16-byte aligned.
+    .globl sevault_aes_dec_schedule
+    .type sevault_aes_dec_schedule, @function
+    sevault_aes_dec_schedule:
+        shl rdx, 4
+        movaps xmm0, [rdi]
+        movaps [rsi + rdx], xmm0
+        movaps xmm0, [rdi + rdx]
+    .Ldec_schedule_next:
+        movaps [rsi], xmm0
+        add rsi, 16
+        sub rdx, 16
+        jz .Ldec_schedule_done
+        aesimc xmm0, [rdi + rdx]
+        jmp .Ldec_schedule_next
+    .Ldec_schedule_done:
+        xorps xmm0, xmm0
         ret
-    .size sevault_aes_inv_mix_columns, . - sevault_aes_inv_mix_columns
-
-    "#
+    .size sevault_aes_dec_schedule, . - sevault_aes_dec_schedule
+    "#,
+    cbc = const CBC,
+    ctr = const CTR,
+    xts = const XTS,
+    decrypt = const DECRYPT,
 );
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{reference_crypt, require_aes_ni, RefOp};
+    use crate::testutil::{reference_crypt, require_aes_ni, vault_crypt, RefOp};
     use hex_literal::hex;
     use rand::{rngs::SmallRng, Rng, SeedableRng};
     use sevault_abi::validate::Direction;
@@ -452,27 +577,25 @@ mod tests {
     const KEY_128: [u8; 16] = hex!("2b7e151628aed2a6abf7158809cf4f3c");
     const KEY_192: [u8; 24] = hex!("8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b");
     const KEY_256: [u8; 32] = hex!("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
-    /// NIST SP 800-38A Appendix F: the four plaintext blocks shared by F.1 and F.2.
+    /// NIST SP 800-38A Appendix F: the four plaintext blocks shared by F.1, F.2 and F.5.
     const SP800_38A_PLAINTEXT: [u8; 64] = hex!(
         "6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51"
         "30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710"
     );
     const SP800_38A_IV: [u8; 16] = hex!("000102030405060708090a0b0c0d0e0f");
+    /// SP 800-38A F.5: the initial counter block.
+    const SP800_38A_COUNTER: [u8; 16] = hex!("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
 
     fn schedule(key: &[u8]) -> (KeySchedule, KeyLen) {
         require_aes_ni();
         let len = KeyLen::try_from(key.len() as u32).unwrap();
         let mut s = KeySchedule::zeroed();
-        expand_key(key, len, &mut s);
+        expand_key(key, len, false, &mut s);
         (s, len)
     }
 
     fn crypt(key: &[u8], direction: Direction, mode: Mode, iv: [u8; 16], data: &[u8]) -> (Vec<u8>, [u8; 16]) {
-        let (s, len) = schedule(key);
-        let mut cipher = BlockCipher::new(&s, len, direction, mode, iv);
-        let mut buf = data.to_vec();
-        cipher.run_in_place(&mut buf);
-        (buf, cipher.iv_out())
+        vault_crypt(RefOp { mode, direction }, key, iv, data)
     }
 
     #[test]
@@ -487,6 +610,20 @@ mod tests {
         // The decryption schedule starts with the last encryption key and ends with the first.
         assert_eq!(s.dec.round_key(0), s.enc.round_key(14));
         assert_eq!(s.dec.round_key(14), s.enc.round_key(0));
+        assert_eq!(s.tweak, RoundKeys::zeroed(), "one AES key: no tweak schedule");
+    }
+
+    #[test]
+    fn an_xts_pair_expands_both_keys() {
+        require_aes_ni();
+        let mut pair = [0u8; 32];
+        pair[..16].copy_from_slice(&KEY_128);
+        pair[16..].copy_from_slice(&hex!("000102030405060708090a0b0c0d0e0f"));
+        let mut s = KeySchedule::zeroed();
+        expand_key(&pair, KeyLen::Aes128, true, &mut s);
+        assert_eq!(s.enc.round_key(10), hex!("d014f9a8c9ee2589e13f0cc8b6630ca6"), "FIPS-197 A.1");
+        // FIPS-197 C.1: round 10's key of 000102..0f.
+        assert_eq!(s.tweak.round_key(10), hex!("13111d7fe3944a17f307a78b4d2b30c5"));
     }
 
     #[test]
@@ -577,21 +714,176 @@ mod tests {
     }
 
     #[test]
+    fn sp800_38a_f5_ctr_vectors() {
+        let cases: [(&[u8], [u8; 64]); 3] = [
+            (
+                &KEY_128,
+                hex!(
+                    "874d6191b620e3261bef6864990db6ce 9806f66b7970fdff8617187bb9fffdff"
+                    "5ae4df3edbd5d35e5b4f09020db03eab 1e031dda2fbe03d1792170a0f3009cee"
+                ),
+            ),
+            (
+                &KEY_192,
+                hex!(
+                    "1abc932417521ca24f2b0459fe7e6e0b 090339ec0aa6faefd5ccc2c6f4ce8e94"
+                    "1e36b26bd1ebc670d1bd1d665620abf7 4f78a7f6d29809585a97daec58c6b050"
+                ),
+            ),
+            (
+                &KEY_256,
+                hex!(
+                    "601ec313775789a5b7a7f504bbf3d228 f443e3ca4d62b59aca84e990cacaf5c5"
+                    "2b0930daa23de94ce87017ba2d84988d dfc9c58db67aada613c2dd08457941a6"
+                ),
+            ),
+        ];
+        for (key, ciphertext) in cases {
+            for direction in [Direction::Encrypt, Direction::Decrypt] {
+                let (input, expected) = match direction {
+                    Direction::Encrypt => (&SP800_38A_PLAINTEXT, &ciphertext),
+                    Direction::Decrypt => (&ciphertext, &SP800_38A_PLAINTEXT),
+                };
+                let (out, counter) = crypt(key, direction, Mode::Ctr, SP800_38A_COUNTER, input);
+                assert_eq!(out, *expected, "F.5 CTR-AES{} {direction:?}", key.len() * 8);
+                // Four blocks: the next counter is f0..fe ff + 4 (with the carry).
+                assert_eq!(counter, hex!("f0f1f2f3f4f5f6f7f8f9fafbfcfdff03"));
+                // A partial last block is the keystream's prefix, and the counter counts it.
+                let (out, counter) = crypt(key, direction, Mode::Ctr, SP800_38A_COUNTER, &input[..53]);
+                assert_eq!(out, expected[..53], "F.5 CTR-AES{}, 53 bytes", key.len() * 8);
+                assert_eq!(counter, hex!("f0f1f2f3f4f5f6f7f8f9fafbfcfdff03"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_ctr_counter_carries_across_all_128_bits() {
+        for (first, next) in [
+            (hex!("000000000000000000000000fffffffe"), hex!("00000000000000000000000100000008")),
+            (hex!("00000000000000ffffffffffffffffff"), hex!("00000000000001000000000000000009")),
+            (hex!("fffffffffffffffffffffffffffffffc"), hex!("00000000000000000000000000000006")),
+        ] {
+            // 10 blocks: 8 in flight, then 2, across the carry.
+            let data = [0x5Au8; 160];
+            let (out, counter) = crypt(&KEY_128, Direction::Encrypt, Mode::Ctr, first, &data);
+            let (expected, _) =
+                reference_crypt(RefOp { mode: Mode::Ctr, direction: Direction::Encrypt }, &KEY_128, first, &data);
+            assert_eq!(out, expected, "first counter {first:x?}");
+            assert_eq!(counter, next);
+        }
+    }
+
+    /// IEEE Std 1619-2007 Annex B: XTS-AES-128 vectors 1-3 (32 bytes) and 15-18 (ciphertext
+    /// stealing, 17-20 bytes); the tweak is the data unit's sequence number, little-endian.
+    #[test]
+    fn ieee1619_xts_aes_128_vectors() {
+        let stealing = hex!("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0 bfbebdbcbbbab9b8b7b6b5b4b3b2b1b0");
+        // (key pair, data unit sequence number, plaintext, ciphertext)
+        type Case<'a> = (&'a [u8], u64, Vec<u8>, Vec<u8>);
+        let cases: [Case<'_>; 7] = [
+            (
+                &[0; 32],
+                0,
+                vec![0; 32],
+                hex!("917cf69ebd68b2ec9b9fe9a3eadda692cd43d2f59598ed858c02c2652fbf922e").to_vec(),
+            ),
+            (
+                &hex!("11111111111111111111111111111111 22222222222222222222222222222222"),
+                0x33_3333_3333,
+                vec![0x44; 32],
+                hex!("c454185e6a16936e39334038acef838bfb186fff7480adc4289382ecd6d394f0").to_vec(),
+            ),
+            (
+                &hex!("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0 22222222222222222222222222222222"),
+                0x33_3333_3333,
+                vec![0x44; 32],
+                hex!("af85336b597afc1a900b2eb21ec949d292df4c047e0b21532186a5971a227a89").to_vec(),
+            ),
+            (&stealing, 0x12_3456_789a, (0..17).collect(), hex!("6c1625db4671522d3d7599601de7ca09ed").to_vec()),
+            (&stealing, 0x12_3456_789a, (0..18).collect(), hex!("d069444b7a7e0cab09e24447d24deb1fedbf").to_vec()),
+            (&stealing, 0x12_3456_789a, (0..19).collect(), hex!("e5df1351c0544ba1350b3363cd8ef4beedbf9d").to_vec()),
+            (&stealing, 0x12_3456_789a, (0..20).collect(), hex!("9d84c813f719aa2c7be3f66171c7c5c2edbf9dac").to_vec()),
+        ];
+        for (i, (key, sequence, plaintext, ciphertext)) in cases.iter().enumerate() {
+            let tweak = u128::from(*sequence).to_le_bytes();
+            let (out, iv_out) = crypt(key, Direction::Encrypt, Mode::Xts, tweak, plaintext);
+            assert_eq!(out, *ciphertext, "case {i}: encrypt");
+            assert_eq!(iv_out, [0; 16], "the tweak never leaves the vault");
+            let (out, _) = crypt(key, Direction::Decrypt, Mode::Xts, tweak, ciphertext);
+            assert_eq!(out, *plaintext, "case {i}: decrypt");
+        }
+    }
+
+    /// IEEE Std 1619-2007 Annex B vector 10 (XTS-AES-256, a 512-byte data unit), and
+    /// ciphertext stealing with its keys (17, 31 and 47 bytes: no published vector; these
+    /// come from OpenSSL 3 through python3-cryptography 48, `Cipher(algorithms.AES(k1 + k2),
+    /// modes.XTS(tweak)).encryptor()` on bytes 0, 1, 2, ...).
+    #[test]
+    fn ieee1619_xts_aes_256_vectors() {
+        let key = hex!(
+            "2718281828459045235360287471352662497757247093699959574966967627"
+            "3141592653589793238462643383279502884197169399375105820974944592"
+        );
+        let tweak = hex!("ff000000000000000000000000000000");
+        let plaintext: Vec<u8> = (0..512).map(|i| i as u8).collect();
+        let ciphertext = hex!(
+            "1c3b3a102f770386e4836c99e370cf9bea00803f5e482357a4ae12d414a3e63b5d31e276f8fe4a8d66b317f9ac683f44"
+            "680a86ac35adfc3345befecb4bb188fd5776926c49a3095eb108fd1098baec70aaa66999a72a82f27d848b21d4a741b0"
+            "c5cd4d5fff9dac89aeba122961d03a757123e9870f8acf1000020887891429ca2a3e7a7d7df7b10355165c8b9a6d0a7d"
+            "e8b062c4500dc4cd120c0f7418dae3d0b5781c34803fa75421c790dfe1de1834f280d7667b327f6c8cd7557e12ac3a0f"
+            "93ec05c52e0493ef31a12d3d9260f79a289d6a379bc70c50841473d1a8cc81ec583e9645e07b8d9670655ba5bbcfecc6"
+            "dc3966380ad8fecb17b6ba02469a020a84e18e8f84252070c13e9f1f289be54fbc481457778f616015e1327a02b140f1"
+            "505eb309326d68378f8374595c849d84f4c333ec4423885143cb47bd71c5edae9be69a2ffeceb1bec9de244fbe15992b"
+            "11b77c040f12bd8f6a975a44a0f90c29a9abc3d4d893927284c58754cce294529f8614dcd2aba991925fedc4ae74ffac"
+            "6e333b93eb4aff0479da9a410e4450e0dd7ae4c6e2910900575da401fc07059f645e8b7e9bfdef33943054ff84011493"
+            "c27b3429eaedb4ed5376441a77ed43851ad77f16f541dfd269d50d6a5f14fb0aab1cbb4c1550be97f7ab4066193c4caa"
+            "773dad38014bd2092fa755c824bb5e54c4f36ffda9fcea70b9c6e693e148c151"
+        );
+        let (out, _) = crypt(&key, Direction::Encrypt, Mode::Xts, tweak, &plaintext);
+        assert_eq!(out, ciphertext, "vector 10: encrypt");
+        let (out, _) = crypt(&key, Direction::Decrypt, Mode::Xts, tweak, &ciphertext);
+        assert_eq!(out, plaintext, "vector 10: decrypt");
+        for expected in [
+            hex!("990b3d5708499ecacac51584606f5d761c").to_vec(),
+            hex!("b7a469d9a0a8237d178ad4323b2746321c3b3a102f770386e4836c99e370cf").to_vec(),
+            hex!("1c3b3a102f770386e4836c99e370cf9b9cd1c0d093eb321fe784b6fb478d1602ea00803f5e482357a4ae12d414a3e6")
+                .to_vec(),
+        ] {
+            let (out, _) = crypt(&key, Direction::Encrypt, Mode::Xts, tweak, &plaintext[..expected.len()]);
+            assert_eq!(out, expected, "{} bytes: encrypt", expected.len());
+            let (out, _) = crypt(&key, Direction::Decrypt, Mode::Xts, tweak, &expected);
+            assert_eq!(out, plaintext[..expected.len()], "{} bytes: decrypt", expected.len());
+        }
+    }
+
+    #[test]
+    fn the_xts_tweak_doubles_as_ieee1619_says() {
+        // §5.2: multiplication by the primitive element α, little-endian; the carry out of
+        // bit 127 folds back as 0x87 into byte 0.
+        assert_eq!(xts_double(hex!("01000000000000000000000000000000")), hex!("02000000000000000000000000000000"));
+        assert_eq!(xts_double(hex!("80000000000000000000000000000000")), hex!("00010000000000000000000000000000"));
+        assert_eq!(xts_double(hex!("00000000000000000000000000000080")), hex!("87000000000000000000000000000000"));
+        assert_eq!(xts_double(hex!("000000000000000000000000000000c0")), hex!("87000000000000000000000000000080"));
+    }
+
+    #[test]
     fn random_buffers_match_rustcrypto_across_the_8_block_boundaries() {
         let mut rng = SmallRng::seed_from_u64(197);
         for case in 0..300 {
-            let key: Vec<u8> = (0..[16, 24, 32][case % 3]).map(|_| rng.gen()).collect();
+            let aes_len = [16, 24, 32][case % 3];
             let iv: [u8; 16] = rng.gen();
-            // 1..=40 blocks covers tails of every length around the 8-way loop.
-            let data: Vec<u8> = (0..16 * (case % 40 + 1)).map(|_| rng.gen()).collect();
-            for mode in [Mode::Ecb, Mode::Cbc] {
+            // 1..=40 blocks covers tails of every length around the 8-way loop; CTR and XTS
+            // also get partial blocks.
+            let blocks = case % 40 + 1;
+            for mode in [Mode::Ecb, Mode::Cbc, Mode::Ctr, Mode::Xts] {
+                let key: Vec<u8> = (0..aes_len << (mode == Mode::Xts) as usize).map(|_| rng.gen()).collect();
+                let partial = if matches!(mode, Mode::Ctr | Mode::Xts) { rng.gen_range(0..16) } else { 0 };
+                let data: Vec<u8> = (0..16 * blocks + partial).map(|_| rng.gen()).collect();
                 for direction in [Direction::Encrypt, Direction::Decrypt] {
                     let (out, iv_out) = crypt(&key, direction, mode, iv, &data);
                     let (expected, expected_iv) = reference_crypt(RefOp { mode, direction }, &key, iv, &data);
-                    assert_eq!(out, expected, "case {case} {mode:?} {direction:?}");
-                    if mode == Mode::Cbc {
-                        assert_eq!(iv_out, expected_iv);
-                    }
+                    assert_eq!(out, expected, "case {case} {mode:?} {direction:?} {} bytes", data.len());
+                    assert_eq!(iv_out, expected_iv, "case {case} {mode:?} {direction:?}");
                 }
             }
         }
@@ -602,7 +894,7 @@ mod tests {
         let (s, len) = schedule(&KEY_256);
         let src: Vec<u8> = (0..16 * 11).map(|i| i as u8).collect();
         let mut dst = vec![0u8; src.len()];
-        let mut cipher = BlockCipher::new(&s, len, Direction::Decrypt, Mode::Cbc, [4; 16]);
+        let mut cipher = BlockCipher::new(&s, len, Direction::Decrypt, Mode::Cbc, [4; 16], 0);
         // SAFETY: distinct buffers of 11 blocks each; AES-NI checked in `schedule`.
         unsafe { cipher.run(src.as_ptr(), dst.as_mut_ptr(), 11) };
         let (expected, _) =

@@ -11,8 +11,8 @@ use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use sevault_abi::validate::{KeySlotIndex, KeySlots};
-use sevault_abi::{KeyLen, Status, KEY_SLOT_COUNT, KEY_SLOT_SIZE};
+use sevault_abi::validate::KeySlotIndex;
+use sevault_abi::{SlotKey, Status, KEY_SLOT_COUNT, KEY_SLOT_SIZE};
 use zeroize::Zeroize;
 
 use crate::aes::{expand_key, KeySchedule};
@@ -24,18 +24,18 @@ const WRITER: u32 = 1 << 31;
 #[repr(C, align(64))]
 pub struct KeySlot {
     schedule: UnsafeCell<KeySchedule>,
-    /// Key length in bytes, 0 = empty. Written only under the write lock.
-    key_len: AtomicU32,
+    /// The key held ([`SlotKey::to_raw`]), 0 = empty. Written only under the write lock.
+    key: AtomicU32,
     lock: AtomicU32,
-    reserved_0x1e8: [u8; 24],
+    reserved_0x2d8: [u8; 0x128],
 }
 
 const _: () = {
     assert!(size_of::<KeySlot>() as u64 == KEY_SLOT_SIZE);
     assert!(offset_of!(KeySlot, schedule) == 0x000);
-    assert!(offset_of!(KeySlot, key_len) == 0x1E0);
-    assert!(offset_of!(KeySlot, lock) == 0x1E4);
-    assert!(offset_of!(KeySlot, reserved_0x1e8) == 0x1E8);
+    assert!(offset_of!(KeySlot, key) == 0x2D0);
+    assert!(offset_of!(KeySlot, lock) == 0x2D4);
+    assert!(offset_of!(KeySlot, reserved_0x2d8) == 0x2D8);
 };
 
 // SAFETY: the schedule is only written under the exclusive lock and only read under a shared
@@ -47,14 +47,14 @@ impl KeySlot {
     pub const fn empty() -> Self {
         Self {
             schedule: UnsafeCell::new(KeySchedule::zeroed()),
-            key_len: AtomicU32::new(0),
+            key: AtomicU32::new(0),
             lock: AtomicU32::new(0),
-            reserved_0x1e8: [0; 24],
+            reserved_0x2d8: [0; 0x128],
         }
     }
 
-    fn held_key_len(&self) -> Option<KeyLen> {
-        KeyLen::try_from(self.key_len.load(Ordering::Acquire)).ok()
+    fn held_key(&self) -> Option<SlotKey> {
+        SlotKey::from_raw(self.key.load(Ordering::Acquire))
     }
 }
 
@@ -82,10 +82,10 @@ impl Drop for SlotReader<'_> {
     }
 }
 
-/// The exclusive hold on a slot; publishes `key_len` and releases on drop.
+/// The exclusive hold on a slot; publishes `key` and releases on drop.
 struct SlotWriter<'m> {
     slot: &'m KeySlot,
-    key_len: u32,
+    key: u32,
 }
 
 impl SlotWriter<'_> {
@@ -98,7 +98,7 @@ impl SlotWriter<'_> {
 
 impl Drop for SlotWriter<'_> {
     fn drop(&mut self) {
-        self.slot.key_len.store(self.key_len, Ordering::Release);
+        self.slot.key.store(self.key, Ordering::Release);
         self.slot.lock.fetch_sub(WRITER, Ordering::Release);
     }
 }
@@ -114,20 +114,20 @@ impl<'m> KeyStore<'m> {
         self.slots.get(index.get() as usize).ok_or(Status::BadSlot)
     }
 
-    /// The exclusive hold on the slot; the slot then reads as holding `key_len` once dropped.
+    /// The exclusive hold on the slot; the slot then reads as holding `key` once dropped.
     fn write(&self, index: KeySlotIndex) -> Result<SlotWriter<'m>, Status> {
         let slot = self.slot(index)?;
         slot.lock.compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed).map_err(|_| Status::SlotBusy)?;
-        Ok(SlotWriter { slot, key_len: 0 })
+        Ok(SlotWriter { slot, key: 0 })
     }
 
-    /// Expands `key` (of `len`) into the slot, replacing what it held.
+    /// Expands `bytes` (`key.bytes()` of them) into the slot, replacing what it held.
     // Not inlined: keeps the vault image within its 4096-byte budget.
     #[inline(never)]
-    pub fn set(&self, index: KeySlotIndex, key: &[u8], len: KeyLen) -> Result<(), Status> {
+    pub fn set(&self, index: KeySlotIndex, bytes: &[u8], key: SlotKey) -> Result<(), Status> {
         let mut writer = self.write(index)?;
-        expand_key(key, len, writer.schedule());
-        writer.key_len = len as u32;
+        expand_key(bytes, key.len, key.xts, writer.schedule());
+        writer.key = key.to_raw();
         Ok(())
     }
 
@@ -139,10 +139,10 @@ impl<'m> KeyStore<'m> {
         Ok(())
     }
 
-    /// A shared hold on the slot, if it holds a key of `len`.
+    /// A shared hold on the slot, if it holds `key`.
     // Not inlined: keeps the vault image within its 4096-byte budget.
     #[inline(never)]
-    pub fn read(&self, index: KeySlotIndex, len: KeyLen) -> Result<SlotReader<'m>, Status> {
+    pub fn read(&self, index: KeySlotIndex, key: SlotKey) -> Result<SlotReader<'m>, Status> {
         let slot = self.slot(index)?;
         // Optimistic: count ourselves in, back out if a writer holds the slot. A writer only
         // takes a slot with no readers and releases by clearing its own bit, so the counts
@@ -151,18 +151,19 @@ impl<'m> KeyStore<'m> {
         if slot.lock.fetch_add(1, Ordering::Acquire) & WRITER != 0 {
             return Err(Status::SlotBusy);
         }
-        // Checked again under the hold: what validation saw may have changed since.
-        match slot.held_key_len() {
-            Some(held) if held == len => Ok(reader),
-            Some(_) => Err(Status::KeyLenMismatch),
-            None => Err(Status::NoKey),
+        // Checked under the hold: the slot cannot change until the reader drops.
+        match slot.key.load(Ordering::Acquire) {
+            held if held == key.to_raw() => Ok(reader),
+            0 => Err(Status::NoKey),
+            _ => Err(Status::KeyLenMismatch),
         }
     }
 }
 
-impl KeySlots for KeyStore<'_> {
-    fn key_len(&self, index: KeySlotIndex) -> Option<KeyLen> {
-        self.slot(index).ok().and_then(KeySlot::held_key_len)
+impl KeyStore<'_> {
+    /// The key `index` holds (`None`: empty or out of range), as a snapshot.
+    pub fn key(&self, index: KeySlotIndex) -> Option<SlotKey> {
+        self.slot(index).ok().and_then(KeySlot::held_key)
     }
 }
 
@@ -172,31 +173,36 @@ pub const SLOT_COUNT: usize = KEY_SLOT_COUNT as usize;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sevault_abi::KeyLen;
 
     fn table() -> Vec<KeySlot> {
         (0..4).map(|_| KeySlot::empty()).collect()
     }
+
+    const AES_128: SlotKey = SlotKey { len: KeyLen::Aes128, xts: false };
+    const AES_192: SlotKey = SlotKey { len: KeyLen::Aes192, xts: false };
+    const XTS_128: SlotKey = SlotKey { len: KeyLen::Aes128, xts: true };
 
     #[test]
     fn set_read_clear() {
         let slots = table();
         let store = KeyStore::new(&slots);
         let i = KeySlotIndex::new(2).unwrap();
-        assert_eq!(store.key_len(i), None);
-        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::NoKey)));
-        store.set(i, &[1; 24], KeyLen::Aes192).unwrap();
-        assert_eq!(store.key_len(i), Some(KeyLen::Aes192));
-        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::KeyLenMismatch)));
+        assert_eq!(store.key(i), None);
+        assert!(matches!(store.read(i, AES_128), Err(Status::NoKey)));
+        store.set(i, &[1; 24], AES_192).unwrap();
+        assert_eq!(store.key(i), Some(AES_192));
+        assert!(matches!(store.read(i, AES_128), Err(Status::KeyLenMismatch)));
         {
-            let reader = store.read(i, KeyLen::Aes192).unwrap();
+            let reader = store.read(i, AES_192).unwrap();
             assert_ne!(reader.schedule().enc.round_key(12), [0; 16]);
             // A writer is refused while a reader holds the slot, and a second reader is not.
-            assert_eq!(store.set(i, &[2; 16], KeyLen::Aes128), Err(Status::SlotBusy));
+            assert_eq!(store.set(i, &[2; 16], AES_128), Err(Status::SlotBusy));
             assert_eq!(store.clear(i), Err(Status::SlotBusy));
-            let _second = store.read(i, KeyLen::Aes192).unwrap();
+            let _second = store.read(i, AES_192).unwrap();
         }
         store.clear(i).unwrap();
-        assert_eq!(store.key_len(i), None);
+        assert_eq!(store.key(i), None);
         // SAFETY: no hold is alive; the test owns the table.
         let schedule = unsafe { &*slots[2].schedule.get() };
         assert_eq!(*schedule, KeySchedule::zeroed(), "clear zeroizes the schedules");
@@ -204,16 +210,32 @@ mod tests {
     }
 
     #[test]
+    fn an_xts_pair_is_its_own_kind_of_key() {
+        let slots = table();
+        let store = KeyStore::new(&slots);
+        let i = KeySlotIndex::new(1).unwrap();
+        store.set(i, &[9; 32], XTS_128).unwrap();
+        assert_eq!(store.key(i), Some(XTS_128));
+        assert!(matches!(store.read(i, AES_128), Err(Status::KeyLenMismatch)));
+        let reader = store.read(i, XTS_128).unwrap();
+        assert_ne!(reader.schedule().tweak.round_key(10), [0; 16], "the tweak key is expanded");
+        drop(reader);
+        store.clear(i).unwrap();
+        // SAFETY: no hold is alive; the test owns the table.
+        assert_eq!(unsafe { &*slots[1].schedule.get() }.tweak, crate::aes::RoundKeys::zeroed());
+    }
+
+    #[test]
     fn readers_are_refused_while_a_writer_holds_the_slot() {
         let slots = table();
         let store = KeyStore::new(&slots);
         let i = KeySlotIndex::new(0).unwrap();
-        store.set(i, &[1; 16], KeyLen::Aes128).unwrap();
+        store.set(i, &[1; 16], AES_128).unwrap();
         slots[0].lock.store(WRITER, Ordering::Relaxed);
-        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::SlotBusy)));
+        assert!(matches!(store.read(i, AES_128), Err(Status::SlotBusy)));
         assert_eq!(slots[0].lock.load(Ordering::Relaxed), WRITER, "a refused reader backs out");
         slots[0].lock.store(0, Ordering::Relaxed);
-        assert!(store.read(i, KeyLen::Aes128).is_ok());
+        assert!(store.read(i, AES_128).is_ok());
         assert_eq!(slots[0].lock.load(Ordering::Relaxed), 0, "a reader releases on drop");
     }
 
@@ -222,8 +244,8 @@ mod tests {
         let slots = table();
         let store = KeyStore::new(&slots);
         let i = KeySlotIndex::new(10).unwrap();
-        assert_eq!(store.key_len(i), None);
-        assert_eq!(store.set(i, &[0; 16], KeyLen::Aes128), Err(Status::BadSlot));
-        assert!(matches!(store.read(i, KeyLen::Aes128), Err(Status::BadSlot)));
+        assert_eq!(store.key(i), None);
+        assert_eq!(store.set(i, &[0; 16], AES_128), Err(Status::BadSlot));
+        assert!(matches!(store.read(i, AES_128), Err(Status::BadSlot)));
     }
 }

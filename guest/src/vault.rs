@@ -26,12 +26,13 @@ impl<'m> Vault<'m> {
     // Not inlined: keeps the vault image within its 4096-byte budget.
     #[inline(never)]
     pub fn serve(&self, comm: CommBlockPtr) {
-        let (header, mut request) = comm.snapshot();
+        let mut snapshot = core::mem::MaybeUninit::uninit();
+        let (header, request) = comm.snapshot_into(&mut snapshot);
         // Taken: no copy of a key stays in memory the host can read.
         comm.wipe_key();
         let mut response = Response { sequence: header.sequence, ..Response::default() };
-        let outcome = match validate(&header, &request, &self.keys) {
-            Ok(ValidRequest::SetKey { slot, key_len, key }) => self.keys.set(slot, key, key_len),
+        let outcome = match validate(&header, request) {
+            Ok(ValidRequest::SetKey { slot, key, bytes }) => self.keys.set(slot, bytes, key),
             Ok(ValidRequest::ClearKey { slot }) => self.keys.clear(slot),
             Ok(ValidRequest::Crypt(crypt)) => self.crypt(&crypt, &mut response),
             Err(status) => Err(status),
@@ -45,14 +46,13 @@ impl<'m> Vault<'m> {
     // Not inlined: keeps the vault image within its 4096-byte budget.
     #[inline(never)]
     fn crypt(&self, crypt: &CryptRequest<'_>, response: &mut Response) -> Result<(), Status> {
-        let hold = self.keys.read(crypt.slot, crypt.key_len)?;
-        let mut cipher = BlockCipher::new(hold.schedule(), crypt.key_len, crypt.direction, crypt.mode, crypt.iv);
+        let hold = self.keys.read(crypt.slot, crypt.key)?;
+        let mut cipher =
+            BlockCipher::new(hold.schedule(), crypt.key.len, crypt.direction, crypt.mode, crypt.iv, crypt.tweak_block);
         // SAFETY: the window's contract is `Vault::new`'s caller's; the entries are validated
         // ranges of it; AES-NI is present (see `serve`).
-        let done = unsafe { process(crypt.entries, &self.window, &mut cipher) };
-        // Validation guarantees whole blocks; should that ever fail, say so rather than
-        // answer with a partial result.
-        response.bytes_done = done.ok_or(Status::UnalignedLength)?;
+        unsafe { process(crypt.entries, &self.window, &mut cipher) };
+        response.bytes_done = u64::from(crypt.total_len);
         response.iv_out = cipher.iv_out();
         Ok(())
     }
@@ -97,7 +97,7 @@ mod tests {
             vault.serve(comm);
             let response = comm.read_response();
             assert_eq!(response.sequence, self.sequence);
-            assert_eq!(comm.read_key(), [0; 32], "the vault wipes the key bytes it was given");
+            assert_eq!(comm.read_key(), [0; 64], "the vault wipes the key bytes it was given");
             (Status::try_from(response.status).unwrap(), response)
         }
     }
@@ -108,6 +108,14 @@ mod tests {
         r.key_slot = slot;
         r.key_len = key.len() as u32;
         r.key[..key.len()].copy_from_slice(key);
+        r
+    }
+
+    /// Set-key of an XTS pair (`pair`: data key, then tweak key).
+    fn xts_key_op(slot: u32, pair: &[u8]) -> Request {
+        let mut r = key_op(Op::SetKey, slot, pair);
+        r.mode = Mode::Xts as u32;
+        r.key_len = pair.len() as u32 / 2;
         r
     }
 
@@ -152,6 +160,33 @@ mod tests {
     }
 
     #[test]
+    fn xts_and_ctr_through_the_comm_block() {
+        require_aes_ni();
+        let mut h = Harness::new();
+        let pair: Vec<u8> = (0..64u8).collect();
+        let plaintext: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
+        h.memory[512..612].copy_from_slice(&plaintext);
+        assert_eq!(h.call(&xts_key_op(5, &pair)).0, Status::Ok);
+        let tweak = [0x11; 16];
+        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Xts, 5, 32, tweak, 512, 100));
+        assert_eq!(status, Status::Ok);
+        assert_eq!(response.bytes_done, 100);
+        assert_eq!(response.iv_out, [0; 16], "the tweak stays in the vault");
+        let op = RefOp { mode: Mode::Xts, direction: Direction::Encrypt };
+        assert_eq!(&h.memory[512..612], &reference_crypt(op, &pair, tweak, &plaintext).0[..]);
+        assert_eq!(h.call(&crypt(Op::Decrypt, Mode::Xts, 5, 32, tweak, 512, 100)).0, Status::Ok);
+        assert_eq!(&h.memory[512..612], &plaintext[..]);
+        // CTR with the same slot index re-keyed to one AES key.
+        assert_eq!(h.call(&key_op(Op::SetKey, 5, &pair[..24])).0, Status::Ok);
+        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Ctr, 5, 24, [0xFE; 16], 512, 100));
+        assert_eq!(status, Status::Ok);
+        let op = RefOp { mode: Mode::Ctr, direction: Direction::Encrypt };
+        let (expected, expected_counter) = reference_crypt(op, &pair[..24], [0xFE; 16], &plaintext);
+        assert_eq!(&h.memory[512..612], &expected[..]);
+        assert_eq!(response.iv_out, expected_counter);
+    }
+
+    #[test]
     fn refusals_answer_with_a_status_and_touch_nothing() {
         require_aes_ni();
         let mut h = Harness::new();
@@ -164,6 +199,11 @@ mod tests {
         assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ecb, 0, 32, [0; 16], 0, 16)).0, Status::KeyLenMismatch);
         assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ecb, 1, 16, [0; 16], 0, 16)).0, Status::NoKey);
         assert_eq!(h.call(&key_op(Op::SetKey, 0, &[1; 20])).0, Status::BadKeyLen);
+        // One AES key is not an XTS pair of half its length, nor the other way round.
+        assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Xts, 0, 16, [0; 16], 0, 32)).0, Status::KeyLenMismatch);
+        assert_eq!(h.call(&xts_key_op(2, &[7; 32])).0, Status::Ok);
+        assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ecb, 2, 16, [0; 16], 0, 16)).0, Status::KeyLenMismatch);
+        assert_eq!(h.call(&crypt(Op::Encrypt, Mode::Ctr, 2, 32, [0; 16], 0, 16)).0, Status::KeyLenMismatch);
         assert_eq!(h.memory, before);
         // A key too short for its stated length cannot exist: `key_len` picks the bytes.
         assert_eq!(KeyLen::try_from(20), Err(20));

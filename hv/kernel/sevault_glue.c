@@ -26,12 +26,13 @@
 #include <crypto/aes.h>
 #include <crypto/internal/skcipher.h>
 #include <crypto/internal/simd.h>
+#include <crypto/xts.h>
 #include "sevault_glue.h"
 
 static int priority = 500;
 module_param(priority, int, 0444);
 MODULE_PARM_DESC(priority,
-	"crypto API priority of ecb-aes-sevault/cbc-aes-sevault (default 500: above the kernel's AES-NI drivers at 400, so users get the vault transparently; lower it to make the vault opt-in by driver name)");
+	"crypto API priority of the vault's ecb/cbc/ctr/xts(aes) (default 500: above the kernel's AES-NI drivers at 400, so users get the vault transparently; lower it to make the vault opt-in by driver name)");
 
 static char *sev = "off";
 module_param(sev, charp, 0444);
@@ -187,6 +188,11 @@ void sevault_sg_info(const void *sg, u64 *phys, u32 *len)
 	*len = s->length;
 }
 
+u8 *sevault_phys_to_virt(u64 phys)
+{
+	return phys_to_virt(phys);
+}
+
 /* ---- crypto API ---- */
 
 struct sevault_ctx {
@@ -197,7 +203,19 @@ static int sv_setkey(struct crypto_skcipher *tfm, const u8 *key, unsigned int le
 {
 	struct sevault_ctx *ctx = crypto_skcipher_ctx(tfm);
 
-	return sevault_rust_setkey(&ctx->key, key, len);
+	return sevault_rust_setkey(&ctx->key, key, len, 0);
+}
+
+/* Both XTS keys go to the vault, in one key slot; equal halves are refused as
+ * crypto/xts.c refuses them (in FIPS mode, or when the user forbids weak keys). */
+static int sv_xts_setkey(struct crypto_skcipher *tfm, const u8 *key, unsigned int len)
+{
+	struct sevault_ctx *ctx = crypto_skcipher_ctx(tfm);
+	int err = xts_verify_key(tfm, key, len);
+
+	if (err)
+		return err;
+	return sevault_rust_setkey(&ctx->key, key, len, 1);
 }
 
 static void sv_exit(struct crypto_skcipher *tfm)
@@ -207,63 +225,62 @@ static void sv_exit(struct crypto_skcipher *tfm)
 	sevault_rust_clear_key(&ctx->key);
 }
 
-static int sv_crypt(struct skcipher_request *req, u32 decrypt, u32 cbc)
+/* Modes as sevault_abi::Mode numbers them. */
+enum { SV_ECB = 1, SV_CBC = 2, SV_CTR = 3, SV_XTS = 4 };
+
+static int sv_crypt(struct skcipher_request *req, u32 decrypt, u32 mode)
 {
 	struct sevault_ctx *ctx = crypto_skcipher_ctx(crypto_skcipher_reqtfm(req));
 	struct sevault_request r = {
 		.src = req->src,
 		.dst = req->dst,
 		.len = req->cryptlen,
-		.iv = cbc ? req->iv : NULL,
+		.iv = mode == SV_ECB ? NULL : req->iv,
 	};
 
-	return sevault_rust_crypt(&ctx->key, &r, decrypt, cbc);
+	return sevault_rust_crypt(&ctx->key, &r, decrypt, mode);
 }
 
-static int sv_ecb_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, 0); }
-static int sv_ecb_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, 0); }
-static int sv_cbc_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, 1); }
-static int sv_cbc_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, 1); }
+static int sv_ecb_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, SV_ECB); }
+static int sv_ecb_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, SV_ECB); }
+static int sv_cbc_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, SV_CBC); }
+static int sv_cbc_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, SV_CBC); }
+static int sv_ctr_crypt(struct skcipher_request *req) { return sv_crypt(req, 0, SV_CTR); }
+static int sv_xts_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, SV_XTS); }
+static int sv_xts_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, SV_XTS); }
+
+#define SV_ALG(mode_name, bsize, keymin, keymax, iv, set, enc, dec) {			\
+	.base = {									\
+		.cra_name = "__" mode_name "(aes)",					\
+		.cra_driver_name = "__" mode_name "-aes-sevault",			\
+		.cra_flags = CRYPTO_ALG_INTERNAL,					\
+		.cra_blocksize = bsize,							\
+		.cra_ctxsize = sizeof(struct sevault_ctx),				\
+		.cra_module = THIS_MODULE,						\
+	},										\
+	.min_keysize = keymin,								\
+	.max_keysize = keymax,								\
+	.ivsize = iv,									\
+	.chunksize = AES_BLOCK_SIZE,							\
+	.setkey = set,									\
+	.exit = sv_exit,								\
+	.encrypt = enc,									\
+	.decrypt = dec,									\
+}
 
 /*
  * Internal synchronous algorithms; the simd helpers wrap each in the public ecb(aes)/
- * cbc(aes) algorithm, which calls it directly where the FPU is usable and defers to
- * cryptd's per-CPU worker where it is not (hence CRYPTO_ALG_ASYNC on the public one).
+ * cbc(aes)/ctr(aes)/xts(aes) algorithm, which calls it directly where the FPU is usable and
+ * defers to cryptd's per-CPU worker where it is not (hence CRYPTO_ALG_ASYNC on the public
+ * one). CTR is a stream cipher to the API (block size 1, any length); XTS takes two keys.
  */
 static struct skcipher_alg sevault_algs[] = {
-	{
-		.base = {
-			.cra_name = "__ecb(aes)",
-			.cra_driver_name = "__ecb-aes-sevault",
-			.cra_flags = CRYPTO_ALG_INTERNAL,
-			.cra_blocksize = AES_BLOCK_SIZE,
-			.cra_ctxsize = sizeof(struct sevault_ctx),
-			.cra_module = THIS_MODULE,
-		},
-		.min_keysize = AES_MIN_KEY_SIZE,
-		.max_keysize = AES_MAX_KEY_SIZE,
-		.ivsize = 0,
-		.setkey = sv_setkey,
-		.exit = sv_exit,
-		.encrypt = sv_ecb_encrypt,
-		.decrypt = sv_ecb_decrypt,
-	}, {
-		.base = {
-			.cra_name = "__cbc(aes)",
-			.cra_driver_name = "__cbc-aes-sevault",
-			.cra_flags = CRYPTO_ALG_INTERNAL,
-			.cra_blocksize = AES_BLOCK_SIZE,
-			.cra_ctxsize = sizeof(struct sevault_ctx),
-			.cra_module = THIS_MODULE,
-		},
-		.min_keysize = AES_MIN_KEY_SIZE,
-		.max_keysize = AES_MAX_KEY_SIZE,
-		.ivsize = AES_BLOCK_SIZE,
-		.setkey = sv_setkey,
-		.exit = sv_exit,
-		.encrypt = sv_cbc_encrypt,
-		.decrypt = sv_cbc_decrypt,
-	},
+	SV_ALG("ecb", AES_BLOCK_SIZE, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, 0, sv_setkey, sv_ecb_encrypt, sv_ecb_decrypt),
+	SV_ALG("cbc", AES_BLOCK_SIZE, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_setkey, sv_cbc_encrypt,
+	       sv_cbc_decrypt),
+	SV_ALG("ctr", 1, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_setkey, sv_ctr_crypt, sv_ctr_crypt),
+	SV_ALG("xts", AES_BLOCK_SIZE, 2 * AES_MIN_KEY_SIZE, 2 * AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_xts_setkey,
+	       sv_xts_encrypt, sv_xts_decrypt),
 };
 
 static struct simd_skcipher_alg *sevault_simd_algs[ARRAY_SIZE(sevault_algs)];
@@ -280,13 +297,13 @@ static int stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu\n",
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
 		   sevault_rust_kvm_amd(), sevault_rust_key_slots());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors\n");
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
 			   s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_intr,
-			   s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors);
+			   s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors, s.vmcb_repairs);
 	}
 	return 0;
 }
@@ -430,3 +447,5 @@ MODULE_DESCRIPTION("SE-Vault Mini: AES keys in a tiny SVM vault VM, served to th
 MODULE_LICENSE("Dual MIT/GPL");
 MODULE_ALIAS_CRYPTO("ecb(aes)");
 MODULE_ALIAS_CRYPTO("cbc(aes)");
+MODULE_ALIAS_CRYPTO("ctr(aes)");
+MODULE_ALIAS_CRYPTO("xts(aes)");

@@ -11,7 +11,7 @@
 /* A transform's handle on its key: the key itself lives only in the vault. */
 struct sevault_key {
 	u32 slot;	/* key slot + 1; 0 = none */
-	u32 key_len;	/* bytes */
+	u32 key;	/* AES key length | XTS pair << 8 (sevault_abi::SlotKey); 0 = none */
 	u64 generation;	/* vault generation the key was set in */
 };
 
@@ -20,7 +20,7 @@ struct sevault_request {
 	const void *src;	/* struct scatterlist * */
 	const void *dst;	/* struct scatterlist * */
 	u64 len;		/* bytes */
-	u8 *iv;			/* 16 bytes, updated for CBC; NULL for ECB */
+	u8 *iv;			/* 16 bytes (CBC IV, CTR counter: updated; XTS tweak); NULL for ECB */
 };
 
 /* Per-CPU statistics, as read for debugfs. */
@@ -36,6 +36,7 @@ struct sevault_stats {
 	u64 tlb_flush_failures;
 	u64 exits_other;
 	u64 errors;
+	u64 vmcb_repairs;
 };
 
 /* ---- C glue, called by Rust ---- */
@@ -63,6 +64,7 @@ void sevault_machine_check(void);	/* a #MC exit: the host's handler */
 void sevault_vmexit_hygiene(void);	/* sevault_vmexit.S: RSB fill, untrain, IBPB; clobbers rax, rcx, rdx */
 const void *sevault_sg_next(const void *sg);
 void sevault_sg_info(const void *sg, u64 *phys, u32 *len);
+u8 *sevault_phys_to_virt(u64 phys);	/* the direct map's address of a scatterlist's RAM */
 
 /* ---- PSP commands through the ccp driver (sevault_psp.c); sev= only ---- */
 s32 sevault_psp_open(void);	/* 0, -ENODEV without ccp, or the error opening /dev/sev */
@@ -81,10 +83,10 @@ u32 sevault_kvm_amd_loaded(void);
 /* ---- Rust core, called by C ---- */
 s32 sevault_rust_init(u32 sev_mode);	/* 0 off, 1 SEV, 2 SEV-ES */
 void sevault_rust_exit(void);
-s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len);
+s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len, u32 xts);	/* xts: a pair */
 void sevault_rust_clear_key(struct sevault_key *key);
 s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_request *req,
-		       u32 decrypt, u32 cbc);
+		       u32 decrypt, u32 mode);	/* mode: sevault_abi::Mode, 1 ECB 2 CBC 3 CTR 4 XTS */
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
 u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can reach */

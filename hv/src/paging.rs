@@ -536,7 +536,7 @@ mod tests {
             };
             assert!(walk(&lookup, root, slot_gpa(0)).is_none(), "no slot is backed before its block");
         }
-        // Block 0 and block 9 (slots 4608..5120: the second 2 MiB of slots) backed by two
+        // Block 0 and block 9 (slots 2304..2560: in the second 2 MiB of slots) backed by two
         // unrelated host blocks.
         assert!(map_slot_block(&mut low, 0, 0x7700_0000));
         assert!(map_slot_block(&mut low, 9, 0x8800_0000));
@@ -547,13 +547,14 @@ mod tests {
                 .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
         };
         let (hpa, entry) = walk(&lookup, root, slot_gpa(1) + 4).unwrap();
-        assert_eq!(hpa, 0x7700_0000 + 512 + 4);
+        // Slots of 1 KiB, 256 per block (sevault_abi::KEY_SLOT_SIZE, KEY_SLOTS_PER_BLOCK).
+        assert_eq!(hpa, 0x7700_0000 + 1024 + 4);
         assert_eq!(entry & (US | RW | NX), US | RW | NX);
-        let (hpa, _) = walk(&lookup, root, slot_gpa(511)).unwrap();
-        assert_eq!(hpa, 0x7700_0000 + 511 * 512, "the last slot of block 0");
-        assert!(walk(&lookup, root, slot_gpa(512)).is_none(), "block 1 not backed");
-        let (hpa, _) = walk(&lookup, root, slot_gpa(9 * 512 + 100)).unwrap();
-        assert_eq!(hpa, 0x8800_0000 + 100 * 512);
+        let (hpa, _) = walk(&lookup, root, slot_gpa(255)).unwrap();
+        assert_eq!(hpa, 0x7700_0000 + 255 * 1024, "the last slot of block 0");
+        assert!(walk(&lookup, root, slot_gpa(256)).is_none(), "block 1 not backed");
+        let (hpa, _) = walk(&lookup, root, slot_gpa(9 * 256 + 100)).unwrap();
+        assert_eq!(hpa, 0x8800_0000 + 100 * 1024);
         assert!(walk(&lookup, root, KEY_SLOTS_BASE + KEY_SLOTS_SIZE).is_none(), "nothing past the slots");
     }
 

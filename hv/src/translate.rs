@@ -1,11 +1,20 @@
 //! From a kernel request's scatterlists to the vault's per-exit entry lists.
 //!
-//! The source and destination scatterlists are walked together: each [`SgEntry`] is the
-//! longest run that is contiguous in both. Entries go into a chunk until the chunk has
-//! `MAX_ENTRIES` entries, `MAX_BYTES_PER_EXIT` bytes, or the vCPU's nested window cannot map
-//! more pages; the chunk is then cut back to a multiple of the block size (blocks may
-//! straddle entries, but never chunks, since each chunk is one vault request) and the rest
-//! continues in the next chunk with the chained IV.
+//! The source and destination scatterlists are walked together. The vault takes entries of
+//! whole blocks only, except the request's last, which also holds the mode's tail (CTR's
+//! partial block; XTS's last whole block and the partial one, for ciphertext stealing) — see
+//! `sevault_abi::validate::ValidEntries`. So an entry is the longest run that is contiguous
+//! in both lists, cut to whole blocks; a block that straddles runs is *bounced*: its 16
+//! bytes are gathered into the vCPU's bounce page, the vault gets an in-place entry there,
+//! and after the answer the HV scatters the result to the destination. The tail goes the
+//! same way when it is not contiguous. Keeping straddles out of the vault keeps its image
+//! within 4096 bytes (thesis-notes/memory-map.md); the data is the host's own, so bouncing
+//! it through host memory shows the host nothing new.
+//!
+//! Entries go into a chunk until the chunk has `MAX_ENTRIES` entries, `MAX_BYTES_PER_EXIT`
+//! bytes, [`MAX_BOUNCES`] bounced blocks, or the vCPU's nested window cannot map more pages;
+//! the rest continues in the next chunk (one vault request each) with the chained IV, or for
+//! XTS with the next tweak block index.
 use sevault_abi::{SgEntry, AES_BLOCK, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 /// A physically contiguous piece of a scatterlist.
@@ -32,14 +41,22 @@ pub trait Admission: Clone {
     fn admit(&mut self, entry: &SgEntry) -> Result<bool, TranslateError>;
 }
 
+/// Host memory by physical address, for bouncing (the kernel: the direct map).
+pub trait HostMemory {
+    /// Copies `buf.len()` bytes from host-physical `phys` (inside one segment).
+    fn read(&self, phys: u64, buf: &mut [u8]);
+    /// Copies `buf` to host-physical `phys` (inside one segment).
+    fn write(&self, phys: u64, buf: &[u8]);
+}
+
 /// Why a request cannot be translated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TranslateError {
     /// A scatterlist ends before the request's length.
     ShortScatterlist,
-    /// The request length is not a multiple of the block size.
+    /// The request length does not suit the mode (ECB/CBC: whole blocks; XTS: ≥ 16 bytes).
     UnalignedLength,
-    /// Not even one block fits a chunk (the nested window is too small for the entries).
+    /// Not even one entry fits a chunk (the nested window is too small for it).
     NoProgress,
     /// An entry names memory the vault must not be given (one of its own pages).
     Forbidden,
@@ -47,13 +64,63 @@ pub enum TranslateError {
     OutsideWindow,
 }
 
+/// What the request's length must be and where its tail goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailRule {
+    /// ECB, CBC: whole blocks only, no tail.
+    WholeBlocks,
+    /// CTR: any length; a partial last block is the tail.
+    PartialBlock,
+    /// XTS: at least one block; with a partial last block, the tail is it and the whole
+    /// block before it.
+    Stealing,
+}
+
+impl TailRule {
+    /// The tail of a `len`-byte request, or `None` if the mode cannot take `len` bytes.
+    pub fn tail_len(self, len: u64) -> Option<u32> {
+        let partial = (len % AES_BLOCK as u64) as u32;
+        match self {
+            Self::WholeBlocks if partial != 0 => None,
+            Self::Stealing if len < AES_BLOCK as u64 => None,
+            Self::Stealing if partial != 0 => Some(AES_BLOCK as u32 + partial),
+            _ => Some(partial),
+        }
+    }
+}
+
+/// Most blocks bounced per chunk (the records sit in the translator, on the kernel stack).
+pub const MAX_BOUNCES: usize = 32;
+/// Bytes of the bounce page a chunk can use: its blocks, then the tail (≤ 31 bytes).
+pub const BOUNCE_BYTES: usize = (MAX_BOUNCES + 2) * AES_BLOCK;
+
+/// The vCPU's bounce area: host memory the vault may be given, written by the HV.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounce {
+    /// Host-physical address of the area ([`BOUNCE_BYTES`] long).
+    pub phys: u64,
+    /// The HV's pointer to it.
+    pub virt: *mut u8,
+}
+
+/// A bounced range of the chunk: `len` bytes at `offset` into the chunk went to the bounce
+/// area at `at`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct BounceRecord {
+    offset: u32,
+    at: u16,
+    len: u16,
+}
+
 /// What a chunk came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkInfo {
     /// Entries in it.
     pub count: usize,
-    /// Total bytes: a non-zero multiple of 16.
+    /// Total bytes (whole blocks, plus the tail in the chunk that carries it).
     pub bytes: u32,
+    /// Blocks of the request before this chunk (XTS: the tweak block index).
+    pub first_block: u32,
 }
 
 /// One vault request's worth of entries, collected (host tests; the kernel writes entries
@@ -62,7 +129,7 @@ pub struct ChunkInfo {
 #[derive(Clone, Debug)]
 pub struct Chunk {
     entries: Vec<SgEntry>,
-    bytes: u32,
+    info: ChunkInfo,
 }
 
 #[cfg(test)]
@@ -74,7 +141,7 @@ impl Chunk {
 
     /// Total bytes.
     pub fn bytes(&self) -> u32 {
-        self.bytes
+        self.info.bytes
     }
 }
 
@@ -83,83 +150,207 @@ impl Chunk {
 pub struct Translator<S, D> {
     src: S,
     dst: D,
-    remaining: u64,
+    /// Whole-block bytes not yet handed out.
+    bulk: u64,
+    /// The tail's length, 0 once handed out (or if there is none).
+    tail: u32,
+    /// Bytes handed out so far.
+    done: u64,
+    /// The destination where the current chunk starts, and the chunk's bounced ranges.
+    chunk_dst: D,
+    bounces: [BounceRecord; MAX_BOUNCES + 1],
+    bounce_count: usize,
 }
 
 impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
-    /// A translator for `len` bytes from `src` to `dst`.
-    pub fn new(src: S, dst: D, len: u64) -> Result<Self, TranslateError> {
-        if !len.is_multiple_of(AES_BLOCK as u64) {
-            return Err(TranslateError::UnalignedLength);
-        }
-        Ok(Self { src, dst, remaining: len })
+    /// A translator for `len` bytes from `src` to `dst` under `rule`.
+    pub fn new(src: S, dst: D, len: u64, rule: TailRule) -> Result<Self, TranslateError> {
+        let tail = rule.tail_len(len).ok_or(TranslateError::UnalignedLength)?;
+        Ok(Self {
+            chunk_dst: dst.clone(),
+            src,
+            dst,
+            bulk: len - u64::from(tail),
+            tail,
+            done: 0,
+            bounces: [BounceRecord::default(); MAX_BOUNCES + 1],
+            bounce_count: 0,
+        })
     }
 
     /// Bytes not yet handed out.
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        self.bulk + u64::from(self.tail)
     }
 
-    /// The next chunk, `None` when done: `emit(i, entry)` receives its entries in order.
-    /// `admission` starts fresh for each chunk.
+    /// The next chunk, `None` when done: `emit(i, entry)` receives its entries in order, and
+    /// bounced bytes are gathered into `bounce` from `memory`. After the vault answered,
+    /// [`Self::scatter`] puts the bounced results in place. `admission` starts fresh for
+    /// each chunk.
     pub fn next_chunk_with<A: Admission>(
         &mut self,
         admission: &A,
+        bounce: Bounce,
+        memory: &impl HostMemory,
         mut emit: impl FnMut(usize, &SgEntry),
     ) -> Result<Option<ChunkInfo>, TranslateError> {
-        if self.remaining == 0 {
+        if self.remaining() == 0 {
             return Ok(None);
         }
-        let cap = self.remaining.min(u64::from(MAX_BYTES_PER_EXIT)) as u32;
-        // Plan on copies to learn how far the chunk can go, then cut it to whole blocks and
-        // walk it for real (everything up to the plan's end was admitted).
-        let (mut src, mut dst) = (self.src.clone(), self.dst.clone());
-        let planned = fill(&mut src, &mut dst, Some(&mut admission.clone()), cap, |_, _| {})?;
-        let aligned = planned.bytes - planned.bytes % AES_BLOCK as u32;
-        if aligned == 0 {
+        let mut admission = admission.clone();
+        self.chunk_dst = self.dst.clone();
+        self.bounce_count = 0;
+        let first_block = (self.done / AES_BLOCK as u64) as u32;
+        let mut chunk = ChunkInfo { count: 0, bytes: 0, first_block };
+        // Room for the tail when this chunk can end the bulk (the vault takes at most
+        // MAX_BYTES_PER_EXIT in all).
+        let cap = MAX_BYTES_PER_EXIT - if self.tail > 0 { 2 * AES_BLOCK as u32 } else { 0 };
+        while chunk.count < MAX_ENTRIES {
+            let remaining_bulk = self.bulk.min(u64::from(cap - chunk.bytes)) as u32;
+            let piece = if remaining_bulk >= AES_BLOCK as u32 {
+                let run = self.common_run()?.min(remaining_bulk);
+                if run >= AES_BLOCK as u32 {
+                    Piece::Direct(run - run % AES_BLOCK as u32)
+                } else {
+                    Piece::Bounced(AES_BLOCK as u32)
+                }
+            } else if self.bulk == 0 && self.tail > 0 {
+                if self.common_run()? >= self.tail {
+                    Piece::Direct(self.tail)
+                } else {
+                    Piece::Bounced(self.tail)
+                }
+            } else {
+                break;
+            };
+            let entry = match piece {
+                Piece::Direct(len) => {
+                    let (s, d) = (self.src.peek(), self.dst.peek());
+                    let (Some(s), Some(d)) = (s, d) else { return Err(TranslateError::ShortScatterlist) };
+                    SgEntry { src: s.phys, dst: d.phys, len, reserved_0x14: 0 }
+                }
+                Piece::Bounced(len) => {
+                    if self.bounce_count == MAX_BOUNCES && self.bulk > 0 {
+                        break;
+                    }
+                    // Blocks from the start of the area, the tail after the last block slot.
+                    let at = if self.bulk > 0 { self.bounce_count * AES_BLOCK } else { MAX_BOUNCES * AES_BLOCK };
+                    let phys = bounce.phys + at as u64;
+                    SgEntry { src: phys, dst: phys, len, reserved_0x14: 0 }
+                }
+            };
+            if !admission.admit(&entry)? {
+                break;
+            }
+            let len = entry.len;
+            if let Piece::Bounced(_) = piece {
+                let at = (entry.src - bounce.phys) as usize;
+                // SAFETY: `at + len <= BOUNCE_BYTES`: inside the area `bounce` names.
+                let area = unsafe { core::slice::from_raw_parts_mut(bounce.virt.add(at), len as usize) };
+                gather(&mut self.src.clone(), memory, area)?;
+                self.bounces[self.bounce_count] = BounceRecord { offset: chunk.bytes, at: at as u16, len: len as u16 };
+                self.bounce_count += 1;
+            }
+            advance(&mut self.src, len)?;
+            advance(&mut self.dst, len)?;
+            if self.bulk > 0 {
+                self.bulk -= u64::from(len);
+            } else {
+                self.tail = 0;
+            }
+            emit(chunk.count, &entry);
+            chunk.count += 1;
+            chunk.bytes += len;
+            if self.bulk == 0 && self.tail == 0 {
+                break;
+            }
+        }
+        if chunk.count == 0 {
             return Err(TranslateError::NoProgress);
         }
-        let chunk = fill::<S, D, A>(&mut self.src, &mut self.dst, None, aligned, &mut emit)?;
-        self.remaining -= u64::from(chunk.bytes);
+        self.done += u64::from(chunk.bytes);
         Ok(Some(chunk))
+    }
+
+    /// After the vault answered the last chunk: copies its bounced results from `bounce` to
+    /// their destinations.
+    pub fn scatter(&self, bounce: Bounce, memory: &impl HostMemory) -> Result<(), TranslateError> {
+        for record in &self.bounces[..self.bounce_count] {
+            let mut dst = self.chunk_dst.clone();
+            advance(&mut dst, record.offset)?;
+            // SAFETY: the record names a range the chunk's gathering wrote, inside the area.
+            let area = unsafe { core::slice::from_raw_parts(bounce.virt.add(record.at.into()), record.len.into()) };
+            scatter(&mut dst, memory, area)?;
+        }
+        Ok(())
+    }
+
+    /// The run at the current position that is contiguous in both lists.
+    fn common_run(&self) -> Result<u32, TranslateError> {
+        match (self.src.peek(), self.dst.peek()) {
+            (Some(s), Some(d)) => Ok(s.len.min(d.len)),
+            _ => Err(TranslateError::ShortScatterlist),
+        }
     }
 
     /// [`Translator::next_chunk_with`], collecting the entries.
     #[cfg(test)]
-    pub fn next_chunk<A: Admission>(&mut self, admission: &A) -> Result<Option<Chunk>, TranslateError> {
+    pub fn next_chunk<A: Admission>(
+        &mut self,
+        admission: &A,
+        bounce: Bounce,
+        memory: &impl HostMemory,
+    ) -> Result<Option<Chunk>, TranslateError> {
         let mut entries = Vec::new();
-        let info = self.next_chunk_with(admission, |_, e| entries.push(*e))?;
-        Ok(info.map(|info| Chunk { entries, bytes: info.bytes }))
+        let info = self.next_chunk_with(admission, bounce, memory, |_, e| entries.push(*e))?;
+        Ok(info.map(|info| Chunk { entries, info }))
     }
 }
 
-/// Walks entries until `cap` bytes, `MAX_ENTRIES`, or the admission (if any) says stop.
-fn fill<S: SegmentCursor, D: SegmentCursor, A: Admission>(
-    src: &mut S,
-    dst: &mut D,
-    mut admission: Option<&mut A>,
-    cap: u32,
-    mut emit: impl FnMut(usize, &SgEntry),
-) -> Result<ChunkInfo, TranslateError> {
-    let mut chunk = ChunkInfo { count: 0, bytes: 0 };
-    while chunk.bytes < cap && chunk.count < MAX_ENTRIES {
-        let (Some(s), Some(d)) = (src.peek(), dst.peek()) else {
-            return Err(TranslateError::ShortScatterlist);
-        };
-        let len = s.len.min(d.len).min(cap - chunk.bytes);
-        let entry = SgEntry { src: s.phys, dst: d.phys, len, reserved_0x14: 0 };
-        if let Some(admission) = admission.as_mut() {
-            if !admission.admit(&entry)? {
-                break;
-            }
-        }
-        emit(chunk.count, &entry);
-        chunk.count += 1;
-        chunk.bytes += len;
-        src.advance(len);
-        dst.advance(len);
+/// What the next entry is made of.
+#[derive(Clone, Copy, Debug)]
+enum Piece {
+    /// Straight from the lists: this many bytes of the common run.
+    Direct(u32),
+    /// Through the bounce area: this many bytes gathered from the lists.
+    Bounced(u32),
+}
+
+/// Consumes `n` bytes, across segments.
+fn advance(cursor: &mut impl SegmentCursor, mut n: u32) -> Result<(), TranslateError> {
+    while n > 0 {
+        let segment = cursor.peek().ok_or(TranslateError::ShortScatterlist)?;
+        let take = segment.len.min(n);
+        cursor.advance(take);
+        n -= take;
     }
-    Ok(chunk)
+    Ok(())
+}
+
+/// Fills `buf` from the list at `cursor`, across segments.
+fn gather(cursor: &mut impl SegmentCursor, memory: &impl HostMemory, buf: &mut [u8]) -> Result<(), TranslateError> {
+    let mut at = 0;
+    while at < buf.len() {
+        let segment = cursor.peek().ok_or(TranslateError::ShortScatterlist)?;
+        let take = (segment.len as usize).min(buf.len() - at);
+        memory.read(segment.phys, &mut buf[at..at + take]);
+        cursor.advance(take as u32);
+        at += take;
+    }
+    Ok(())
+}
+
+/// Writes `buf` to the list at `cursor`, across segments.
+fn scatter(cursor: &mut impl SegmentCursor, memory: &impl HostMemory, buf: &[u8]) -> Result<(), TranslateError> {
+    let mut at = 0;
+    while at < buf.len() {
+        let segment = cursor.peek().ok_or(TranslateError::ShortScatterlist)?;
+        let take = (segment.len as usize).min(buf.len() - at);
+        memory.write(segment.phys, &buf[at..at + take]);
+        cursor.advance(take as u32);
+        at += take;
+    }
+    Ok(())
 }
 
 /// A cursor over a slice of segments (host tests; the kernel walks real scatterlists).
@@ -211,139 +402,4 @@ impl SegmentCursor for SliceCursor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{rngs::SmallRng, Rng, SeedableRng};
-
-    /// Admits everything.
-    #[derive(Clone)]
-    struct Unlimited;
-    impl Admission for Unlimited {
-        fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
-            Ok(true)
-        }
-    }
-
-    /// Admits `n` entries per chunk.
-    #[derive(Clone)]
-    struct AtMost(usize);
-    impl Admission for AtMost {
-        fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
-            if self.0 == 0 {
-                return Ok(false);
-            }
-            self.0 -= 1;
-            Ok(true)
-        }
-    }
-
-    /// Splits `total` bytes at random into segments placed at scattered addresses.
-    fn random_list(rng: &mut SmallRng, total: u32, base: u64) -> Vec<Segment> {
-        let mut out = Vec::new();
-        let mut left = total;
-        let mut addr = base;
-        while left > 0 {
-            let len = match rng.gen_range(0..4) {
-                0 => rng.gen_range(1..=16),
-                1 => rng.gen_range(1..=4096),
-                2 => 4096,
-                _ => rng.gen_range(1..=70_000),
-            }
-            .min(left);
-            out.push(Segment { phys: addr, len });
-            // Sometimes a zero-length segment, as scatterlists may hold.
-            if rng.gen_bool(0.05) {
-                out.push(Segment { phys: addr + 999, len: 0 });
-            }
-            addr += u64::from(len) + rng.gen_range(0..3) * 4096 + 64;
-            left -= len;
-        }
-        out
-    }
-
-    /// The byte map (source address → destination address) of every byte.
-    fn byte_map(src: &[Segment], dst: &[Segment]) -> Vec<(u64, u64)> {
-        let flatten = |list: &[Segment]| -> Vec<u64> {
-            list.iter().flat_map(|s| (0..u64::from(s.len)).map(move |i| s.phys + i)).collect()
-        };
-        flatten(src).into_iter().zip(flatten(dst)).collect()
-    }
-
-    #[test]
-    fn random_requests_translate_to_block_aligned_chunks_that_cover_every_byte_once() {
-        let mut rng = SmallRng::seed_from_u64(4);
-        for case in 0..300 {
-            let total = 16 * rng.gen_range(1..=12_000u32); // up to ~190 KiB: several chunks
-            let src = random_list(&mut rng, total, 0x10_0000);
-            let in_place = rng.gen_bool(0.3);
-            let dst = if in_place { src.clone() } else { random_list(&mut rng, total, 0x900_0000) };
-            // At least 16 entries per chunk: one block always fits (entries hold ≥ 1 byte).
-            let per_chunk = rng.gen_range(16..=MAX_ENTRIES + 10);
-            let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), u64::from(total)).unwrap();
-            let mut got = Vec::new();
-            while let Some(chunk) = t.next_chunk(&AtMost(per_chunk)).unwrap() {
-                assert_eq!(chunk.bytes() % 16, 0, "case {case}");
-                assert!(chunk.bytes() > 0 && chunk.bytes() <= MAX_BYTES_PER_EXIT);
-                assert!(chunk.entries().len() <= per_chunk.min(MAX_ENTRIES));
-                assert_eq!(chunk.entries().iter().map(|e| e.len).sum::<u32>(), chunk.bytes());
-                for e in chunk.entries() {
-                    assert!(e.len > 0);
-                    if in_place {
-                        assert_eq!(e.src, e.dst);
-                    }
-                    got.extend((0..u64::from(e.len)).map(|i| (e.src + i, e.dst + i)));
-                }
-            }
-            assert_eq!(t.remaining(), 0);
-            assert_eq!(got, byte_map(&src, &dst), "case {case}");
-        }
-    }
-
-    #[test]
-    fn a_64_kib_request_in_pages_is_one_chunk() {
-        let src: Vec<Segment> = (0..16).map(|i| Segment { phys: 0x100_0000 + i * 0x3000, len: 4096 }).collect();
-        let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 65536).unwrap();
-        let chunk = t.next_chunk(&Unlimited).unwrap().unwrap();
-        assert_eq!((chunk.bytes(), chunk.entries().len()), (65536, 16));
-        assert!(t.next_chunk(&Unlimited).unwrap().is_none());
-    }
-
-    #[test]
-    fn refusals() {
-        let src = [Segment { phys: 0, len: 32 }];
-        assert_eq!(
-            Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 31).unwrap_err(),
-            TranslateError::UnalignedLength
-        );
-        let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 48).unwrap();
-        assert_eq!(t.next_chunk(&Unlimited).unwrap_err(), TranslateError::ShortScatterlist);
-        // Entries of 1 byte with room for 8 per chunk: no whole block.
-        let tiny: Vec<Segment> = (0..32).map(|i| Segment { phys: i * 100, len: 1 }).collect();
-        let mut t = Translator::new(SliceCursor::new(&tiny), SliceCursor::new(&tiny), 32).unwrap();
-        assert_eq!(t.next_chunk(&AtMost(8)).unwrap_err(), TranslateError::NoProgress);
-        #[derive(Clone)]
-        struct Refuse;
-        impl Admission for Refuse {
-            fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
-                Err(TranslateError::Forbidden)
-            }
-        }
-        let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 32).unwrap();
-        assert_eq!(t.next_chunk(&Refuse).unwrap_err(), TranslateError::Forbidden);
-    }
-
-    #[test]
-    fn straddling_blocks_are_cut_at_chunk_ends_and_continue() {
-        // 3 entries of 20 bytes, at most 2 per chunk: 40 → 32 bytes, then the rest.
-        let src: Vec<Segment> = (0..3).map(|i| Segment { phys: i * 1000, len: 20 }).collect();
-        let dst = [Segment { phys: 50_000, len: 60 }];
-        let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), 48).unwrap();
-        let first = t.next_chunk(&AtMost(2)).unwrap().unwrap();
-        assert_eq!(first.bytes(), 32);
-        assert_eq!(first.entries()[1], SgEntry { src: 1000, dst: 50_020, len: 12, reserved_0x14: 0 });
-        let second = t.next_chunk(&AtMost(2)).unwrap().unwrap();
-        assert_eq!(second.bytes(), 16);
-        assert_eq!(second.entries()[0], SgEntry { src: 1012, dst: 50_032, len: 8, reserved_0x14: 0 });
-        assert!(t.next_chunk(&AtMost(2)).unwrap().is_none());
-    }
-}
+mod tests;

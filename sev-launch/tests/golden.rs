@@ -14,12 +14,15 @@ mod common;
 
 use sevault_sev_launch::{measure, LaunchMode};
 
-const SEV: &str = "c33b236ac0fc0994dc7e48e983cad768ede608436337fe85155515f8cb6b7ba1";
-const SEV_ES: &str = "f37f1f30357dbcbeaed44378fcef99a9dae0bd4fd073643bcedbfa4a8cba267f";
+const SEV: &str = "f2645a108a16f19c0d5d0661087135bc8597aea0bcfe7a90dd0e6242d2145b02";
+const SEV_ES: &str = "95c5866089e75bd6787e41c87e0a8140c36f9e8e8681122f353beb1f158f45b2";
 // ABI 2 (issue 8): key slots moved to the second GiB, mapped by a 1 GiB page in the guest
-// page tables; the 1024 launched slots now sit at 0x4000_0000. Recomputed, and the SNP value
-// checked with sev-snp-measure 0.0.13 (snp_gctx.py: agree).
-const SNP: &str = "89dd2ea3dd87b8c4aafc02bb12e9e25844823ae4a82fbbbdd56258105250d7ddf74d6ab730140ea516a54273deae16ab";
+// page tables; the 1024 launched slots now sit at 0x4000_0000.
+// ABI 3 (issue 10): key slots of 1 KiB (an XTS pair's three schedules), so the 1024 launched
+// slots are 256 pages, not 128. Recomputed; the SNP value checked with sev-snp-measure
+// 0.0.13 (`sev-launch measure --mode snp --image nop64.bin --vcpus 2 --json --with-contents`
+// into crosscheck/snp_gctx.py: agree).
+const SNP: &str = "2f797a0966d44521ed5fc0b8496b2a8877e9e140f9e0ad64da5364a52a4fbe3ae68f70ef3c6bcb2462ee2de4e44a0718";
 
 #[test]
 fn golden_digests() {
@@ -29,12 +32,12 @@ fn golden_digests() {
     }
 }
 
-/// Page counts behind the golden values: 1 image + 16 page tables + 128 key-slot pages;
+/// Page counts behind the golden values: 1 image + 16 page tables + 256 key-slot pages;
 /// SEV-ES adds a VMSA per vCPU; SNP adds 4 stack pages and a VMSA per vCPU.
 #[test]
 fn golden_page_counts() {
     let count = |mode| measure(mode, &common::SYNTHETIC_IMAGE, 2, 51).unwrap().pages.len();
-    assert_eq!(count(LaunchMode::Sev), 145);
-    assert_eq!(count(LaunchMode::SevEs), 147);
-    assert_eq!(count(LaunchMode::Snp), 155);
+    assert_eq!(count(LaunchMode::Sev), 273);
+    assert_eq!(count(LaunchMode::SevEs), 275);
+    assert_eq!(count(LaunchMode::Snp), 283);
 }

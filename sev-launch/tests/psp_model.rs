@@ -191,9 +191,9 @@ fn the_recorded_command_sequence() {
             }
             expected.extend([Command::Measure, Command::Finish]);
             assert_eq!(psp.log, expected, "{mode:?}, {vcpus} vCPUs");
-            // 1 image page + 16 guest page tables + 128 key-slot pages.
+            // 1 image page + 16 guest page tables + 256 key-slot pages (1024 slots of 1 KiB).
             let updates = psp.log.iter().filter(|c| matches!(c, Command::UpdateData(_))).count();
-            assert_eq!(updates, 145);
+            assert_eq!(updates, 273);
         }
     }
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # sevault.ko loads, the vault comes up on every CPU, and the kernel's self-tests (testmgr,
-# run at registration) pass for both drivers and their internal algorithms. Leaves it loaded.
+# run at registration) pass for all four drivers (ECB, CBC, CTR, XTS) and their internal
+# algorithms. Leaves it loaded.
 [ -n "$SEVAULT_KO" ] || { echo "no vault module in this image (SEVAULT_KO unset)"; exit 1; }
 insmod "$SEVAULT_KO" || { echo "insmod failed"; dmesg | tail -5; exit 1; }
 dmesg | grep 'sevault: vault ready' || { echo "no 'vault ready' line"; exit 1; }
@@ -15,7 +16,8 @@ field() {
         if (drv == d && typ != "larval") print val
     }' /proc/crypto
 }
-drivers="ecb-aes-sevault cbc-aes-sevault __ecb-aes-sevault __cbc-aes-sevault"
+drivers=""
+for mode in ecb cbc ctr xts; do drivers="$drivers $mode-aes-sevault __$mode-aes-sevault"; done
 for try in $(seq 50); do
     pending=0
     for driver in $drivers; do [ "$(field "$driver" selftest)" = unknown ] && pending=1; done
@@ -33,8 +35,11 @@ done
 flavour=$(field cbc-aes-sevault async)
 echo "kernel $(uname -r): cbc-aes-sevault is $( [ "$flavour" = yes ] && echo 'the async SIMD wrapper' || echo 'synchronous')"
 [ "$flavour" = yes ] || status=1
-# The default priority puts the vault above the kernel's AES-NI drivers: cbc(aes) users get it.
-best=$(awk -F': ' '/^name/ { n = $2 } /^driver/ { d = $2 } /^priority/ { if (n == "cbc(aes)" && $2 > p) { p = $2; b = d } } END { print b }' /proc/crypto)
-echo "highest-priority cbc(aes): $best"
-[ "$best" = "cbc-aes-sevault" ] || status=1
+# The default priority puts the vault above the kernel's AES-NI drivers: users of each
+# mode get it.
+for mode in ecb cbc ctr xts; do
+    best=$(awk -F': ' -v want="$mode(aes)" '/^name/ { n = $2 } /^driver/ { d = $2 } /^priority/ { if (n == want && $2 > p) { p = $2; b = d } } END { print b }' /proc/crypto)
+    echo "highest-priority $mode(aes): $best"
+    [ "$best" = "$mode-aes-sevault" ] || status=1
+done
 exit $status

@@ -14,11 +14,17 @@ pub const CRYPTO_MODULES: &[&str] =
     &["crypto_user", "af_alg", "algif_skcipher", "algif_hash", "ecb", "aesni-intel", "cryptd", "crypto_simd"];
 
 /// Modules in the image that `/init` does not load: scripts `modprobe` them when they need
-/// them (kvm_amd, so that a script can load KVM beside the vault and run guests with it).
-pub const ON_DEMAND_MODULES: &[&str] = &["kvm_amd"];
+/// them — kvm_amd (KVM beside the vault), the kernel's XTS/CTR/GCM templates and AF_ALG's
+/// AEAD interface (references and gcm(aes) on the vault's CTR), and dm-crypt with a ramdisk
+/// and ext4 (with the crc32c it checksums metadata with) — dm-crypt as a client; a
+/// researcher's own `--script` can use them too.
+pub const ON_DEMAND_MODULES: &[&str] =
+    &["kvm_amd", "xts", "ctr", "gcm", "ghash-generic", "algif_aead", "dm-crypt", "brd", "ext4", "crc32c_generic"];
 
-/// Binaries from the host copied into the image, with the libraries they load.
-pub const HOST_BINARIES: &[&str] = &["/usr/bin/kcapi-enc", "/usr/bin/kcapi-dgst"];
+/// Binaries from the host copied into the image, with the libraries they load: libkcapi's
+/// tools, and cryptsetup, dmsetup and e2fsprogs' mke2fs/e2fsck for dm-crypt volumes.
+pub const HOST_BINARIES: &[&str] =
+    &["/usr/bin/kcapi-enc", "/usr/bin/kcapi-dgst", "/sbin/cryptsetup", "/sbin/dmsetup", "/sbin/mke2fs", "/sbin/e2fsck"];
 
 /// Where the vault module goes in the image.
 pub const KO_PATH: &str = "lib/sevault/sevault.ko";

@@ -7,8 +7,18 @@ use anyhow::{bail, ensure, Context, Result};
 
 /// Debian packages the nested-VM bench and the module build need (the kernels come with
 /// [`KernelLine`]).
-pub const PACKAGES: &[&str] =
-    &["qemu-system-x86", "busybox-static", "kcapi-tools", "cpio", "openssl", "xz-utils", "kmod"];
+pub const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "kcapi-tools",
+    "cpio",
+    "openssl",
+    "xz-utils",
+    "kmod",
+    "cryptsetup-bin",
+    "dmsetup",
+    "e2fsprogs",
+];
 
 /// The kernels the module is built for and tested on, each a line of Debian 12's packages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

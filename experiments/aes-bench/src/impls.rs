@@ -1,9 +1,11 @@
 //! The two implementations that run in this process, each as something that transforms a
-//! whole-block buffer in place and carries CBC chaining from one call to the next: the
-//! vault's own code ([`sevault_guest::aes`]) and RustCrypto (`aes` + `ecb`/`cbc`, which
-//! picks AES-NI at run time). Plus their inputs and the check that they agree.
+//! whole-block buffer in place — carrying CBC chaining and the CTR counter from one call to
+//! the next, and starting each call as a new XTS data unit with the cell's tweak, as
+//! `openssl speed` does: the vault's own code ([`sevault_guest::aes`]) and RustCrypto
+//! (`aes` with `ecb`, `cbc`, `ctr`, `xts-mode`; AES-NI picked at run time). Plus their
+//! inputs and the check that they agree.
 use aes::cipher::inout::InOutBuf;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit, StreamCipher};
 use sevault_abi::validate::Direction;
 use sevault_abi::{KeyLen, Mode};
 use sevault_guest::aes::{expand_key, BlockCipher, KeySchedule};
@@ -13,9 +15,9 @@ use crate::error::Error;
 
 /// Key, IV and data for one cell: fixed pseudo-random bytes, so every run sees the same.
 pub struct Inputs {
-    /// `cell.key.bytes()` bytes.
+    /// `cell.key_bytes()` bytes.
     pub key: Vec<u8>,
-    /// CBC initial chaining value (ignored by ECB).
+    /// CBC initial chaining value, CTR first counter, XTS tweak (ignored by ECB).
     pub iv: [u8; 16],
     /// `cell.bytes` bytes.
     pub data: Vec<u8>,
@@ -26,7 +28,7 @@ impl Inputs {
     pub fn for_cell(cell: Cell) -> Self {
         let mut state = 0x5e7a_u64 ^ ((cell.key_bits() as u64) << 32) ^ cell.bytes as u64;
         let mut bytes = |n: usize| (0..n).map(|_| splitmix64(&mut state) as u8).collect::<Vec<u8>>();
-        let key = bytes(cell.key.bytes());
+        let key = bytes(cell.key_bytes());
         let mut iv = [0; 16];
         iv.copy_from_slice(&bytes(16));
         let data = bytes(cell.bytes);
@@ -88,13 +90,25 @@ impl Vault {
     /// (`main` does, before anything else).
     pub fn new(cell: Cell, key: &[u8], iv: [u8; 16]) -> Self {
         let mut schedule = KeySchedule::zeroed();
-        expand_key(key, cell.key, &mut schedule);
+        expand_key(key, cell.key, cell.mode == Mode::Xts, &mut schedule);
         Self { schedule, key: cell.key, mode: cell.mode, direction: cell.direction, iv }
     }
 
-    /// A fresh operation (CBC: starting from the cell's IV).
+    /// A fresh operation (CBC, CTR, XTS: starting from the cell's IV).
     pub fn cipher(&self) -> BlockCipher<'_> {
-        BlockCipher::new(&self.schedule, self.key, self.direction, self.mode, self.iv)
+        BlockCipher::new(&self.schedule, self.key, self.direction, self.mode, self.iv, 0)
+    }
+
+    /// The in-place operation one call of the timing loop makes: CBC and CTR continue from
+    /// the last call, XTS starts a data unit (its tweak encryption included in the time).
+    pub fn op(&self) -> impl FnMut(&mut [u8]) + '_ {
+        let mut cipher = self.cipher();
+        move |buf: &mut [u8]| {
+            if self.mode == Mode::Xts {
+                cipher = self.cipher();
+            }
+            cipher.run_in_place(buf);
+        }
     }
 }
 
@@ -125,6 +139,22 @@ pub fn rustcrypto(cell: Cell, key: &[u8], iv: &[u8; 16]) -> Result<InPlace, Erro
                     let mut c = cbc::Decryptor::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
                     Box::new(move |buf: &mut [u8]| c.decrypt_blocks_inout_mut(InOutBuf::from(buf).into_chunks().0))
                 }
+                (Mode::Ctr, _) => {
+                    let mut c = ctr::Ctr128BE::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
+                    Box::new(move |buf: &mut [u8]| c.apply_keystream(buf))
+                }
+                (Mode::Xts, direction) => {
+                    let half = key.len() / 2;
+                    let data = <$aes>::new_from_slice(&key[..half]).map_err(invalid)?;
+                    let tweak = <$aes>::new_from_slice(&key[half..]).map_err(invalid)?;
+                    let xts = xts_mode::Xts128::new(data, tweak);
+                    let iv = *iv;
+                    if direction == Direction::Encrypt {
+                        Box::new(move |buf: &mut [u8]| xts.encrypt_sector(buf, iv))
+                    } else {
+                        Box::new(move |buf: &mut [u8]| xts.decrypt_sector(buf, iv))
+                    }
+                }
             }
         };
     }
@@ -136,16 +166,16 @@ pub fn rustcrypto(cell: Cell, key: &[u8], iv: &[u8; 16]) -> Result<InPlace, Erro
 }
 
 /// Checks that the vault's code and RustCrypto give the same bytes for the cell's inputs,
-/// over two calls on the same buffer (as the timing loop does, so CBC chaining across calls
-/// is checked too). Needs AES-NI (see [`Vault::new`]).
+/// over two calls on the same buffer (as the timing loop does, so CBC chaining and the CTR
+/// counter across calls are checked too). Needs AES-NI (see [`Vault::new`]).
 pub fn check(cell: Cell, inputs: &Inputs) -> Result<(), Error> {
     let vault = Vault::new(cell, &inputs.key, inputs.iv);
-    let mut vault_op = vault.cipher();
+    let mut vault_op = vault.op();
     let mut reference = rustcrypto(cell, &inputs.key, &inputs.iv)?;
     let mut ours = inputs.data.clone();
     let mut theirs = inputs.data.clone();
     for call in 0..2 {
-        vault_op.run_in_place(&mut ours);
+        vault_op(&mut ours);
         reference(&mut theirs);
         if let Some(offset) = ours.iter().zip(&theirs).position(|(a, b)| a != b) {
             return Err(Error::Mismatch { cell: cell.label(), call, offset });
@@ -163,7 +193,7 @@ mod tests {
         for cell in Cell::all() {
             let a = Inputs::for_cell(cell);
             let b = Inputs::for_cell(cell);
-            assert_eq!(a.key.len(), cell.key.bytes());
+            assert_eq!(a.key.len(), cell.key_bytes());
             assert_eq!(a.data.len(), cell.bytes);
             assert_eq!((a.key, a.iv, a.data), (b.key, b.iv, b.data));
         }

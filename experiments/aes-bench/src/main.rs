@@ -3,9 +3,9 @@
 //! This sits outside the life of a request: it runs the vault's own AES-NI routines
 //! ([`sevault_guest::aes`], the same source as the vault image) as ordinary host code, so
 //! its figures are the ceiling for the crypto part of a request, without VMRUN, validation
-//! or scatter-list walking. For every cell of AES-128/256 × ECB/CBC × encrypt/decrypt ×
+//! or scatter-list walking. For every cell of AES-128/256 × ECB/CBC/CTR/XTS × encrypt/decrypt ×
 //! 4 KiB/64 KiB it checks the vault's output against RustCrypto's, then times the vault's
-//! code, RustCrypto (`aes` + `ecb`/`cbc`) and OpenSSL EVP (through `openssl speed`) in the
+//! code, RustCrypto (`aes` + `ecb`/`cbc`/`ctr`/`xts-mode`) and OpenSSL EVP (through `openssl speed`) in the
 //! same run, and prints vault/OpenSSL against the issue's targets.
 //!
 //! Run it with `cargo xtask bench-aes [--seconds S] [--runs N]`; see `experiments/README.md`.
@@ -41,7 +41,7 @@ const USAGE: &str = "\
 usage: sevault-aes-bench [--seconds S] [--runs N] [--out-md FILE] [--out-json FILE]
 
 Times the vault's AES code, RustCrypto and OpenSSL EVP (via `openssl speed`) for
-AES-128/256 x ECB/CBC x encrypt/decrypt x 4 KiB/64 KiB, in GB/s (10^9 bytes/s).
+AES-128/256 x ECB/CBC/CTR/XTS x encrypt/decrypt x 4 KiB/64 KiB, in GB/s (10^9 bytes/s).
 
   --seconds S      wall-clock seconds per run (default 1; OpenSSL rounds up to whole seconds)
   --runs N         runs per implementation and cell, best reported (default 3)
@@ -190,9 +190,9 @@ fn measure_cell(cell: Cell, method: &Method) -> Result<Row, Error> {
     impls::check(cell, &inputs)?;
 
     let vault = Vault::new(cell, &inputs.key, inputs.iv);
-    let mut vault_cipher = vault.cipher();
+    let mut vault_step = vault.op();
     let mut vault_buf = AlignedBuf::new(&inputs.data);
-    let mut vault_op = || vault_cipher.run_in_place(black_box(vault_buf.as_mut_slice()));
+    let mut vault_op = || vault_step(black_box(vault_buf.as_mut_slice()));
 
     let mut rustcrypto = impls::rustcrypto(cell, &inputs.key, &inputs.iv)?;
     let mut rustcrypto_buf = AlignedBuf::new(&inputs.data);

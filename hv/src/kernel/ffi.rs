@@ -7,8 +7,8 @@ use core::ffi::c_void;
 pub struct Key {
     /// Key slot + 1; 0 = none.
     pub slot: u32,
-    /// Key length in bytes.
-    pub key_len: u32,
+    /// The key held: `sevault_abi::SlotKey::to_raw` (AES key length | XTS pair << 8); 0 = none.
+    pub key: u32,
     /// Vault generation the key was set in.
     pub generation: u64,
 }
@@ -23,7 +23,7 @@ pub struct Request {
     pub dst: *const c_void,
     /// Bytes.
     pub len: u64,
-    /// 16 bytes (CBC), or null.
+    /// 16 bytes (CBC IV, CTR counter, XTS tweak), or null (ECB).
     pub iv: *mut u8,
 }
 
@@ -53,6 +53,9 @@ pub struct Stats {
     pub exits_other: u64,
     /// Requests that failed.
     pub errors: u64,
+    /// VMRUNs that found the VMCB's guest state replaced by other (host) state before they
+    /// ran, and put the HV's copy back (a diagnostic; thesis-notes/hypervisor.md).
+    pub vmcb_repairs: u64,
 }
 
 extern "C" {
@@ -90,6 +93,8 @@ extern "C" {
     pub fn sevault_sg_next(sg: *const c_void) -> *const c_void;
     /// `sg_phys()` and `length` of one entry.
     pub fn sevault_sg_info(sg: *const c_void, phys: *mut u64, len: *mut u32);
+    /// `phys_to_virt()`: the direct-map address of RAM (a scatterlist page).
+    pub fn sevault_phys_to_virt(phys: u64) -> *mut u8;
     /// `ktime_get_ns()`.
     pub fn sevault_now_ns() -> u64;
     /// The end of the highest online node's span of physical memory.

@@ -27,10 +27,10 @@ pub extern "C" fn sevault_rust_exit() {
 /// # Safety
 /// `key` points to the transform's context; `bytes` to `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn sevault_rust_setkey(key: *mut Key, bytes: *const u8, len: u32) -> i32 {
+pub unsafe extern "C" fn sevault_rust_setkey(key: *mut Key, bytes: *const u8, len: u32, xts: u32) -> i32 {
     // SAFETY: the glue passes the transform context and the caller's key buffer.
     let (key, bytes) = unsafe { (&mut *key, core::slice::from_raw_parts(bytes, len as usize)) };
-    vault::setkey(key, bytes)
+    vault::setkey(key, bytes, xts != 0)
 }
 
 /// Transform exit.
@@ -43,15 +43,15 @@ pub unsafe extern "C" fn sevault_rust_clear_key(key: *mut Key) {
     vault::clear_key(unsafe { &mut *key })
 }
 
-/// encrypt/decrypt of both algorithms.
+/// encrypt/decrypt of every algorithm (`mode`: a `sevault_abi::Mode`).
 ///
 /// # Safety
 /// `key` and `request` point to live structures built by the glue for this request.
 #[no_mangle]
-pub unsafe extern "C" fn sevault_rust_crypt(key: *const Key, request: *const Request, decrypt: u32, cbc: u32) -> i32 {
+pub unsafe extern "C" fn sevault_rust_crypt(key: *const Key, request: *const Request, decrypt: u32, mode: u32) -> i32 {
     // SAFETY: the glue passes live structures.
     let (key, request) = unsafe { (&*key, &*request) };
-    vault::crypt(key, request, decrypt != 0, cbc != 0)
+    vault::crypt(key, request, decrypt != 0, mode)
 }
 
 /// Per-CPU statistics for debugfs: 1 and `*out` filled if `cpu` has a vCPU.

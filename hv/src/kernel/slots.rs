@@ -3,7 +3,7 @@
 //! The vault's page tables map all [`KEY_SLOT_COUNT`] slots (one 1 GiB page); the shared
 //! nested tables back them a block of [`KEY_SLOTS_PER_BLOCK`] at a time (64 contiguous host
 //! pages), when a setkey finds every backed slot taken. So keyed transforms are bounded by
-//! memory (and the range's 2^18 slots), not by a constant; blocks stay until the module is
+//! memory (and the range's 2^17 slots), not by a constant; blocks stay until the module is
 //! unloaded. Under SEV only the launched blocks exist: the HV cannot add initialized private
 //! memory to a running SEV guest.
 //!
@@ -26,7 +26,7 @@ const WORDS_PER_BLOCK: usize = KEY_SLOTS_PER_BLOCK as usize / 64;
 
 /// Slots in use, one bit each.
 static IN_USE: [AtomicU64; KEY_SLOT_COUNT as usize / 64] = [const { AtomicU64::new(0) }; KEY_SLOT_COUNT as usize / 64];
-/// Block `i` backs slots `i × 512 ..`: its host addresses (valid for `i < COUNT`).
+/// Block `i` backs slots `i × KEY_SLOTS_PER_BLOCK ..`: its host addresses (valid for `i < COUNT`).
 static VIRT: [AtomicUsize; SLOT_BLOCKS] = [const { AtomicUsize::new(0) }; SLOT_BLOCKS];
 static PHYS: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCKS];
 /// Blocks backed.
@@ -40,7 +40,7 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 pub enum GrowError {
     /// No memory.
     NoMemory,
-    /// All 2^18 slots are backed.
+    /// All 2^17 slots are backed.
     RangeFull,
 }
 

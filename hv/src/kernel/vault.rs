@@ -18,7 +18,7 @@ use sevault_abi::memory_map::{
     KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
-    KeyLen, Mode, Op, SgEntry, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK,
+    Mode, Op, SgEntry, SlotKey, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK,
     KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS, MAX_VCPUS,
 };
 use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
@@ -35,8 +35,10 @@ use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
-use crate::translate::{Admission, Segment, SegmentCursor, TranslateError, Translator};
-use crate::vmcb::{SevVmcb, Vmcb, VmcbConfig};
+use crate::translate::{
+    Admission, Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, BOUNCE_BYTES,
+};
+use crate::vmcb::{SevVmcb, StateSave, Vmcb, VmcbConfig};
 use crate::world::GuestRegisters;
 
 /// The vault image, embedded at build time (`cargo xtask build`).
@@ -77,6 +79,9 @@ struct Vcpu {
     vmsa: PageRef,
     /// A VMCB that only flushes the vault's ASID from the TLB (plain SVM).
     flush_vmcb: PageRef,
+    /// Host memory (not the arena's: requests may name it) through which blocks that
+    /// straddle scatterlist entries, and split tails, reach the vault (`translate`).
+    bounce: PageRef,
     stack: [PageRef; STACK_PAGES],
     npt: [PageRef; npt_vcpu::COUNT],
     window: NptWindow,
@@ -87,6 +92,9 @@ struct Vcpu {
     switch: VmrunArgs,
     /// The last exits of this vCPU, for the fault log.
     trail: ExitTrail,
+    /// Plain SVM: the vault's state save area as the HV last handed it to VMRUN (see
+    /// `Vcpu::check_state`).
+    shadow: StateSave,
 }
 
 /// One #VMEXIT as the VMCB told it.
@@ -462,6 +470,13 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
+        let mut phys = 0;
+        // SAFETY: FFI; returns null or a zeroed page.
+        let virt = unsafe { ffi::sevault_pages_alloc(0, &mut phys) };
+        if virt.is_null() {
+            return Err(errno::ENOMEM);
+        }
+        vcpu.bounce = PageRef { virt: virt as usize, phys };
         if sev.is_some_and(|s| s.es) {
             vcpu.vmsa = State::take_pages(&mut state.arena, 1)?;
         }
@@ -491,6 +506,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
             msrpm_pa: state.private.msrpm.phys,
         };
         vcpu.vmcb().build_vault(&config);
+        vcpu.shadow = vcpu.vmcb().save.state;
         // SAFETY: the flush VMCB page is this vCPU's, mapped and unused until `ready`.
         unsafe { &mut *(vcpu.flush_vmcb.virt as *mut Vmcb) }.build_tlb_flush(&config, state.tlb.asid_flush());
         match sev {
@@ -566,6 +582,14 @@ pub fn exit() {
             unsafe { ffi::sevault_psp_close() };
         }
     }
+    for &vcpu in state.vcpus.iter().filter(|v| !v.is_null()) {
+        // SAFETY: vCPUs live in arena pages, not yet freed; nothing runs.
+        let bounce = unsafe { (*vcpu).bounce };
+        if bounce.virt != 0 {
+            // SAFETY: allocated by `sevault_pages_alloc(0)` in `init`.
+            unsafe { ffi::sevault_pages_free(bounce.virt as *mut c_void, 0) };
+        }
+    }
     for block in state.arena.allocation_order() {
         // SAFETY: blocks were allocated by `sevault_pages_alloc(BLOCK_ORDER)`.
         unsafe { ffi::sevault_pages_free(block.virt as *mut c_void, BLOCK_ORDER) };
@@ -599,9 +623,40 @@ impl Vcpu {
         if self.generation != current && self.vmsa.phys == 0 {
             let index = self.index;
             self.vmcb().reset_state(index);
+            self.shadow = self.vmcb().save.state;
             self.switch.regs = GuestRegisters::INITIAL;
             self.generation = current;
         }
+    }
+
+    /// Plain SVM, before a VMRUN: the VMCB must hold the vault's state (its CR3, a RIP in
+    /// its image, or 0 for the injected #PF). Under QEMU TCG it has been seen holding the
+    /// host's instead — RIP just after our VMRUN, the host's CR3 — between two requests
+    /// (thesis-notes/hypervisor.md, "An open fault beside KVM"); the VMRUN would run host
+    /// code in the vault's nested paging and fault. A diagnostic: such a VMCB is counted and
+    /// logged (and the copy taken before the last VMRUN put back). It has not fired yet: in
+    /// the faults seen since, the VMCB was sound before the VMRUN that ran host state.
+    fn check_state(&mut self) {
+        let shadow_cr3 = self.shadow.cr3;
+        let state = &self.vmcb().save.state;
+        let in_image = (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&state.rip);
+        if state.cr3 == shadow_cr3 && (in_image || state.rip == 0) {
+            self.shadow = *state;
+            return;
+        }
+        let (rip, cr3) = (state.rip, state.cr3);
+        self.stats.vmcb_repairs += 1;
+        log_ratelimited(format_args!(
+            "vcpu {}: the VMCB held state that is not the vault's before VMRUN (rip {rip:#x}, cr3 {cr3:#x}; last exits: {}): put back the vault's state from the HV's copy",
+            self.index.get(),
+            self.trail
+        ));
+        if (rip & (1 << 63)) != 0 {
+            // SAFETY: FFI; a host kernel address, printed with %pS.
+            unsafe { ffi::sevault_log_host_address(rip) };
+        }
+        let shadow = self.shadow;
+        self.vmcb().save.state = shadow;
     }
 
     /// Runs the vault until it reports "done"; Err on any other outcome. Host events
@@ -623,6 +678,9 @@ impl Vcpu {
             let tlb_control = tlb.on_entry(first);
             first = false;
             self.vmcb().control.tlb_control = tlb_control;
+            if sev.is_none() {
+                self.check_state();
+            }
             // SAFETY: FFI.
             let flags = unsafe { ffi::sevault_irq_save() };
             // Interrupts may end the run only if the caller could take them (else every run
@@ -969,6 +1027,24 @@ impl Admission for WindowPlan<'_> {
     }
 }
 
+/// Host memory through the kernel's direct map: scatterlist pages are RAM (x86-64 has no
+/// highmem), so `phys_to_virt` names them.
+struct DirectMap;
+
+impl HostMemory for DirectMap {
+    fn read(&self, phys: u64, buf: &mut [u8]) {
+        // SAFETY: FFI; `phys .. phys + len` lies in one segment of a request's scatterlist:
+        // RAM the caller lent us for the request.
+        unsafe { core::ptr::copy_nonoverlapping(ffi::sevault_phys_to_virt(phys), buf.as_mut_ptr(), buf.len()) };
+    }
+    fn write(&self, phys: u64, buf: &[u8]) {
+        // SAFETY: as above; the destination list is the request's to write.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), ffi::sevault_phys_to_virt(phys), buf.len()) };
+    }
+}
+
+const _: () = assert!(BOUNCE_BYTES as u64 <= PAGE_SIZE);
+
 /// What one vault request carries besides its entries.
 struct Call<'a> {
     parts: RequestParts<'a>,
@@ -1005,7 +1081,8 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         let comm = vcpu.comm();
         let (window, npt) = (&mut vcpu.window, &vcpu.npt);
         let mut mapped = true;
-        let info = translator.next_chunk_with(&admission, |i, entry| {
+        let bounce = Bounce { phys: vcpu.bounce.phys, virt: vcpu.bounce.virt as *mut u8 };
+        let info = translator.next_chunk_with(&admission, bounce, &DirectMap, |i, entry| {
             comm.write_entry(i, entry);
             for addr in [entry.src, entry.dst] {
                 let mut page = addr & !(PAGE_SIZE - 1);
@@ -1036,6 +1113,9 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         };
         call.parts.entry_count = info.count as u32;
         call.parts.total_len = u64::from(info.bytes);
+        if call.parts.mode == Mode::Xts as u32 {
+            call.parts.tweak_block = info.first_block;
+        }
     }
     if call.first {
         vcpu.stats.requests += 1;
@@ -1085,6 +1165,13 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     }
     if status == Status::Ok {
         vcpu.stats.bytes += response.bytes_done;
+        if let Some(translator) = call.chunk_of.as_ref() {
+            let bounce = Bounce { phys: vcpu.bounce.phys, virt: vcpu.bounce.virt as *mut u8 };
+            if translator.scatter(bounce, &DirectMap).is_err() {
+                vcpu.stats.errors += 1;
+                return Err(errno::EIO);
+            }
+        }
     } else {
         vcpu.stats.errors += 1;
     }
@@ -1119,13 +1206,18 @@ fn fpu_usable() -> bool {
     unsafe { ffi::sevault_fpu_usable() != 0 }
 }
 
-/// `setkey`: hands the key to the vault once; `key` keeps only the slot.
-pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
+/// `setkey`: hands the key to the vault once; `key` keeps only the slot. `xts`: `bytes` is
+/// an XTS pair (data key, then tweak key) of two AES keys of one length.
+pub fn setkey(key: &mut Key, bytes: &[u8], xts: bool) -> i32 {
     let Some(state) = state() else { return -errno::EIO };
     if SEV_DEAD.load(Ordering::Acquire) {
         return -errno::EIO;
     }
-    let Ok(len) = KeyLen::try_from(bytes.len() as u32) else { return -errno::EINVAL };
+    let aes_len = if xts { bytes.len() / 2 } else { bytes.len() };
+    if xts && bytes.len() % 2 != 0 {
+        return -errno::EINVAL;
+    }
+    let Some(slot_key) = SlotKey::from_wire(aes_len as u32, xts) else { return -errno::EINVAL };
     if !fpu_usable() {
         // setkey comes from process context in practice; never fall back to a host copy.
         log_ratelimited(format_args!("setkey where the FPU is not usable: refused (-EAGAIN)"));
@@ -1140,12 +1232,13 @@ pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
         }
     };
     key.slot = slot + 1;
-    key.key_len = 0;
+    key.key = 0;
     let parts = RequestParts {
         op: Op::SetKey as u32,
-        mode: 0,
+        mode: if xts { Mode::Xts as u32 } else { 0 },
         key_slot: slot,
-        key_len: len as u32,
+        key_len: aes_len as u32,
+        tweak_block: 0,
         iv: [0; 16],
         key: bytes,
         entries: &[],
@@ -1155,7 +1248,7 @@ pub fn setkey(key: &mut Key, bytes: &[u8]) -> i32 {
     let generation = GENERATION.load(Ordering::Acquire);
     match call(state, &mut Call { parts, chunk_of: None, first: true }) {
         Ok(Some((Status::Ok, ..))) => {
-            key.key_len = len as u32;
+            key.key = slot_key.to_raw();
             key.generation = generation;
             0
         }
@@ -1172,12 +1265,13 @@ pub fn clear_key(key: &mut Key) {
         return;
     }
     let slot = key.slot - 1;
-    if key.key_len != 0 && key.generation == GENERATION.load(Ordering::Acquire) && fpu_usable() {
+    if key.key != 0 && key.generation == GENERATION.load(Ordering::Acquire) && fpu_usable() {
         let parts = RequestParts {
             op: Op::ClearKey as u32,
             mode: 0,
             key_slot: slot,
             key_len: 0,
+            tweak_block: 0,
             iv: [0; 16],
             key: &[],
             entries: &[],
@@ -1192,39 +1286,55 @@ pub fn clear_key(key: &mut Key) {
     slots::release(slot);
 }
 
-/// encrypt/decrypt.
-pub fn crypt(key: &Key, request: &Request, decrypt: bool, cbc: bool) -> i32 {
+/// How a mode's requests may end (see `translate`).
+fn tail_rule(mode: Mode) -> TailRule {
+    match mode {
+        Mode::Ecb | Mode::Cbc => TailRule::WholeBlocks,
+        Mode::Ctr => TailRule::PartialBlock,
+        Mode::Xts => TailRule::Stealing,
+    }
+}
+
+/// encrypt/decrypt in `mode` (a `sevault_abi::Mode`), with the errnos of the kernel's
+/// generic implementations for lengths the mode cannot take.
+pub fn crypt(key: &Key, request: &Request, decrypt: bool, mode: u32) -> i32 {
     let Some(state) = state() else { return -errno::EIO };
     if SEV_DEAD.load(Ordering::Acquire) {
         return -errno::EIO;
     }
-    if request.len == 0 {
+    let Ok(mode) = Mode::try_from(mode) else { return -errno::EINVAL };
+    // crypto/xts.c refuses less than a block, even none; the other modes do nothing then.
+    if request.len == 0 && mode != Mode::Xts {
         return 0;
     }
-    if request.len % 16 != 0 {
+    let Ok(mut translator) = Translator::new(
+        SgCursor { sg: request.src, offset: 0, remaining: request.len },
+        SgCursor { sg: request.dst, offset: 0, remaining: request.len },
+        request.len,
+        tail_rule(mode),
+    ) else {
         return -errno::EINVAL;
-    }
-    let Ok(key_len) = KeyLen::try_from(key.key_len) else { return -errno::ENOKEY };
-    if key.slot == 0 || key.generation != GENERATION.load(Ordering::Acquire) {
+    };
+    let Some(slot_key) = SlotKey::from_raw(key.key) else { return -errno::ENOKEY };
+    if key.slot == 0 || key.generation != GENERATION.load(Ordering::Acquire) || slot_key.xts != (mode == Mode::Xts) {
         return -errno::ENOKEY;
     }
     let mut iv = [0u8; 16];
-    if cbc && !request.iv.is_null() {
-        // SAFETY: the crypto API gives CBC requests a 16-byte IV buffer.
+    let has_iv = mode != Mode::Ecb && !request.iv.is_null();
+    if has_iv {
+        // SAFETY: the crypto API gives CBC, CTR and XTS requests a 16-byte IV buffer.
         unsafe { core::ptr::copy_nonoverlapping(request.iv, iv.as_mut_ptr(), 16) };
     }
-    let src = SgCursor { sg: request.src, offset: 0, remaining: request.len };
-    let dst = SgCursor { sg: request.dst, offset: 0, remaining: request.len };
-    let Ok(mut translator) = Translator::new(src, dst, request.len) else { return -errno::EINVAL };
     let op = if decrypt { Op::Decrypt } else { Op::Encrypt };
-    let mode = if cbc { Mode::Cbc } else { Mode::Ecb };
     let mut first = true;
     while translator.remaining() > 0 {
         let parts = RequestParts {
             op: op as u32,
             mode: mode as u32,
             key_slot: key.slot - 1,
-            key_len: key_len as u32,
+            key_len: slot_key.len as u32,
+            // Set per chunk (XTS) by `call_on_this_cpu`, which learns where the chunk starts.
+            tweak_block: 0,
             iv,
             key: &[],
             entries: &[],
@@ -1236,13 +1346,20 @@ pub fn crypt(key: &Key, request: &Request, decrypt: bool, cbc: bool) -> i32 {
         first = false;
         let done_now = expected - translator.remaining();
         match answer {
-            Ok(Some((Status::Ok, done, iv_out))) if done == done_now => iv = iv_out,
+            // XTS keeps its IV: the tweak stays in the vault, the next chunk names its block.
+            Ok(Some((Status::Ok, done, iv_out))) if done == done_now => {
+                if mode != Mode::Xts {
+                    iv = iv_out;
+                }
+            }
             Ok(Some((Status::Ok, ..)) | None) => return -errno::EIO,
             Ok(Some((status, ..))) => return -status_errno(status),
             Err(e) => return -e,
         }
     }
-    if cbc && !request.iv.is_null() {
+    // CBC: the last ciphertext block; CTR: the next counter (crypto/ctr.c); XTS: unchanged,
+    // as crypto/xts.c leaves it.
+    if has_iv && mode != Mode::Xts {
         // SAFETY: as above.
         unsafe { core::ptr::copy_nonoverlapping(iv.as_ptr(), request.iv, 16) };
     }

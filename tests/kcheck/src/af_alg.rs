@@ -2,7 +2,7 @@
 //!
 //! Two layers, as in rust-vmm: [`abi`] pins the structures and constants of
 //! `include/uapi/linux/if_alg.h` and `struct cmsghdr`, and builds the bytes that go to the
-//! kernel ([`abi::SockaddrAlg::new`], [`abi::Control::new`]) without any `unsafe`; [`Tfm`] and
+//! kernel ([`abi::SockaddrAlg::of_type`], [`abi::Control::new`]) without any `unsafe`; [`Tfm`] and
 //! [`Op`] are the safe wrapper, each system call in its own small `unsafe` block.
 //!
 //! The life of one operation: `socket(AF_ALG)` + `bind("skcipher", name)` allocates the
@@ -94,18 +94,22 @@ pub mod abi {
     }
 
     impl SockaddrAlg {
-        /// The address of the `skcipher` named `name` (an algorithm or a driver name).
-        pub fn new(name: &str) -> Result<Self, NameError> {
+        /// The address of the algorithm of type `kind` (`skcipher`, `aead`, `hash`, ...)
+        /// named `name`.
+        pub fn of_type(kind: &str, name: &str) -> Result<Self, NameError> {
             let mut salg_name = [0u8; 64];
             if name.is_empty() || name.len() >= salg_name.len() {
                 return Err(NameError::Length(name.len()));
             }
-            if name.bytes().any(|b| b == 0) {
+            let mut salg_type = [0u8; 14];
+            if kind.is_empty() || kind.len() >= salg_type.len() {
+                return Err(NameError::Length(kind.len()));
+            }
+            if name.bytes().chain(kind.bytes()).any(|b| b == 0) {
                 return Err(NameError::Nul);
             }
             salg_name[..name.len()].copy_from_slice(name.as_bytes());
-            let mut salg_type = [0u8; 14];
-            salg_type[..b"skcipher".len()].copy_from_slice(b"skcipher");
+            salg_type[..kind.len()].copy_from_slice(kind.as_bytes());
             Ok(Self { salg_family: AF_ALG, salg_type, salg_feat: 0, salg_mask: 0, salg_name })
         }
     }
@@ -235,29 +239,37 @@ impl Tfm {
     /// algorithm name such as `ecb(aes-generic)`). `EAFNOSUPPORT` means the kernel has no
     /// AF_ALG; `ENOENT` that it has no such algorithm.
     pub fn new(driver: &str) -> io::Result<Self> {
-        let addr = abi::SockaddrAlg::new(driver).map_err(|e| invalid_input(format!("{driver:?}: {e}")))?;
-        // SAFETY: socket() takes no pointers; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(last_error());
-        }
-        // SAFETY: `raw` is a descriptor socket() just returned, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let addr_len = libc::socklen_t::try_from(size_of_val(&addr)).unwrap_or(libc::socklen_t::MAX);
-        // SAFETY: `addr` is a live `struct sockaddr_alg` (layout pinned in `abi`) of exactly
-        // `addr_len` bytes; the kernel only reads it.
-        let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), addr_len) };
-        if rc < 0 {
-            return Err(last_error());
-        }
-        Ok(Self { fd, name: driver.to_string() })
+        Ok(Self { fd: bind("skcipher", driver)?, name: driver.to_string() })
     }
 
     /// The name this transform was allocated by.
     pub fn name(&self) -> &str {
         &self.name
     }
+}
 
+/// A socket bound to the algorithm of type `kind` named `name`: the kernel allocates (and,
+/// for a template instance it has not built yet, instantiates and self-tests) it.
+pub fn bind(kind: &str, name: &str) -> io::Result<OwnedFd> {
+    let addr = abi::SockaddrAlg::of_type(kind, name).map_err(|e| invalid_input(format!("{name:?}: {e}")))?;
+    // SAFETY: socket() takes no pointers; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(last_error());
+    }
+    // SAFETY: `raw` is a descriptor socket() just returned, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let addr_len = libc::socklen_t::try_from(size_of_val(&addr)).unwrap_or(libc::socklen_t::MAX);
+    // SAFETY: `addr` is a live `struct sockaddr_alg` (layout pinned in `abi`) of exactly
+    // `addr_len` bytes; the kernel only reads it.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), addr_len) };
+    if rc < 0 {
+        return Err(last_error());
+    }
+    Ok(fd)
+}
+
+impl Tfm {
     /// Sets the key (`crypto_skcipher_setkey`); any length is passed to the kernel as is.
     pub fn set_key(&self, key: &[u8]) -> io::Result<()> {
         let len = libc::socklen_t::try_from(key.len()).map_err(|_| invalid_input("key too long".into()))?;
@@ -479,7 +491,7 @@ mod tests {
 
     #[test]
     fn sockaddr_alg_bytes() {
-        let addr = SockaddrAlg::new("ecb-aes-sevault").unwrap();
+        let addr = SockaddrAlg::of_type("skcipher", "ecb-aes-sevault").unwrap();
         assert_eq!(addr.salg_family, 38);
         assert_eq!(&addr.salg_type, b"skcipher\0\0\0\0\0\0");
         assert_eq!((addr.salg_feat, addr.salg_mask), (0, 0));
@@ -487,10 +499,13 @@ mod tests {
         assert!(addr.salg_name[15..].iter().all(|&b| b == 0));
         // The longest name that keeps its NUL, and the shortest that does not.
         let longest = "a".repeat(63);
-        assert_eq!(SockaddrAlg::new(&longest).unwrap().salg_name[63], 0);
-        assert_eq!(SockaddrAlg::new(&"a".repeat(64)), Err(NameError::Length(64)));
-        assert_eq!(SockaddrAlg::new(""), Err(NameError::Length(0)));
-        assert_eq!(SockaddrAlg::new("ecb\0aes"), Err(NameError::Nul));
+        assert_eq!(SockaddrAlg::of_type("skcipher", &longest).unwrap().salg_name[63], 0);
+        assert_eq!(SockaddrAlg::of_type("skcipher", &"a".repeat(64)), Err(NameError::Length(64)));
+        assert_eq!(SockaddrAlg::of_type("skcipher", ""), Err(NameError::Length(0)));
+        assert_eq!(SockaddrAlg::of_type("skcipher", "ecb\0aes"), Err(NameError::Nul));
+        let aead = SockaddrAlg::of_type("aead", "gcm(aes)").unwrap();
+        assert_eq!(&aead.salg_type[..5], b"aead\0");
+        assert_eq!(SockaddrAlg::of_type("a-type-too-long", "x"), Err(NameError::Length(15)));
         // Same layout as libc's struct.
         let libc_addr = libc::sockaddr_alg {
             salg_family: 38,

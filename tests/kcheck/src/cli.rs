@@ -4,12 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::cases::Shape;
+
 /// The largest buffer any subcommand accepts (16 MiB).
 pub const MAX_BUFFER: usize = 16 << 20;
 
 /// Usage of the whole tool.
 pub const USAGE: &str = "\
-sevault-kcheck: checks skcipher drivers (sevault.ko's ecb-aes-sevault, cbc-aes-sevault) through
+sevault-kcheck: checks skcipher drivers (sevault.ko's ecb-, cbc-, ctr-, xts-aes-sevault) through
 AF_ALG, against the kernel's own implementations. Runs inside the nested test VM.
 
 usage: sevault-kcheck <subcommand> [options]
@@ -23,10 +25,19 @@ subcommands:
   rebuild        the vault's fault path: EIO, then ENOKEY for old keys, new keys work
   spin           a spinning vault is ended by the time budget; the host stays responsive
   kvm-guest      real KVM guests on every CPU fill and checksum memory; the host checks them
+  instantiate    allocates an algorithm by name (a template instance is built and self-tested)
 
 Driver and algorithm names both work (ecb-aes-sevault, cbc(aes-generic), ecb(aes)).
 Exit status: 0 all checks passed, 1 a check failed, 2 usage error.
 Each subcommand ends with one line starting `kcheck <subcommand>:`.";
+
+/// Usage of `instantiate`.
+pub const INSTANTIATE_USAGE: &str = "\
+usage: sevault-kcheck instantiate --type skcipher|aead|hash --name NAME
+
+Binds an AF_ALG socket to NAME (e.g. gcm_base(ctr-aes-sevault,ghash-generic)): the kernel
+allocates the algorithm, building a template instance first if it has none, which runs the
+instance's self-tests (testmgr). Fails with the kernel's errno (ELIBBAD: a self-test failed).";
 
 /// Usage of `diff`.
 pub const DIFF_USAGE: &str = "\
@@ -35,9 +46,11 @@ usage: sevault-kcheck diff --driver D --reference R [--cases N] [--max-len BYTES
 
 Differential test: T threads (default: one per CPU this process may run on, each pinned to
 its CPU, so every CPU uses the driver at once) share N cases (default 2000). A case is a
-random key (16, 24 or 32 bytes, set afresh on both transforms), a random IV when the mode has
-one (the names contain `cbc`), and random data of 16*k bytes up to --max-len (default 65536;
-mostly small: 16 bytes, <= 4 KiB, around page boundaries, exactly --max-len, or anything).
+random key (16, 24 or 32 bytes, set afresh on both transforms; XTS: two different ones), a
+random IV when the mode has one (the names contain `cbc`, `ctr` or `xts`), and random data of
+16*k bytes up to --max-len (default 65536; mostly small: 16 bytes, <= 4 KiB, around page
+boundaries, exactly --max-len, or anything), for CTR and XTS half the time ending in a
+partial block.
 The data is encrypted by D and by R, and D's ciphertext decrypted by D and by R; all must
 agree. --seed (decimal or 0x-hex; default from the clock, printed) makes the cases
 reproducible whatever the thread count.";
@@ -129,6 +142,8 @@ pub enum Command {
     Spin(ErrorsArgs),
     /// `kvm-guest`.
     KvmGuest(KvmGuestArgs),
+    /// `instantiate`: (type, name).
+    Instantiate(String, String),
 }
 
 /// `diff` options.
@@ -146,8 +161,10 @@ pub struct DiffArgs {
     pub seed: Option<u64>,
     /// Threads; `None` is one per allowed CPU.
     pub threads: Option<usize>,
-    /// The mode has an IV (CBC).
+    /// The mode has an IV (CBC, CTR, XTS).
     pub with_iv: bool,
+    /// The lengths and keys the mode takes.
+    pub shape: Shape,
 }
 
 /// `errors` options.
@@ -221,7 +238,7 @@ impl fmt::Display for UsageError {
 
 /// Whether an algorithm or driver name is a mode with an IV (CBC).
 pub fn has_iv(name: &str) -> bool {
-    name.contains("cbc")
+    ["cbc", "ctr", "xts"].iter().any(|mode| name.contains(mode))
 }
 
 /// Parses the arguments after the program name.
@@ -240,6 +257,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "rebuild" => (REBUILD_USAGE, &["--driver", "--reference"]),
         "spin" => (SPIN_USAGE, &["--driver", "--reference"]),
         "kvm-guest" => (KVM_GUEST_USAGE, &["--seconds", "--threads"]),
+        "instantiate" => (INSTANTIATE_USAGE, &["--type", "--name"]),
         other => return Err(UsageError { message: format!("unknown subcommand {other:?}"), usage: USAGE }),
     };
     let fail = |message: String| UsageError { message, usage };
@@ -249,6 +267,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let command = match subcommand.as_str() {
         "diff" => {
             let (driver, reference, with_iv) = pair(&flags)?;
+            let shape = Shape::of(&reference);
             Command::Diff(DiffArgs {
                 driver,
                 reference,
@@ -260,6 +279,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                     .transpose()?,
                 threads: flags.get("--threads").map(|_| flags.number("--threads", 1, 1024, 1)).transpose()?,
                 with_iv,
+                shape,
             })
         }
         "errors" => {
@@ -298,6 +318,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             seconds: flags.seconds("--seconds", 5.0)?,
             threads: flags.get("--threads").map(|_| flags.number("--threads", 1, 1024, 1)).transpose()?,
         }),
+        "instantiate" => {
+            Command::Instantiate(flags.required("--type")?.to_string(), flags.required("--name")?.to_string())
+        }
         _ => {
             let driver = flags.required("--driver")?.to_string();
             let with_iv = has_iv(&driver);
@@ -332,9 +355,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
 fn pair(flags: &Flags) -> Result<(String, String, bool), UsageError> {
     let driver = flags.required("--driver")?;
     let reference = flags.required("--reference")?;
-    if has_iv(driver) != has_iv(reference) {
+    if has_iv(driver) != has_iv(reference) || Shape::of(driver) != Shape::of(reference) {
         return Err(flags.error(format!(
-            "--driver {driver} and --reference {reference} are not the same mode (CBC is told by `cbc` in the name)"
+            "--driver {driver} and --reference {reference} are not the same mode (told by `cbc`, `ctr`, `xts` in the name)"
         )));
     }
     Ok((driver.to_string(), reference.to_string(), has_iv(driver)))
@@ -462,6 +485,7 @@ mod tests {
                 seed: None,
                 threads: None,
                 with_iv: false,
+                shape: Shape::Blocks,
             }
         );
         let Command::Diff(d) = parse_str(
@@ -471,6 +495,13 @@ mod tests {
             panic!()
         };
         assert_eq!((d.cases, d.max_len, d.seed, d.threads, d.with_iv), (10, 4096, Some(16), Some(3), true));
+        let Command::Diff(d) = parse_str("diff --driver xts-aes-sevault --reference xts(ecb(aes-generic))").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((d.with_iv, d.shape), (true, Shape::Xts));
+        assert!(parse_str("diff --driver xts-aes-sevault --reference cbc(aes-generic)").is_err());
+        assert!(parse_str("diff --driver ctr-aes-sevault --reference xts(aes-generic)").is_err());
     }
 
     #[test]

@@ -166,10 +166,10 @@ fn worker(
     };
     let Ok(thread_index) = u64::try_from(thread) else { return report };
     for index in (thread_index..args.cases).step_by(threads) {
-        let case = make_case(seed, index, args.max_len, args.with_iv);
+        let case = make_case(seed, index, args.max_len, args.with_iv, args.shape);
         let what = format!(
-            "case {index} (seed {seed:#x}): AES-{}, {} bytes{}",
-            case.key.len() * 8,
+            "case {index} (seed {seed:#x}): {}-byte key, {} bytes{}",
+            case.key.len(),
             case.data.len(),
             if case.iv.is_some() { ", random IV" } else { "" }
         );

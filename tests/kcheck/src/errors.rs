@@ -5,11 +5,16 @@ use std::fmt;
 use std::io;
 
 use crate::af_alg::{abi::IV_LEN, describe, Tfm};
+use crate::cases::Shape;
 use crate::cli::ErrorsArgs;
 use crate::Verdict;
 
 /// A fixed AES-128 key (FIPS-197 C.1) for the checks that need a valid one.
-const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+/// A key the mode takes: AES-128 (XTS: an AES-128 pair, its halves different).
+fn good_key(shape: Shape) -> Vec<u8> {
+    let len = if shape == Shape::Xts { 32 } else { 16 };
+    (0..len).collect()
+}
 /// A fixed IV.
 const IV: [u8; IV_LEN] = [0xa5; IV_LEN];
 
@@ -59,7 +64,7 @@ impl fmt::Display for Outcome {
 /// What a check does to a freshly allocated transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Set [`KEY`], then encrypt or decrypt `len` bytes (with [`IV`] when `iv`).
+    /// Set a good key, then encrypt or decrypt `len` bytes (with [`IV`] when `iv`).
     Crypt {
         /// Encrypt (else decrypt).
         encrypt: bool,
@@ -83,8 +88,13 @@ pub enum Action {
         /// Encrypt (else decrypt).
         encrypt: bool,
     },
-    /// Set [`KEY`], then a 17-byte key, then encrypt one block.
-    BadKeyAfterGood,
+    /// Set a good key, then a bad one of `len` bytes, then encrypt one block.
+    BadKeyAfterGood {
+        /// The bad key's length: one inside the algorithm's key-size range, so that the
+        /// driver's setkey runs and fails (a length outside it is refused by the crypto API
+        /// before, which keeps the old key).
+        len: usize,
+    },
 }
 
 /// One check: a name, the action, and the errno both must give if it is fixed by the API.
@@ -99,7 +109,7 @@ pub struct Check {
 }
 
 /// The checks for a mode with (`with_iv`) or without an IV.
-pub fn checks(with_iv: bool) -> Vec<Check> {
+pub fn checks(with_iv: bool, shape: Shape) -> Vec<Check> {
     let dir = |encrypt: bool| if encrypt { "encrypt" } else { "decrypt" };
     let mut checks = Vec::new();
     for len in [1, 15, 17, 31, 33] {
@@ -114,10 +124,13 @@ pub fn checks(with_iv: bool) -> Vec<Check> {
         let action = Action::Crypt { encrypt, len: 48, iv: with_iv };
         checks.push(Check { name: format!("{} 48 bytes (control)", dir(encrypt)), action, expect: None });
     }
-    for len in [0, 1, 15, 16, 17, 24, 31, 32, 33, 64] {
+    for len in [0, 1, 15, 16, 17, 24, 31, 32, 33, 48, 64, 65] {
         checks.push(Check { name: format!("setkey {len} bytes"), action: Action::SetKey { len }, expect: None });
     }
-    for len in [0, 1, 15, 17, 31, 33, 64] {
+    // Lengths the mode refuses (XTS takes 32, 48 and 64: two AES keys).
+    let rejected: &[usize] =
+        if shape == Shape::Xts { &[0, 1, 16, 17, 31, 33, 65] } else { &[0, 1, 15, 17, 31, 33, 64] };
+    for &len in rejected {
         checks.push(Check {
             name: format!("encrypt after a rejected {len}-byte key"),
             action: Action::CryptAfterKey { len },
@@ -131,9 +144,11 @@ pub fn checks(with_iv: bool) -> Vec<Check> {
             expect: Some(libc::ENOKEY),
         });
     }
+    // XTS keys are 32..=64 bytes (an odd length fails `xts_verify_key`); the others 16..=32.
+    let bad = if shape == Shape::Xts { 33 } else { 17 };
     checks.push(Check {
-        name: "encrypt after a good key then a 17-byte key".into(),
-        action: Action::BadKeyAfterGood,
+        name: format!("encrypt after a good key then a {bad}-byte key"),
+        action: Action::BadKeyAfterGood { len: bad },
         expect: Some(libc::ENOKEY),
     });
     let (name, iv) =
@@ -150,17 +165,17 @@ fn data(len: usize) -> Vec<u8> {
 fn perform(tfm: &Tfm, action: &Action) -> Outcome {
     let block = data(16);
     let result = match *action {
-        Action::Crypt { encrypt, len, iv } => {
-            tfm.set_key(&KEY).and_then(|()| tfm.crypt(encrypt, iv.then_some(&IV), &data(len)))
-        }
+        Action::Crypt { encrypt, len, iv } => tfm
+            .set_key(&good_key(Shape::of(tfm.name())))
+            .and_then(|()| tfm.crypt(encrypt, iv.then_some(&IV), &data(len))),
         Action::SetKey { len } => tfm.set_key(&data(len)).map(|()| Vec::new()),
         Action::CryptAfterKey { len } => {
             let _ = tfm.set_key(&data(len));
             tfm.crypt(true, Some(&IV).filter(|_| tfm_has_iv(tfm)), &block)
         }
         Action::NoKey { encrypt } => tfm.crypt(encrypt, Some(&IV).filter(|_| tfm_has_iv(tfm)), &block),
-        Action::BadKeyAfterGood => tfm.set_key(&KEY).and_then(|()| {
-            let _ = tfm.set_key(&data(17));
+        Action::BadKeyAfterGood { len } => tfm.set_key(&good_key(Shape::of(tfm.name()))).and_then(|()| {
+            let _ = tfm.set_key(&data(len));
             tfm.crypt(true, Some(&IV).filter(|_| tfm_has_iv(tfm)), &block)
         }),
     };
@@ -179,7 +194,7 @@ pub fn run(args: &ErrorsArgs) -> Verdict {
         }
     }
     println!("errors: {} against {}", args.driver, args.reference);
-    let checks = checks(args.with_iv);
+    let checks = checks(args.with_iv, Shape::of(&args.reference));
     let mut failed = Vec::new();
     for check in &checks {
         let outcomes = [&args.driver, &args.reference].map(|name| match Tfm::new(name) {
@@ -215,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_brief_cases_are_all_there() {
-        let names: Vec<String> = checks(true).into_iter().map(|c| c.name).collect();
+        let names: Vec<String> = checks(true, Shape::Blocks).into_iter().map(|c| c.name).collect();
         for want in [
             "encrypt 15 bytes",
             "decrypt 17 bytes",
@@ -233,8 +248,9 @@ mod tests {
         for len in [0, 1, 15, 17, 31, 33, 64] {
             assert!(names.contains(&format!("setkey {len} bytes")));
         }
-        assert!(checks(false).iter().any(|c| c.name == "encrypt 32 bytes with an IV"));
-        let no_key: Vec<_> = checks(false).into_iter().filter(|c| matches!(c.action, Action::NoKey { .. })).collect();
+        assert!(checks(false, Shape::Blocks).iter().any(|c| c.name == "encrypt 32 bytes with an IV"));
+        let no_key: Vec<_> =
+            checks(false, Shape::Blocks).into_iter().filter(|c| matches!(c.action, Action::NoKey { .. })).collect();
         assert!(no_key.iter().all(|c| c.expect == Some(libc::ENOKEY)));
     }
 

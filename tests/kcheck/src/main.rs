@@ -11,7 +11,7 @@
 //! `cargo xtask build` builds it statically linked (`-C target-feature=+crt-static`) and
 //! `cargo xtask vm` puts it in the image as `/usr/bin/sevault-kcheck`, where
 //! `tests/vm/42-vault-differential.sh` runs it. Subcommands: `diff`, `errors`, `bench`,
-//! `setkey-stress`, `rebuild`, `spin`, `kvm-guest` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
+//! `setkey-stress`, `rebuild`, `spin`, `kvm-guest`, `instantiate` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
 //! when one failed, 2 on a usage error; each subcommand ends with one line
 //! `kcheck <subcommand>: ok: ...` or `kcheck <subcommand>: FAILED: ...`.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -60,6 +60,14 @@ impl Verdict {
     }
 }
 
+/// `instantiate`: binds a socket to the algorithm, which builds and self-tests it.
+fn instantiate(kind: &str, name: &str) -> Verdict {
+    match af_alg::bind(kind, name) {
+        Ok(_) => Verdict::pass(format!("{kind} {name} allocated (its self-tests passed)")),
+        Err(e) => Verdict::fail(format!("{kind} {name}: {}", af_alg::describe(&e))),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
         Command::Rebuild(a) => ("rebuild", rebuild::run(a)),
         Command::Spin(a) => ("spin", spin::run(a)),
         Command::KvmGuest(a) => ("kvm-guest", kvm_guest::run(a)),
+        Command::Instantiate(kind, name) => ("instantiate", instantiate(kind, name)),
     };
     println!("{}", verdict.line(name));
     if verdict.passed {

@@ -1,0 +1,306 @@
+//! The translator's chunks, run through the real vault code (`sevault-guest`: the ABI's
+//! validator, the vault's walk and AES-NI) over a simulated host memory, against RustCrypto.
+use std::cell::UnsafeCell;
+
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use sevault_abi::validate::Direction;
+use sevault_abi::Mode;
+use sevault_guest::testutil::{reference_crypt, RefOp};
+
+use super::*;
+
+/// Admits everything.
+#[derive(Clone)]
+struct Unlimited;
+impl Admission for Unlimited {
+    fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
+        Ok(true)
+    }
+}
+
+/// Admits `n` entries per chunk.
+#[derive(Clone)]
+struct AtMost(usize);
+impl Admission for AtMost {
+    fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
+        if self.0 == 0 {
+            return Ok(false);
+        }
+        self.0 -= 1;
+        Ok(true)
+    }
+}
+
+/// Simulated host memory: host-physical `p` is byte `p` of the buffer.
+struct Memory(UnsafeCell<Vec<u8>>);
+
+impl Memory {
+    fn new(size: usize) -> Self {
+        Self(UnsafeCell::new(vec![0; size]))
+    }
+    fn base(&self) -> *mut u8 {
+        // SAFETY: the tests are single-threaded; no reference to the buffer outlives a call.
+        unsafe { (*self.0.get()).as_mut_ptr() }
+    }
+    fn bytes(&self, segments: &[Segment]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for s in segments {
+            let mut piece = vec![0; s.len as usize];
+            self.read(s.phys, &mut piece);
+            out.extend(piece);
+        }
+        out
+    }
+    fn fill(&self, segments: &[Segment], data: &[u8]) {
+        let mut at = 0;
+        for s in segments {
+            self.write(s.phys, &data[at..at + s.len as usize]);
+            at += s.len as usize;
+        }
+    }
+    fn bounce(&self) -> Bounce {
+        // SAFETY: BOUNCE_PHYS + BOUNCE_BYTES lies inside the buffer.
+        Bounce { phys: BOUNCE_PHYS, virt: unsafe { self.base().add(BOUNCE_PHYS as usize) } }
+    }
+}
+
+impl HostMemory for Memory {
+    fn read(&self, phys: u64, buf: &mut [u8]) {
+        // SAFETY: the tests' segments lie inside the buffer; single-threaded.
+        unsafe { core::ptr::copy_nonoverlapping(self.base().add(phys as usize), buf.as_mut_ptr(), buf.len()) };
+    }
+    fn write(&self, phys: u64, buf: &[u8]) {
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), self.base().add(phys as usize), buf.len()) };
+    }
+}
+
+const MEMORY_SIZE: usize = 24 << 20;
+const SRC_BASE: u64 = 0x10_0000;
+const DST_BASE: u64 = 0x90_0000;
+const BOUNCE_PHYS: u64 = 0x170_0000;
+
+/// Splits `total` bytes at random into segments placed at scattered addresses.
+fn random_list(rng: &mut SmallRng, total: u32, base: u64) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut left = total;
+    let mut addr = base;
+    while left > 0 {
+        let len = match rng.gen_range(0..5) {
+            0 => rng.gen_range(1..=16),
+            1 => rng.gen_range(1..=40),
+            2 => rng.gen_range(1..=4096),
+            3 => 4096,
+            _ => rng.gen_range(1..=70_000),
+        }
+        .min(left);
+        out.push(Segment { phys: addr, len });
+        // Sometimes a zero-length segment, as scatterlists may hold.
+        if rng.gen_bool(0.05) {
+            out.push(Segment { phys: addr + 999, len: 0 });
+        }
+        addr += u64::from(len) + rng.gen_range(0..3) * 4096 + 64;
+        left -= len;
+    }
+    out
+}
+
+fn rule(mode: Mode) -> TailRule {
+    match mode {
+        Mode::Ecb | Mode::Cbc => TailRule::WholeBlocks,
+        Mode::Ctr => TailRule::PartialBlock,
+        Mode::Xts => TailRule::Stealing,
+    }
+}
+
+/// The whole HV path for one kernel request: chunks, each validated by the ABI's validator
+/// and run by the vault's own code on `memory`, the bounced results scattered, the IV (CBC,
+/// CTR) or tweak block index (XTS) carried from chunk to chunk. Returns the chunks' sizes.
+fn run_request(
+    memory: &Memory,
+    op: RefOp,
+    key: &[u8],
+    iv: [u8; 16],
+    src: &[Segment],
+    dst: &[Segment],
+    admission: &impl Admission,
+) -> Vec<Chunk> {
+    use sevault_abi::comm::Header;
+    use sevault_abi::validate::{validate, ValidRequest};
+    use sevault_abi::{KeyLen, Op, Request, ABI_MAGIC, ABI_VERSION};
+    use sevault_guest::aes::{expand_key, BlockCipher, KeySchedule};
+    use sevault_guest::walk::{process, HostWindow};
+    let total: u64 = src.iter().map(|s| u64::from(s.len)).sum();
+    let xts = op.mode == Mode::Xts;
+    let aes_len = if xts { key.len() / 2 } else { key.len() };
+    let len = KeyLen::try_from(aes_len as u32).unwrap();
+    let mut schedule = KeySchedule::zeroed();
+    expand_key(key, len, xts, &mut schedule);
+    let mut t = Translator::new(SliceCursor::new(src), SliceCursor::new(dst), total, rule(op.mode)).unwrap();
+    let mut iv_now = iv;
+    let mut chunks = Vec::new();
+    while let Some(chunk) = t.next_chunk(admission, memory.bounce(), memory).unwrap() {
+        let mut request = Request::zeroed();
+        request.op = if op.direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt } as u32;
+        request.mode = op.mode as u32;
+        request.key_len = aes_len as u32;
+        request.iv = iv_now;
+        request.tweak_block = if xts { chunk.info.first_block } else { 0 };
+        request.entry_count = chunk.entries().len() as u32;
+        request.total_len = u64::from(chunk.bytes());
+        request.entries[..chunk.entries().len()].copy_from_slice(chunk.entries());
+        let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 };
+        let valid = match validate(&header, &request) {
+            Ok(ValidRequest::Crypt(valid)) => valid,
+            other => panic!("the vault would refuse this chunk ({other:?}): {:?}", chunk.entries()),
+        };
+        let mut cipher = BlockCipher::new(&schedule, len, op.direction, op.mode, iv_now, request.tweak_block);
+        // SAFETY: every entry lies inside `memory` (segments and bounce area); AES-NI is
+        // checked by `reference_crypt`'s caller (`require_aes_ni` below).
+        unsafe { process(valid.entries, &HostWindow::new(memory.base()), &mut cipher) };
+        t.scatter(memory.bounce(), memory).unwrap();
+        if !xts {
+            iv_now = cipher.iv_out();
+        }
+        chunks.push(chunk);
+    }
+    assert_eq!(t.remaining(), 0);
+    chunks
+}
+
+#[test]
+fn random_requests_through_the_translator_and_the_vault_match_rustcrypto() {
+    sevault_guest::testutil::require_aes_ni();
+    let memory = Memory::new(MEMORY_SIZE);
+    let mut rng = SmallRng::seed_from_u64(4);
+    for case in 0..400 {
+        let mode = [Mode::Ecb, Mode::Cbc, Mode::Ctr, Mode::Xts][case % 4];
+        let direction = if rng.gen_bool(0.5) { Direction::Encrypt } else { Direction::Decrypt };
+        let op = RefOp { mode, direction };
+        let aes_len = [16, 24, 32][case / 4 % 3];
+        let key: Vec<u8> = (0..aes_len << (mode == Mode::Xts) as usize).map(|_| rng.gen()).collect();
+        let iv: [u8; 16] = rng.gen();
+        let partial = if matches!(mode, Mode::Ctr | Mode::Xts) { rng.gen_range(0..16) } else { 0 };
+        // Up to ~190 KiB: several chunks. Mostly short ones, as the kernel's tests send.
+        let blocks = if rng.gen_bool(0.7) { rng.gen_range(1..=300u32) } else { rng.gen_range(1..=12_000u32) };
+        let total = 16 * blocks + partial;
+        let src = random_list(&mut rng, total, SRC_BASE);
+        let in_place = rng.gen_bool(0.3);
+        let dst = if in_place { src.clone() } else { random_list(&mut rng, total, DST_BASE) };
+        let plaintext: Vec<u8> = (0..total).map(|_| rng.gen()).collect();
+        memory.fill(&src, &plaintext);
+        let per_chunk = rng.gen_range(1..=MAX_ENTRIES + 10);
+        let chunks = run_request(&memory, op, &key, iv, &src, &dst, &AtMost(per_chunk));
+        let (expected, _) = reference_crypt(op, &key, iv, &plaintext);
+        assert_eq!(memory.bytes(&dst), expected, "case {case} {mode:?} {direction:?} {total} bytes");
+        for chunk in &chunks {
+            assert!(chunk.bytes() > 0 && chunk.bytes() <= MAX_BYTES_PER_EXIT);
+            assert!(chunk.entries().len() <= per_chunk.min(MAX_ENTRIES));
+            assert_eq!(chunk.entries().iter().map(|e| e.len).sum::<u32>(), chunk.bytes());
+            for e in chunk.entries() {
+                let bounced = e.src >= BOUNCE_PHYS;
+                assert!(!in_place || bounced || e.src == e.dst, "in place stays in place");
+            }
+        }
+    }
+}
+
+#[test]
+fn contiguous_requests_need_no_bounce_and_64_kib_is_one_chunk() {
+    let memory = Memory::new(MEMORY_SIZE);
+    let src: Vec<Segment> = (0..16).map(|i| Segment { phys: SRC_BASE + i * 0x3000, len: 4096 }).collect();
+    let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 65536, TailRule::WholeBlocks).unwrap();
+    let chunk = t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().unwrap();
+    assert_eq!((chunk.bytes(), chunk.entries().len()), (65536, 16));
+    assert!(chunk.entries().iter().all(|e| e.src < BOUNCE_PHYS));
+    assert!(t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().is_none());
+    // A 4 KiB XTS sector with a partial block: the tail is the run's end, no bounce.
+    let sector = [Segment { phys: SRC_BASE, len: 4096 + 7 }];
+    let mut t =
+        Translator::new(SliceCursor::new(&sector), SliceCursor::new(&sector), 4103, TailRule::Stealing).unwrap();
+    let chunk = t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().unwrap();
+    assert_eq!(chunk.entries().iter().map(|e| e.len).collect::<Vec<_>>(), [4080, 23]);
+    assert!(chunk.entries().iter().all(|e| e.src < BOUNCE_PHYS));
+}
+
+#[test]
+fn a_straddling_block_and_a_split_tail_are_bounced() {
+    let memory = Memory::new(MEMORY_SIZE);
+    // 20 + 30 + 3 bytes (CTR): block 1 straddles the first two segments, the 5-byte tail
+    // the last two.
+    let src: Vec<Segment> =
+        (0..3).map(|i| Segment { phys: SRC_BASE + i * 1000, len: [20, 30, 3][i as usize] }).collect();
+    let dst = [Segment { phys: DST_BASE, len: 53 }];
+    let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), 53, TailRule::PartialBlock).unwrap();
+    let chunk = t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().unwrap();
+    let b = BOUNCE_PHYS;
+    let tail_at = b + (MAX_BOUNCES * AES_BLOCK) as u64;
+    assert_eq!(
+        chunk.entries(),
+        [
+            SgEntry { src: SRC_BASE, dst: DST_BASE, len: 16, reserved_0x14: 0 },
+            SgEntry { src: b, dst: b, len: 16, reserved_0x14: 0 },
+            SgEntry { src: SRC_BASE + 1012, dst: DST_BASE + 32, len: 16, reserved_0x14: 0 },
+            SgEntry { src: tail_at, dst: tail_at, len: 5, reserved_0x14: 0 },
+        ]
+    );
+    assert_eq!(chunk.info.first_block, 0);
+}
+
+#[test]
+fn an_xts_tail_is_never_split_from_its_last_whole_block() {
+    // 64 KiB + 5 bytes: the first chunk leaves room, the tail (21 bytes) goes with the end
+    // of the bulk, and the tweak block index follows the blocks done.
+    let memory = Memory::new(MEMORY_SIZE);
+    let total = 65536 + 5;
+    let src = [Segment { phys: SRC_BASE, len: total }];
+    let mut t =
+        Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), total.into(), TailRule::Stealing).unwrap();
+    let first = t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().unwrap();
+    assert_eq!(first.bytes(), MAX_BYTES_PER_EXIT - 32);
+    let second = t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().unwrap();
+    assert_eq!(second.info.first_block, (MAX_BYTES_PER_EXIT - 32) / 16);
+    assert_eq!(second.entries().last().unwrap().len, 21);
+    assert_eq!(first.bytes() + second.bytes(), total);
+    assert!(t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap().is_none());
+}
+
+#[test]
+fn refusals() {
+    let memory = Memory::new(MEMORY_SIZE);
+    let src = [Segment { phys: SRC_BASE, len: 32 }];
+    for (len, rule) in [(31, TailRule::WholeBlocks), (15, TailRule::Stealing), (0, TailRule::Stealing)] {
+        assert_eq!(
+            Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), len, rule).unwrap_err(),
+            TranslateError::UnalignedLength
+        );
+    }
+    let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 48, TailRule::WholeBlocks).unwrap();
+    let _ = t.next_chunk(&Unlimited, memory.bounce(), &memory);
+    assert_eq!(t.next_chunk(&Unlimited, memory.bounce(), &memory).unwrap_err(), TranslateError::ShortScatterlist);
+    #[derive(Clone)]
+    struct Refuse;
+    impl Admission for Refuse {
+        fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
+            Err(TranslateError::Forbidden)
+        }
+    }
+    let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 32, TailRule::WholeBlocks).unwrap();
+    assert_eq!(t.next_chunk(&Refuse, memory.bounce(), &memory).unwrap_err(), TranslateError::Forbidden);
+    let mut t = Translator::new(SliceCursor::new(&src), SliceCursor::new(&src), 32, TailRule::WholeBlocks).unwrap();
+    assert_eq!(t.next_chunk(&AtMost(0), memory.bounce(), &memory).unwrap_err(), TranslateError::NoProgress);
+}
+
+#[test]
+fn many_straddles_end_the_chunk_at_the_bounce_limit() {
+    // 1-byte segments: every block is bounced, MAX_BOUNCES per chunk.
+    let memory = Memory::new(MEMORY_SIZE);
+    let tiny: Vec<Segment> = (0..16 * 40).map(|i| Segment { phys: SRC_BASE + i * 3, len: 1 }).collect();
+    let op = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
+    let plaintext: Vec<u8> = (0..640).map(|i| i as u8).collect();
+    memory.fill(&tiny, &plaintext);
+    sevault_guest::testutil::require_aes_ni();
+    let chunks = run_request(&memory, op, &[7; 16], [1; 16], &tiny, &tiny, &Unlimited);
+    assert_eq!(chunks.iter().map(Chunk::bytes).collect::<Vec<_>>(), [16 * MAX_BOUNCES as u32, 16 * 8]);
+    assert_eq!(memory.bytes(&tiny), reference_crypt(op, &[7; 16], [1; 16], &plaintext).0);
+}
