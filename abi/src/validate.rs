@@ -177,6 +177,19 @@ fn validate_total(total_len: u64, mode: Mode) -> Result<u32, Status> {
     }
 }
 
+/// The tail of a `total`-byte request in `mode`: the bytes at its end that are not whole
+/// blocks of the bulk — CTR's partial block, XTS's last whole block and the partial one after
+/// it (ciphertext stealing, IEEE 1619-2018 §5.3.2); 0 when the total is whole blocks. One
+/// rule for the vault's validator and the HV's translator.
+pub const fn tail_len(mode: Mode, total: usize) -> usize {
+    let partial = total % AES_BLOCK;
+    if matches!(mode, Mode::Xts) && partial != 0 {
+        AES_BLOCK + partial
+    } else {
+        partial
+    }
+}
+
 fn validate_entries(request: &Request, total_len: u32, mode: Mode) -> Result<ValidEntries<'_>, Status> {
     let count = request.entry_count as usize;
     if count == 0 || count > MAX_ENTRIES {
@@ -204,10 +217,9 @@ fn validate_entries(request: &Request, total_len: u32, mode: Mode) -> Result<Val
     if sum != u64::from(total_len) {
         return Err(Status::LengthMismatch);
     }
-    let partial = total_len as usize % AES_BLOCK;
-    let tail_len = if mode == Mode::Xts && partial != 0 { AES_BLOCK + partial } else { partial };
-    // The last entry holds the tail whole (its length is `partial` modulo 16, as the others
-    // are whole blocks); only an XTS tail can be longer than it.
+    let tail_len = tail_len(mode, total_len as usize);
+    // The last entry holds the tail whole (its length is the total's modulo 16, as the
+    // others are whole blocks); only an XTS tail can be longer than it.
     if (entries[count - 1].len as usize) < tail_len {
         return Err(Status::XtsTooShort);
     }

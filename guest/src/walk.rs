@@ -94,11 +94,7 @@ mod tests {
             let iv: [u8; 16] = rng.gen();
             let partial = if matches!(mode, Mode::Ctr | Mode::Xts) { rng.gen_range(0..16) } else { 0 };
             let total = 16 * rng.gen_range(1..=64) + partial;
-            let tail_len = match (mode, partial) {
-                (_, 0) => 0,
-                (Mode::Xts, p) => 16 + p,
-                (_, p) => p,
-            };
+            let tail_len = sevault_abi::validate::tail_len(mode, total);
             let plaintext: Vec<u8> = (0..total).map(|_| rng.gen()).collect();
             let in_place = rng.gen_bool(0.5);
             let direction = if rng.gen_bool(0.5) { Direction::Encrypt } else { Direction::Decrypt };

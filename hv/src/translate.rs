@@ -15,7 +15,8 @@
 //! bytes, [`MAX_BOUNCES`] bounced blocks, or the vCPU's nested window cannot map more pages;
 //! the rest continues in the next chunk (one vault request each) with the chained IV, or for
 //! XTS with the next tweak block index.
-use sevault_abi::{SgEntry, AES_BLOCK, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
+use sevault_abi::validate::tail_len;
+use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 /// A physically contiguous piece of a scatterlist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,15 +78,27 @@ pub enum TailRule {
 }
 
 impl TailRule {
-    /// The tail of a `len`-byte request, or `None` if the mode cannot take `len` bytes.
-    pub fn tail_len(self, len: u64) -> Option<u32> {
-        let partial = (len % AES_BLOCK as u64) as u32;
-        match self {
-            Self::WholeBlocks if partial != 0 => None,
-            Self::Stealing if len < AES_BLOCK as u64 => None,
-            Self::Stealing if partial != 0 => Some(AES_BLOCK as u32 + partial),
-            _ => Some(partial),
+    /// The rule of `mode`.
+    pub fn of(mode: Mode) -> Self {
+        match mode {
+            Mode::Ecb | Mode::Cbc => Self::WholeBlocks,
+            Mode::Ctr => Self::PartialBlock,
+            Mode::Xts => Self::Stealing,
         }
+    }
+
+    /// The tail of a `len`-byte request (`sevault_abi::validate::tail_len`, the vault's
+    /// rule), or `None` if the mode cannot take `len` bytes.
+    pub fn tail_len(self, len: u64) -> Option<u32> {
+        let partial = len % AES_BLOCK as u64;
+        let mode = match self {
+            Self::WholeBlocks if partial != 0 => return None,
+            Self::Stealing if len < AES_BLOCK as u64 => return None,
+            Self::WholeBlocks => Mode::Ecb,
+            Self::PartialBlock => Mode::Ctr,
+            Self::Stealing => Mode::Xts,
+        };
+        Some(tail_len(mode, partial as usize) as u32)
     }
 }
 

@@ -629,6 +629,11 @@ impl Vcpu {
         }
     }
 
+    /// The bounce page as the translator takes it.
+    fn bounce_area(&self) -> Bounce {
+        Bounce { phys: self.bounce.phys, virt: self.bounce.virt as *mut u8 }
+    }
+
     /// Plain SVM, before a VMRUN: the VMCB must hold the vault's state (its CR3, a RIP in
     /// its image, or 0 for the injected #PF). Under QEMU TCG it has been seen holding the
     /// host's instead — RIP just after our VMRUN, the host's CR3 — between two requests
@@ -1079,9 +1084,9 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         // The entries go straight into the comm block; their pages into the nested window.
         let admission = WindowPlan { arena: &state.arena, plan: NptWindow::new() };
         let comm = vcpu.comm();
+        let bounce = vcpu.bounce_area();
         let (window, npt) = (&mut vcpu.window, &vcpu.npt);
         let mut mapped = true;
-        let bounce = Bounce { phys: vcpu.bounce.phys, virt: vcpu.bounce.virt as *mut u8 };
         let info = translator.next_chunk_with(&admission, bounce, &DirectMap, |i, entry| {
             comm.write_entry(i, entry);
             for addr in [entry.src, entry.dst] {
@@ -1166,8 +1171,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     if status == Status::Ok {
         vcpu.stats.bytes += response.bytes_done;
         if let Some(translator) = call.chunk_of.as_ref() {
-            let bounce = Bounce { phys: vcpu.bounce.phys, virt: vcpu.bounce.virt as *mut u8 };
-            if translator.scatter(bounce, &DirectMap).is_err() {
+            if translator.scatter(vcpu.bounce_area(), &DirectMap).is_err() {
                 vcpu.stats.errors += 1;
                 return Err(errno::EIO);
             }
@@ -1286,15 +1290,6 @@ pub fn clear_key(key: &mut Key) {
     slots::release(slot);
 }
 
-/// How a mode's requests may end (see `translate`).
-fn tail_rule(mode: Mode) -> TailRule {
-    match mode {
-        Mode::Ecb | Mode::Cbc => TailRule::WholeBlocks,
-        Mode::Ctr => TailRule::PartialBlock,
-        Mode::Xts => TailRule::Stealing,
-    }
-}
-
 /// encrypt/decrypt in `mode` (a `sevault_abi::Mode`), with the errnos of the kernel's
 /// generic implementations for lengths the mode cannot take.
 pub fn crypt(key: &Key, request: &Request, decrypt: bool, mode: u32) -> i32 {
@@ -1311,7 +1306,7 @@ pub fn crypt(key: &Key, request: &Request, decrypt: bool, mode: u32) -> i32 {
         SgCursor { sg: request.src, offset: 0, remaining: request.len },
         SgCursor { sg: request.dst, offset: 0, remaining: request.len },
         request.len,
-        tail_rule(mode),
+        TailRule::of(mode),
     ) else {
         return -errno::EINVAL;
     };

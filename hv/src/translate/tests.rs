@@ -105,14 +105,6 @@ fn random_list(rng: &mut SmallRng, total: u32, base: u64) -> Vec<Segment> {
     out
 }
 
-fn rule(mode: Mode) -> TailRule {
-    match mode {
-        Mode::Ecb | Mode::Cbc => TailRule::WholeBlocks,
-        Mode::Ctr => TailRule::PartialBlock,
-        Mode::Xts => TailRule::Stealing,
-    }
-}
-
 /// The whole HV path for one kernel request: chunks, each validated by the ABI's validator
 /// and run by the vault's own code on `memory`, the bounced results scattered, the IV (CBC,
 /// CTR) or tweak block index (XTS) carried from chunk to chunk. Returns the chunks' sizes.
@@ -136,7 +128,7 @@ fn run_request(
     let len = KeyLen::try_from(aes_len as u32).unwrap();
     let mut schedule = KeySchedule::zeroed();
     expand_key(key, len, xts, &mut schedule);
-    let mut t = Translator::new(SliceCursor::new(src), SliceCursor::new(dst), total, rule(op.mode)).unwrap();
+    let mut t = Translator::new(SliceCursor::new(src), SliceCursor::new(dst), total, TailRule::of(op.mode)).unwrap();
     let mut iv_now = iv;
     let mut chunks = Vec::new();
     while let Some(chunk) = t.next_chunk(admission, memory.bounce(), memory).unwrap() {
