@@ -37,6 +37,7 @@ struct sevault_stats {
 	u64 exits_other;
 	u64 errors;
 	u64 vmcb_repairs;
+	u64 emulation_recoveries;
 };
 
 /* ---- C glue, called by Rust ---- */

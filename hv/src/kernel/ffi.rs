@@ -56,6 +56,9 @@ pub struct Stats {
     /// VMRUNs that found the VMCB's guest state replaced by other (host) state before they
     /// ran, and put the HV's copy back (a diagnostic; thesis-notes/hypervisor.md).
     pub vmcb_repairs: u64,
+    /// Fault exits recognised as the emulator's and recovered (a diagnostic;
+    /// thesis-notes/hypervisor.md, "An open fault under emulation").
+    pub emulation_recoveries: u64,
 }
 
 extern "C" {

@@ -38,8 +38,8 @@ use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
     Admission, Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, BOUNCE_BYTES,
 };
-use crate::vmcb::{SevVmcb, StateSave, Vmcb, VmcbConfig};
-use crate::world::GuestRegisters;
+use crate::vmcb::{SevVmcb, StateSave, Vmcb, VmcbConfig, V_INTR_MASKING};
+use crate::world::{Gpr, GuestRegisters};
 
 /// The vault image, embedded at build time (`cargo xtask build`).
 static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"));
@@ -95,6 +95,19 @@ struct Vcpu {
     /// Plain SVM: the vault's state save area as the HV last handed it to VMRUN (see
     /// `Vcpu::check_state`).
     shadow: StateSave,
+    /// Plain SVM: RIP, RSP, RFLAGS and RAX of the vault's last "request done" exit (zero RIP:
+    /// none since the vault (re)started). The vault exits through one instruction with every
+    /// register scrubbed at the same stack depth each time, so these are the same at every
+    /// such exit; the rest of its state save area never changes (`Vcpu::recognise_lost_exit`).
+    done_exit: [u64; 4],
+}
+
+/// What [`Vcpu::recognise_lost_exit`] found a fault exit to be.
+enum LostExit {
+    /// The vault retired no instruction: run it again from the same state.
+    Rerun,
+    /// The vault had reached its "request done" exit; the emulator overwrote that exit's state.
+    Done,
 }
 
 /// One #VMEXIT as the VMCB told it.
@@ -625,6 +638,7 @@ impl Vcpu {
             self.vmcb().reset_state(index);
             self.shadow = self.vmcb().save.state;
             self.switch.regs = GuestRegisters::INITIAL;
+            self.done_exit = [0; 4];
             self.generation = current;
         }
     }
@@ -664,6 +678,54 @@ impl Vcpu {
         self.vmcb().save.state = shadow;
     }
 
+    /// Plain SVM: recognises the two forms of the open emulation fault (thesis-notes/
+    /// hypervisor.md, "An open fault under emulation") from what the vault itself left, where
+    /// the vault's true state is known without the VMCB:
+    /// - an instruction-fetch #PF at the very RIP the run started from, on the first run of a
+    ///   request that resumed the vault right after its exit instruction: only a resume
+    ///   reaches that RIP, so the vault retired nothing → [`LostExit::Rerun`];
+    /// - any fault exit whose VMCB holds the host's state while the vault had finished: the
+    ///   comm block answers this request's sequence, the GHCB holds "request done", and every
+    ///   register the trampoline saved is zero (the vault scrubs them all right before its
+    ///   exit instruction, nowhere else) → [`LostExit::Done`].
+    /// Anything else stays a fault.
+    fn recognise_lost_exit(
+        &mut self,
+        first_run: bool,
+        code: u64,
+        info1: u64,
+        info2: u64,
+        rip: u64,
+        sequence: u64,
+    ) -> Option<LostExit> {
+        const PF_EXIT: u64 = 0x40 + 14;
+        const PF_INSTRUCTION_FETCH_NOT_PRESENT: u64 = 1 << 4;
+        // The run began right after the vault's exit instruction (not, say, at the null page
+        // that the debugfs fault hook starts a run at).
+        let resumed = self.done_exit[0] != 0 && self.shadow.rip == self.done_exit[0] + VMGEXIT_LEN;
+        if first_run
+            && resumed
+            && code == PF_EXIT
+            && info1 == PF_INSTRUCTION_FETCH_NOT_PRESENT
+            && info2 == rip
+            && rip == self.shadow.rip
+        {
+            return Some(LostExit::Rerun);
+        }
+        let in_image = (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip);
+        let scrubbed = self
+            .switch
+            .regs
+            .gprs
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == 0 || i == Gpr::Rax as usize || i == Gpr::Rsp as usize)
+            && self.switch.regs.fx.xmm.iter().all(|x| *x == [0; 16]);
+        let answered = self.comm().read_response().sequence == sequence;
+        let done = matches!(self.ghcb().read_vmmcall_event(), Ok(event) if event.rax == HYPERCALL_REQUEST_DONE);
+        (!in_image && self.done_exit[0] != 0 && scrubbed && answered && done).then_some(LostExit::Done)
+    }
+
     /// Runs the vault until it reports "done"; Err on any other outcome. Host events
     /// (interrupts, NMIs, SMIs, INITs, machine checks) end single runs: the host takes them
     /// between two VMRUNs and the vault resumes exactly where it was (its registers are in
@@ -678,9 +740,11 @@ impl Vcpu {
     ) -> Result<(), Fault> {
         let start = now_ns();
         let mut first = true;
+        let mut recovered = false;
         loop {
             self.stats.vmruns += 1;
             let tlb_control = tlb.on_entry(first);
+            let first_run = first;
             first = false;
             self.vmcb().control.tlb_control = tlb_control;
             if sev.is_none() {
@@ -730,6 +794,48 @@ impl Vcpu {
                     }
                 }
                 ExitKind::Fault(kind) => {
+                    // At most one recovery per request: a second such exit is a fault.
+                    let lost = if sev.is_none() && !recovered {
+                        self.recognise_lost_exit(first_run, code, info1, info2, rip, self.sequence)
+                    } else {
+                        None
+                    };
+                    if let Some(lost) = lost {
+                        recovered = true;
+                        self.stats.emulation_recoveries += 1;
+                        log_ratelimited(format_args!(
+                            "vcpu {}: exit {code:#x} info1 {info1:#x} info2 {info2:#x} rip {rip:#x} is the emulator's, not the vault's ({}): {}",
+                            self.index.get(),
+                            match lost {
+                                LostExit::Rerun => "an instruction fetch at the RIP the run began at",
+                                LostExit::Done => "host state over a finished request's exit",
+                            },
+                            match lost {
+                                LostExit::Rerun => "run again",
+                                LostExit::Done => "request done",
+                            }
+                        ));
+                        let int_ctl = self.vmcb().control.int_ctl;
+                        self.vmcb().control.int_ctl = int_ctl | V_INTR_MASKING;
+                        match lost {
+                            LostExit::Rerun => {
+                                let shadow = self.shadow;
+                                self.vmcb().save.state = shadow;
+                                continue;
+                            }
+                            LostExit::Done => {
+                                let [done_rip, rsp, rflags, rax] = self.done_exit;
+                                if !is_vmgexit_at(image, done_rip) {
+                                    return Err(Fault::Ghcb { rip });
+                                }
+                                let mut state = self.shadow;
+                                (state.rip, state.rsp, state.rflags, state.rax) =
+                                    (done_rip + VMGEXIT_LEN, rsp, rflags, rax);
+                                self.vmcb().save.state = state;
+                                return Ok(());
+                            }
+                        }
+                    }
                     // SAFETY: the hsave page is this vCPU's, written by the last VMRUN.
                     let hsave_rip = unsafe { (*(self.hsave.virt as *const Vmcb)).save.state.rip };
                     return Err(Fault::Exit { kind, code, info1, info2, rip, cr3, trail, hsave_rip });
@@ -765,6 +871,10 @@ impl Vcpu {
                             }
                             rip + VMGEXIT_LEN
                         };
+                        if sev.is_none() {
+                            let state = &self.vmcb().save.state;
+                            self.done_exit = [state.rip, state.rsp, state.rflags, state.rax];
+                        }
                         self.vmcb().save.state.rip = next;
                     }
                     return Ok(());
