@@ -30,7 +30,7 @@ use super::psp::KernelPsp;
 use super::slots;
 use crate::arena::{Arena, Block, PageRef};
 use crate::asid::{AfterRequest, TlbCaps};
-use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMGEXIT_LEN};
+use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMEXIT_NPF, VMGEXIT_LEN};
 use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
@@ -918,11 +918,34 @@ fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: P
             unsafe { with_svm(hsave_pa, || cpu::flush_run(flush_vmcb.phys)) };
             // SAFETY: the flush VMCB page is mapped for the vault's lifetime and only this CPU
             // runs it, with interrupts off.
-            let code = unsafe { core::ptr::read_volatile(&(*(flush_vmcb.virt as *const Vmcb)).control.exit_code) };
+            let (code, rip) = unsafe {
+                let vmcb = flush_vmcb.virt as *const Vmcb;
+                (
+                    core::ptr::read_volatile(&(*vmcb).control.exit_code),
+                    core::ptr::read_volatile(&(*vmcb).save.state.rip),
+                )
+            };
+            // SAFETY: the host save area is this vCPU's page in the direct map, written by the
+            // VMRUN just made; interrupts are still off, so no other VMRUN has rewritten it.
+            let host_rip = unsafe {
+                core::ptr::read_volatile(&(*(ffi::sevault_phys_to_virt(hsave_pa) as *const Vmcb)).save.state.rip)
+            };
             // SAFETY: restores what `sevault_irq_save` returned.
             unsafe { ffi::sevault_irq_restore(flags) };
             TLB_FLUSHES.fetch_add(1, Ordering::Relaxed);
-            let flushed = ExitKind::flushed_by(code);
+            // The emulator's host-state form of the open fault (thesis-notes/hypervisor.md, "An
+            // open fault under emulation"): a nested page fault with the host's own state (its
+            // RIP the trampoline's post-VMRUN address, as in the host save area) in the flush
+            // VMCB. That VMRUN did enter the guest — the host state was saved and the flush
+            // VMCB's loaded — so its TLB_CONTROL flush happened.
+            let emulator_exit = code == VMEXIT_NPF && rip != 0 && rip == host_rip;
+            if emulator_exit {
+                log_ratelimited(format_args!(
+                    "TLB flush VMRUN on vcpu {}: exit {code:#x} with the host's state (rip {rip:#x}) is the emulator's; the flush took place at VMRUN",
+                    vcpu.get()
+                ));
+            }
+            let flushed = ExitKind::flushed_by(code) || emulator_exit;
             if !flushed {
                 log_ratelimited(format_args!(
                     "TLB flush after a vault request exited with {code:#x}: the vault's translations may remain \
