@@ -157,6 +157,141 @@ pub const fn status_errno(status: Status) -> i32 {
     }
 }
 
+/// A fault exit under plain SVM together with what the vault itself left, for telling the
+/// emulator's two lost-exit forms from real faults (thesis-notes/hypervisor.md, "An open
+/// fault under emulation").
+#[derive(Clone, Copy, Debug)]
+pub struct LostExitEvidence {
+    /// The run was the first of its request.
+    pub first_run: bool,
+    /// EXITCODE.
+    pub exit_code: u64,
+    /// EXITINFO1 (for a #PF its error code).
+    pub info1: u64,
+    /// EXITINFO2 (for a #PF the faulting address).
+    pub info2: u64,
+    /// The VMCB's RIP after the exit.
+    pub rip: u64,
+    /// The RIP the run began at.
+    pub entered_at: u64,
+    /// RIP of the vault's last "request done" exit instruction (0: none since it started).
+    pub done_rip: u64,
+    /// The VMCB's RIP lies in the vault image.
+    pub rip_in_image: bool,
+    /// Every GPR (but RAX and RSP, which live in the VMCB) and XMM register the trampoline
+    /// saved is zero, as the vault leaves them only at its exit instruction.
+    pub scrubbed: bool,
+    /// The comm block answers this request's sequence and the GHCB holds "request done".
+    pub finished: bool,
+}
+
+/// What a fault exit was, when it was the emulator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostExit {
+    /// The vault retired no instruction: run it again from the same state.
+    Rerun,
+    /// The vault had reached its "request done" exit; the emulator overwrote that exit's state.
+    Done,
+}
+
+/// #PF error code of an instruction fetch from a not-present page (AMD APM Vol. 2 §8.4.2).
+const PF_INSTRUCTION_FETCH_NOT_PRESENT: u64 = 1 << 4;
+
+impl LostExitEvidence {
+    /// - An instruction-fetch #PF at the very RIP the run began at, on a request's first
+    ///   run that resumed the vault right after its exit instruction: only a resume reaches
+    ///   that RIP, so nothing was retired → [`LostExit::Rerun`].
+    /// - Host state in the VMCB (RIP outside the image) while the vault had finished and
+    ///   scrubbed its registers → [`LostExit::Done`].
+    /// - Anything else: `None`, a fault.
+    pub const fn classify(&self) -> Option<LostExit> {
+        let resumed = self.done_rip != 0 && self.entered_at == self.done_rip + VMGEXIT_LEN;
+        if self.first_run
+            && resumed
+            && self.exit_code == VMEXIT_PF
+            && self.info1 == PF_INSTRUCTION_FETCH_NOT_PRESENT
+            && self.info2 == self.rip
+            && self.rip == self.entered_at
+        {
+            return Some(LostExit::Rerun);
+        }
+        if !self.rip_in_image && self.done_rip != 0 && self.scrubbed && self.finished {
+            return Some(LostExit::Done);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod lost_exit_tests {
+    use super::*;
+
+    /// The two forms as the nested VM logged them (QEMU 7.2.22, 2026-12-02: "vault fault on
+    /// cpu 0: exit 0x4e … info1 0x10 info2 0x108c rip 0x108c" after exits at RIP 0x1088, and
+    /// "exit 0x400 … info1 0x200000006 info2 0x3ca2ff8 rip 0xffffffffc04d11fe").
+    const PF_FORM: LostExitEvidence = LostExitEvidence {
+        first_run: true,
+        exit_code: 0x4e,
+        info1: 0x10,
+        info2: 0x108c,
+        rip: 0x108c,
+        entered_at: 0x108c,
+        done_rip: 0x1088,
+        rip_in_image: true,
+        scrubbed: false,
+        finished: false,
+    };
+    const HOST_STATE_FORM: LostExitEvidence = LostExitEvidence {
+        first_run: true,
+        exit_code: 0x400,
+        info1: 0x2_0000_0006,
+        info2: 0x3ca_2ff8,
+        rip: 0xffff_ffff_c04d_11fe,
+        entered_at: 0x108c,
+        done_rip: 0x1088,
+        rip_in_image: false,
+        scrubbed: true,
+        finished: true,
+    };
+
+    #[test]
+    fn the_logged_forms_are_recognised() {
+        assert_eq!(PF_FORM.classify(), Some(LostExit::Rerun));
+        assert_eq!(HOST_STATE_FORM.classify(), Some(LostExit::Done));
+        // Not only on a request's first run: the "done" exit may end any run.
+        assert_eq!(
+            LostExitEvidence { first_run: false, entered_at: 0x1234, ..HOST_STATE_FORM }.classify(),
+            Some(LostExit::Done)
+        );
+    }
+
+    #[test]
+    fn real_faults_stay_faults() {
+        let faults = [
+            // The debugfs hook's run at the null page: #PF fetching RIP 0.
+            LostExitEvidence { info2: 0, rip: 0, entered_at: 0, ..PF_FORM },
+            // A #PF after the vault ran (not its first run, or elsewhere than the resume RIP).
+            LostExitEvidence { first_run: false, ..PF_FORM },
+            LostExitEvidence { info2: 0x1100, rip: 0x1100, ..PF_FORM },
+            // A protection fault (present page), a data access, or a write.
+            LostExitEvidence { info1: 0x11, ..PF_FORM },
+            LostExitEvidence { info1: 0, ..PF_FORM },
+            LostExitEvidence { info1: 0x12, ..PF_FORM },
+            // Before the vault ever reported "done" (no known resume RIP).
+            LostExitEvidence { done_rip: 0, ..PF_FORM },
+            LostExitEvidence { done_rip: 0, ..HOST_STATE_FORM },
+            // Host state, but the vault had not finished or not scrubbed its registers.
+            LostExitEvidence { finished: false, ..HOST_STATE_FORM },
+            LostExitEvidence { scrubbed: false, ..HOST_STATE_FORM },
+            // A nested page fault of the vault itself (its RIP in the image).
+            LostExitEvidence { rip_in_image: true, rip: 0x1200, ..HOST_STATE_FORM },
+        ];
+        for evidence in faults {
+            assert_eq!(evidence.classify(), None, "{evidence:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,9 @@ use super::psp::KernelPsp;
 use super::slots;
 use crate::arena::{Arena, Block, PageRef};
 use crate::asid::{AfterRequest, TlbCaps};
-use crate::exits::{errno, status_errno, ExitBucket, ExitKind, FaultKind, VMEXIT_NPF, VMGEXIT_LEN};
+use crate::exits::{
+    errno, status_errno, ExitBucket, ExitKind, FaultKind, LostExit, LostExitEvidence, VMEXIT_NPF, VMGEXIT_LEN,
+};
 use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
@@ -98,16 +100,8 @@ struct Vcpu {
     /// Plain SVM: RIP, RSP, RFLAGS and RAX of the vault's last "request done" exit (zero RIP:
     /// none since the vault (re)started). The vault exits through one instruction with every
     /// register scrubbed at the same stack depth each time, so these are the same at every
-    /// such exit; the rest of its state save area never changes (`Vcpu::recognise_lost_exit`).
+    /// such exit; the rest of its state save area never changes (`Vcpu::lost_exit`).
     done_exit: [u64; 4],
-}
-
-/// What [`Vcpu::recognise_lost_exit`] found a fault exit to be.
-enum LostExit {
-    /// The vault retired no instruction: run it again from the same state.
-    Rerun,
-    /// The vault had reached its "request done" exit; the emulator overwrote that exit's state.
-    Done,
 }
 
 /// One #VMEXIT as the VMCB told it.
@@ -678,52 +672,29 @@ impl Vcpu {
         self.vmcb().save.state = shadow;
     }
 
-    /// Plain SVM: recognises the two forms of the open emulation fault (thesis-notes/
-    /// hypervisor.md, "An open fault under emulation") from what the vault itself left, where
-    /// the vault's true state is known without the VMCB:
-    /// - an instruction-fetch #PF at the very RIP the run started from, on the first run of a
-    ///   request that resumed the vault right after its exit instruction: only a resume
-    ///   reaches that RIP, so the vault retired nothing → [`LostExit::Rerun`];
-    /// - any fault exit whose VMCB holds the host's state while the vault had finished: the
-    ///   comm block answers this request's sequence, the GHCB holds "request done", and every
-    ///   register the trampoline saved is zero (the vault scrubs them all right before its
-    ///   exit instruction, nowhere else) → [`LostExit::Done`].
-    /// Anything else stays a fault.
-    fn recognise_lost_exit(
-        &mut self,
-        first_run: bool,
-        code: u64,
-        info1: u64,
-        info2: u64,
-        rip: u64,
-        sequence: u64,
-    ) -> Option<LostExit> {
-        const PF_EXIT: u64 = 0x40 + 14;
-        const PF_INSTRUCTION_FETCH_NOT_PRESENT: u64 = 1 << 4;
-        // The run began right after the vault's exit instruction (not, say, at the null page
-        // that the debugfs fault hook starts a run at).
-        let resumed = self.done_exit[0] != 0 && self.shadow.rip == self.done_exit[0] + VMGEXIT_LEN;
-        if first_run
-            && resumed
-            && code == PF_EXIT
-            && info1 == PF_INSTRUCTION_FETCH_NOT_PRESENT
-            && info2 == rip
-            && rip == self.shadow.rip
-        {
-            return Some(LostExit::Rerun);
+    /// Plain SVM: gathers what the vault itself left after a fault exit, for
+    /// [`LostExitEvidence::classify`] (thesis-notes/hypervisor.md, "An open fault under
+    /// emulation").
+    fn lost_exit(&mut self, first_run: bool, code: u64, info1: u64, info2: u64, rip: u64) -> Option<LostExit> {
+        let regs = &self.switch.regs;
+        let scrubbed =
+            regs.gprs.iter().enumerate().all(|(i, &v)| v == 0 || i == Gpr::Rax as usize || i == Gpr::Rsp as usize)
+                && regs.fx.xmm.iter().all(|x| *x == [0; 16]);
+        let finished = self.comm().read_response().sequence == self.sequence
+            && matches!(self.ghcb().read_vmmcall_event(), Ok(event) if event.rax == HYPERCALL_REQUEST_DONE);
+        LostExitEvidence {
+            first_run,
+            exit_code: code,
+            info1,
+            info2,
+            rip,
+            entered_at: self.shadow.rip,
+            done_rip: self.done_exit[0],
+            rip_in_image: (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip),
+            scrubbed,
+            finished,
         }
-        let in_image = (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip);
-        let scrubbed = self
-            .switch
-            .regs
-            .gprs
-            .iter()
-            .enumerate()
-            .all(|(i, &v)| v == 0 || i == Gpr::Rax as usize || i == Gpr::Rsp as usize)
-            && self.switch.regs.fx.xmm.iter().all(|x| *x == [0; 16]);
-        let answered = self.comm().read_response().sequence == sequence;
-        let done = matches!(self.ghcb().read_vmmcall_event(), Ok(event) if event.rax == HYPERCALL_REQUEST_DONE);
-        (!in_image && self.done_exit[0] != 0 && scrubbed && answered && done).then_some(LostExit::Done)
+        .classify()
     }
 
     /// Runs the vault until it reports "done"; Err on any other outcome. Host events
@@ -796,7 +767,7 @@ impl Vcpu {
                 ExitKind::Fault(kind) => {
                     // At most one recovery per request: a second such exit is a fault.
                     let lost = if sev.is_none() && !recovered {
-                        self.recognise_lost_exit(first_run, code, info1, info2, rip, self.sequence)
+                        self.lost_exit(first_run, code, info1, info2, rip)
                     } else {
                         None
                     };
