@@ -37,7 +37,7 @@ MODULE_PARM_DESC(priority,
 static char *sev = "off";
 module_param(sev, charp, 0444);
 MODULE_PARM_DESC(sev,
-	"off (default): plain SVM; sev or es: launch the vault encrypted with AMD SEV / SEV-ES (needs an EPYC with SEV enabled in the firmware and the ccp driver; SNP needs a newer host kernel)");
+	"off (default): plain SVM; es: launch the vault with AMD SEV-ES, the mode that protects keys (memory and registers encrypted); sev: memory encryption without register protection, no key confidentiality (the host reads and sets the vault's registers at every exit). Both need an EPYC with SEV enabled in the firmware and the ccp driver");
 
 static unsigned int budget_ms = 1000;
 module_param(budget_ms, uint, 0644);

@@ -14,6 +14,12 @@ for mode in es sev snp; do
     fi
 done
 grep -q '^sevault ' /proc/modules && { echo "something stayed loaded"; status=1; }
+# sev=sev is labelled for what it is before anything else is tried.
+if dmesg | grep -q 'sevault: sev=sev: memory encryption without register protection: no key confidentiality'; then
+    echo "sev=sev: labelled at load as memory encryption without key confidentiality"
+else
+    echo "sev=sev: the load did not say that it protects no key"; status=1
+fi
 # On 6.12 the self-test thread still holds the algorithms for a moment after insmod
 # returns, and busybox's rmmod (non-blocking) then says EAGAIN: retry for up to 5 s.
 unload() {

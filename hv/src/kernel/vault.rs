@@ -318,6 +318,15 @@ pub fn init(sev_mode: u32) -> i32 {
         }
     };
     let Some(mode) = SevMode::from_raw(sev_mode) else { return -errno::EINVAL };
+    if mode == SevMode::Sev {
+        // Under plain SEV the VMCB's save area and every other register are the host's: it
+        // can enter the vault's code with chosen arguments and read each exit's registers.
+        klog!(
+            Level::Warn,
+            "sev=sev: memory encryption without register protection: no key confidentiality (the host sees and sets \
+             the vault's registers at every exit); sev=es is the mode that protects keys"
+        );
+    }
     // SAFETY: FFI, no arguments.
     if unsafe { ffi::sevault_sme_active() } != 0 {
         klog!(
