@@ -31,7 +31,7 @@ taskset 2 sevault-kcheck kvm-guest --seconds 8 || status=1
 diff_status=0
 wait $diff || diff_status=1
 grep 'kcheck diff' /tmp/diff.out
-# Open problem (thesis-notes/hypervisor.md, "An open fault beside KVM"): about once in 20-70
+# Open problem (thesis-notes/hypervisor.md, "An open fault under emulation"): about once in 20-70
 # rounds of this test under TCG the vault faults (its VMCB found holding host state, or a #PF
 # on a fetch in its image); the HV detects it, fails that request with EIO and rebuilds. Such
 # detected faults are reported here, not hidden; wrong output (a mismatch) always fails.

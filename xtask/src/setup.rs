@@ -296,7 +296,7 @@ fn install(missing: &[&str], line: KernelLine) -> Result<()> {
     println!("xtask: installing {} (about a minute)", missing.join(" "));
     apt(&["update"])?;
     if line != KernelLine::V6_1 && !apt_knows(line.headers_meta()) {
-        add_security_source()?;
+        add_apt_source("bookworm-security", "http://deb.debian.org/debian-security", "the 6.12 LTS kernel")?;
     }
     let mut install_args = vec!["install", "-y", "--no-install-recommends"];
     install_args.extend_from_slice(missing);
@@ -327,7 +327,7 @@ pub fn ensure_qemu() -> Result<()> {
         );
     }
     println!("xtask: installing {QEMU_PACKAGE} from bookworm-backports (QEMU {QEMU_MIN_MAJOR}+; installed: {have})");
-    add_backports_source()?;
+    add_apt_source("bookworm-backports", "http://deb.debian.org/debian", &format!("QEMU {QEMU_MIN_MAJOR}"))?;
     apt(&["install", "-y", "--no-install-recommends", "-t", "bookworm-backports", QEMU_PACKAGE])?;
     let now = package_field(QEMU_PACKAGE, "Version")?;
     ensure!(
@@ -335,21 +335,6 @@ pub fn ensure_qemu() -> Result<()> {
         "apt-get installed {QEMU_PACKAGE} {now}, not QEMU {QEMU_MIN_MAJOR} or later"
     );
     Ok(())
-}
-
-/// Debian's bookworm-backports suite (QEMU 10), in a file of its own.
-fn add_backports_source() -> Result<()> {
-    let file = Path::new("/etc/apt/sources.list.d/sevault-bookworm-backports.sources");
-    if !file.exists() {
-        println!("xtask: adding Debian's bookworm-backports suite (QEMU {QEMU_MIN_MAJOR}) as {}", file.display());
-        std::fs::write(
-            file,
-            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\n\
-             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        )
-        .with_context(|| format!("writing {}", file.display()))?;
-    }
-    apt(&["update"])
 }
 
 /// Whether apt's package lists have `package`.
@@ -360,15 +345,19 @@ fn apt_knows(package: &str) -> bool {
         .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
 }
 
-/// Debian 12 carries the 6.12 LTS line (source package `linux-6.12`) in bookworm-security;
-/// a machine whose apt sources lack that suite gets it added, in a file of its own.
-fn add_security_source() -> Result<()> {
-    let file = Path::new("/etc/apt/sources.list.d/sevault-bookworm-security.sources");
-    println!("xtask: adding Debian's bookworm-security suite (the 6.12 LTS kernel) as {}", file.display());
+/// Adds Debian suite `suite` at `uri` to apt's sources, in a file of its own
+/// (`sevault-<suite>.sources`), for `what`, then refreshes the package lists. Debian 12
+/// carries the 6.12 LTS line (source package `linux-6.12`) in bookworm-security and QEMU 10
+/// in bookworm-backports; a machine whose sources lack them gets them this way.
+fn add_apt_source(suite: &str, uri: &str, what: &str) -> Result<()> {
+    let file = PathBuf::from(format!("/etc/apt/sources.list.d/sevault-{suite}.sources"));
+    println!("xtask: adding Debian's {suite} suite ({what}) as {}", file.display());
     std::fs::write(
-        file,
-        "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\n\
-         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        &file,
+        format!(
+            "Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
     )
     .with_context(|| format!("writing {}", file.display()))?;
     apt(&["update"])

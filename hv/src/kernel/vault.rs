@@ -654,15 +654,15 @@ impl Vcpu {
     /// Plain SVM, before a VMRUN: the VMCB must hold the vault's state (its CR3, a RIP in
     /// its image, or 0 for the injected #PF). Under QEMU TCG it has been seen holding the
     /// host's instead — RIP just after our VMRUN, the host's CR3 — between two requests
-    /// (thesis-notes/hypervisor.md, "An open fault beside KVM"); the VMRUN would run host
+    /// (thesis-notes/hypervisor.md, "An open fault under emulation"); the VMRUN would run host
     /// code in the vault's nested paging and fault. A diagnostic: such a VMCB is counted and
     /// logged (and the copy taken before the last VMRUN put back). It has not fired yet: in
-    /// the faults seen since, the VMCB was sound before the VMRUN that ran host state.
+    /// the faults seen since, the VMCB was sound before the VMRUN that ran host state. The
+    /// copy is also what `Vcpu::lost_exit` starts from.
     fn check_state(&mut self) {
         let shadow_cr3 = self.shadow.cr3;
         let state = &self.vmcb().save.state;
-        let in_image = (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&state.rip);
-        if state.cr3 == shadow_cr3 && (in_image || state.rip == 0) {
+        if state.cr3 == shadow_cr3 && (in_image(state.rip) || state.rip == 0) {
             self.shadow = *state;
             return;
         }
@@ -699,7 +699,7 @@ impl Vcpu {
             rip,
             entered_at: self.shadow.rip,
             done_rip: self.done_exit[0],
-            rip_in_image: (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip),
+            rip_in_image: in_image(rip),
             scrubbed,
             finished,
         }
@@ -783,17 +783,13 @@ impl Vcpu {
                     if let Some(lost) = lost {
                         recovered = true;
                         self.stats.emulation_recoveries += 1;
+                        let (what, outcome) = match lost {
+                            LostExit::Rerun => ("an instruction fetch at the RIP the run began at", "run again"),
+                            LostExit::Done => ("host state over a finished request's exit", "request done"),
+                        };
                         log_ratelimited(format_args!(
-                            "vcpu {}: exit {code:#x} info1 {info1:#x} info2 {info2:#x} rip {rip:#x} is the emulator's, not the vault's ({}): {}",
-                            self.index.get(),
-                            match lost {
-                                LostExit::Rerun => "an instruction fetch at the RIP the run began at",
-                                LostExit::Done => "host state over a finished request's exit",
-                            },
-                            match lost {
-                                LostExit::Rerun => "run again",
-                                LostExit::Done => "request done",
-                            }
+                            "vcpu {}: exit {code:#x} info1 {info1:#x} info2 {info2:#x} rip {rip:#x} is the emulator's, not the vault's ({what}): {outcome}",
+                            self.index.get()
                         ));
                         let int_ctl = self.vmcb().control.int_ctl;
                         self.vmcb().control.int_ctl = int_ctl | V_INTR_MASKING;
@@ -958,6 +954,11 @@ unsafe fn with_svm(hsave_pa: u64, vmrun: impl FnOnce()) {
 fn now_ns() -> u64 {
     // SAFETY: FFI, no arguments.
     unsafe { ffi::sevault_now_ns() }
+}
+
+/// `rip` lies in the vault image.
+fn in_image(rip: u64) -> bool {
+    (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip)
 }
 
 fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
