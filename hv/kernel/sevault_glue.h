@@ -76,7 +76,10 @@ s32 sevault_psp_update_data(u32 handle, u64 paddr, u32 len, s32 *fw);
 s32 sevault_psp_update_vmsa(u32 handle, u64 paddr, s32 *fw);
 s32 sevault_psp_measure(u32 handle, u8 *out, u32 len, s32 *fw);	/* measurement ‖ mnonce */
 s32 sevault_psp_finish(u32 handle, s32 *fw);
-void sevault_psp_decommission(u32 handle);	/* DEACTIVATE, DF_FLUSH, DECOMMISSION */
+s32 sevault_psp_deactivate(u32 handle, s32 *fw);
+s32 sevault_psp_df_flush(s32 *fw);
+s32 sevault_psp_decommission(u32 handle, s32 *fw);
+void sevault_wbinvd_on_all_cpus(void);
 void sevault_clflush(const void *virt, u32 len);
 u32 sevault_kvm_amd_sev_enabled(void);	/* kvm_amd loaded with sev=1 */
 u32 sevault_kvm_amd_loaded(void);

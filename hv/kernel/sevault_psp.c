@@ -17,6 +17,7 @@
 #include <linux/psp.h>
 #endif
 #include <asm/cacheflush.h>
+#include <asm/smp.h>
 #include "sevault_glue.h"
 
 typedef int (*sev_cmd_fn)(struct file *, unsigned int, void *, int *);
@@ -150,15 +151,38 @@ s32 sevault_psp_finish(u32 handle, s32 *fw)
 	return err;
 }
 
-void sevault_psp_decommission(u32 handle)
+s32 sevault_psp_deactivate(u32 handle, s32 *fw)
 {
-	struct sev_data_deactivate deactivate = { .handle = handle };
-	struct sev_data_decommission decommission = { .handle = handle };
-	int error = 0;
+	struct sev_data_deactivate data = { .handle = handle };
+	int err, error = 0;
 
-	psp_deactivate(&deactivate, &error);
-	psp_df_flush(&error);
-	psp_decommission(&decommission, &error);
+	err = psp_deactivate(&data, &error);
+	*fw = error;
+	return err;
+}
+
+s32 sevault_psp_df_flush(s32 *fw)
+{
+	int err, error = 0;
+
+	err = psp_df_flush(&error);
+	*fw = error;
+	return err;
+}
+
+s32 sevault_psp_decommission(u32 handle, s32 *fw)
+{
+	struct sev_data_decommission data = { .handle = handle };
+	int err, error = 0;
+
+	err = psp_decommission(&data, &error);
+	*fw = error;
+	return err;
+}
+
+void sevault_wbinvd_on_all_cpus(void)
+{
+	wbinvd_on_all_cpus();
 }
 
 u32 sevault_kvm_amd_loaded(void)

@@ -149,8 +149,64 @@ pub fn contents(
     Ok(())
 }
 
-/// The PSP commands the launch issues (SEV API, "Launch" chapter; AMD pub. 55766). The
-/// kernel implementation calls the ccp driver; host tests use a model.
+/// SEV firmware status codes the HV acts on (SEV API, AMD pub. 55766, "Status Codes"; the
+/// same numbers as Linux `include/uapi/linux/psp-sev.h`, `enum sev_ret_code`).
+pub mod status {
+    /// INVALID_GUEST_STATE: the guest is not in a state that allows the command.
+    pub const INVALID_GUEST_STATE: u32 = 0x02;
+    /// POLICY_FAILURE: the guest's policy forbids the command.
+    pub const POLICY_FAILURE: u32 = 0x07;
+    /// INACTIVE: the guest has no ASID bound (ACTIVATE missing, or DEACTIVATE done).
+    pub const INACTIVE: u32 = 0x08;
+    /// ASID_OWNED: the ASID is bound to another guest.
+    pub const ASID_OWNED: u32 = 0x0C;
+    /// INVALID_ASID: not an ASID the firmware can bind.
+    pub const INVALID_ASID: u32 = 0x0D;
+    /// WBINVD_REQUIRED: DF_FLUSH needs a WBINVD on every core since the last DEACTIVATE.
+    pub const WBINVD_REQUIRED: u32 = 0x0E;
+    /// DFFLUSH_REQUIRED: the ASID was deactivated and needs a DF_FLUSH before it is bound again.
+    pub const DFFLUSH_REQUIRED: u32 = 0x0F;
+    /// INVALID_GUEST: no guest context with this handle.
+    pub const INVALID_GUEST: u32 = 0x10;
+    /// ACTIVE: the guest still has its ASID bound (DECOMMISSION before DEACTIVATE).
+    pub const ACTIVE: u32 = 0x12;
+
+    /// The status's name in the SEV API, for log lines.
+    pub const fn name(code: u32) -> &'static str {
+        match code {
+            0x00 => "SUCCESS",
+            0x01 => "INVALID_PLATFORM_STATE",
+            INVALID_GUEST_STATE => "INVALID_GUEST_STATE",
+            0x03 => "INVALID_CONFIG",
+            0x04 => "INVALID_LENGTH",
+            0x05 => "ALREADY_OWNED",
+            0x06 => "INVALID_CERTIFICATE",
+            POLICY_FAILURE => "POLICY_FAILURE",
+            INACTIVE => "INACTIVE",
+            0x09 => "INVALID_ADDRESS",
+            0x0A => "BAD_SIGNATURE",
+            0x0B => "BAD_MEASUREMENT",
+            ASID_OWNED => "ASID_OWNED",
+            INVALID_ASID => "INVALID_ASID",
+            WBINVD_REQUIRED => "WBINVD_REQUIRED",
+            DFFLUSH_REQUIRED => "DFFLUSH_REQUIRED",
+            INVALID_GUEST => "INVALID_GUEST",
+            0x11 => "INVALID_COMMAND",
+            ACTIVE => "ACTIVE",
+            0x13 => "HWERROR_PLATFORM",
+            0x14 => "HWERROR_UNSAFE",
+            0x15 => "UNSUPPORTED",
+            0x16 => "INVALID_PARAM",
+            0x17 => "RESOURCE_LIMIT",
+            0x18 => "SECURE_DATA_INVALID",
+            _ => "an unknown status (or an errno of the ccp driver)",
+        }
+    }
+}
+
+/// The PSP commands the launch and the teardown issue (SEV API, "Launch" and "Guest
+/// management" chapters; AMD pub. 55766), and the cache write-back the firmware requires
+/// between them. The kernel implementation calls the ccp driver; host tests use a model.
 pub trait Psp {
     /// LAUNCH_START with `policy`: creates the guest context (its handle stays inside the
     /// implementation).
@@ -165,12 +221,26 @@ pub trait Psp {
     fn launch_measure(&mut self) -> Result<(), u32>;
     /// LAUNCH_FINISH.
     fn launch_finish(&mut self) -> Result<(), u32>;
+    /// DEACTIVATE: unbinds the ASID from the guest context.
+    fn deactivate(&mut self) -> Result<(), u32>;
+    /// WBINVD on every CPU (not a PSP command; Linux `wbinvd_on_all_cpus`).
+    fn wbinvd_on_all_cpus(&mut self);
+    /// DF_FLUSH: flushes the data fabric's write buffers of every deactivated ASID, which
+    /// may then be bound again.
+    fn df_flush(&mut self) -> Result<(), u32>;
+    /// DECOMMISSION: deletes the guest context.
+    fn decommission(&mut self) -> Result<(), u32>;
 }
 
 /// The HV's SEV/SEV-ES launch: LAUNCH_START (which creates the guest context), ACTIVATE
 /// (binding the ASID to it, as KVM does after LAUNCH_START), LAUNCH_UPDATE_DATA for every data
 /// page in order, LAUNCH_UPDATE_VMSA for every vCPU (ES), LAUNCH_MEASURE, LAUNCH_FINISH.
 /// `scratch` holds one page at a time.
+///
+/// An ASID left deactivated but unflushed (by an earlier user that unloaded without
+/// DF_FLUSH, or crashed) makes ACTIVATE fail with DFFLUSH_REQUIRED: then the caches are
+/// written back on every CPU, DF_FLUSH issued and ACTIVATE tried once more — what KVM's
+/// `sev_flush_asids` does before it reuses ASIDs.
 pub fn launch(
     psp: &mut impl Psp,
     input: &LaunchInput<'_>,
@@ -184,7 +254,15 @@ pub fn launch(
         return Err(LaunchError::Psp(u32::MAX));
     }
     psp.launch_start(policy).map_err(LaunchError::Psp)?;
-    psp.activate(asid).map_err(LaunchError::Psp)?;
+    match psp.activate(asid) {
+        Err(status::DFFLUSH_REQUIRED) => {
+            psp.wbinvd_on_all_cpus();
+            psp.df_flush().map_err(LaunchError::Psp)?;
+            psp.activate(asid)
+        }
+        other => other,
+    }
+    .map_err(LaunchError::Psp)?;
     for page in pages(input.mode, input.vcpus) {
         contents(input, tables, &page, scratch)?;
         match page.kind {
@@ -195,6 +273,49 @@ pub fn launch(
     }
     psp.launch_measure().map_err(LaunchError::Psp)?;
     psp.launch_finish().map_err(LaunchError::Psp)
+}
+
+/// What each step of [`teardown`] answered (firmware status on failure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Teardown {
+    /// DEACTIVATE.
+    pub deactivate: Result<(), u32>,
+    /// DF_FLUSH.
+    pub df_flush: Result<(), u32>,
+    /// DECOMMISSION.
+    pub decommission: Result<(), u32>,
+}
+
+impl Teardown {
+    /// Every step succeeded — DEACTIVATE may also answer INACTIVE, for a launch that failed
+    /// before its ASID was bound —: the ASID is unbound and flushed, free for its next user.
+    pub fn is_clean(&self) -> bool {
+        matches!(self.deactivate, Ok(()) | Err(status::INACTIVE)) && self.df_flush.is_ok() && self.decommission.is_ok()
+    }
+}
+
+/// Ends a launched vault (module unload, or a launch that failed after LAUNCH_START), in the
+/// order the firmware and the caches require (thesis-notes/sev-plan.md, "Teardown"):
+///
+/// 1. DEACTIVATE — the ASID no longer names the guest's key;
+/// 2. WBINVD on every CPU — cache lines written under that key reach memory before its
+///    pages are reused (KVM: `sev_flush_encrypted_page`, `sev_guest_memory_reclaimed`), and
+///    DF_FLUSH refuses to run without it (WBINVD_REQUIRED);
+/// 3. DF_FLUSH — the ASID may be bound again (else ACTIVATE answers DFFLUSH_REQUIRED to the
+///    next user: the vault reloaded, or a KVM guest);
+/// 4. DECOMMISSION — the guest context is gone;
+/// 5. `release`: the vault's pages go back to the allocator — only now, after step 2.
+///
+/// Every status is reported; a failed step does not skip the later ones (each is still
+/// right to attempt), and the pages are released in any case: after step 2 no line of them
+/// is left in a cache, so they are safe to reuse.
+pub fn teardown(psp: &mut impl Psp, release: impl FnOnce()) -> Teardown {
+    let deactivate = psp.deactivate();
+    psp.wbinvd_on_all_cpus();
+    let df_flush = psp.df_flush();
+    let decommission = psp.decommission();
+    release();
+    Teardown { deactivate, df_flush, decommission }
 }
 
 #[cfg(test)]
@@ -242,6 +363,21 @@ mod tests {
         }
         fn launch_finish(&mut self) -> Result<(), u32> {
             self.0.push("LAUNCH_FINISH".into());
+            Ok(())
+        }
+        fn deactivate(&mut self) -> Result<(), u32> {
+            self.0.push("DEACTIVATE".into());
+            Ok(())
+        }
+        fn wbinvd_on_all_cpus(&mut self) {
+            self.0.push("WBINVD".into());
+        }
+        fn df_flush(&mut self) -> Result<(), u32> {
+            self.0.push("DF_FLUSH".into());
+            Ok(())
+        }
+        fn decommission(&mut self) -> Result<(), u32> {
+            self.0.push("DECOMMISSION".into());
             Ok(())
         }
     }

@@ -126,8 +126,14 @@ extern "C" {
     pub fn sevault_psp_measure(handle: u32, out: *mut u8, len: u32, fw: *mut i32) -> i32;
     /// LAUNCH_FINISH.
     pub fn sevault_psp_finish(handle: u32, fw: *mut i32) -> i32;
-    /// DEACTIVATE, DF_FLUSH, DECOMMISSION.
-    pub fn sevault_psp_decommission(handle: u32);
+    /// DEACTIVATE.
+    pub fn sevault_psp_deactivate(handle: u32, fw: *mut i32) -> i32;
+    /// DF_FLUSH.
+    pub fn sevault_psp_df_flush(fw: *mut i32) -> i32;
+    /// DECOMMISSION.
+    pub fn sevault_psp_decommission(handle: u32, fw: *mut i32) -> i32;
+    /// `wbinvd_on_all_cpus()`.
+    pub fn sevault_wbinvd_on_all_cpus();
     /// `clflush_cache_range`.
     pub fn sevault_clflush(virt: *const u8, len: u32);
     /// 1 when kvm_amd is loaded.

@@ -83,4 +83,27 @@ impl Psp for KernelPsp<'_> {
         // SAFETY: FFI with an out-pointer to a local.
         check(unsafe { ffi::sevault_psp_finish(self.handle, &mut fw) }, fw)
     }
+
+    fn deactivate(&mut self) -> Result<(), u32> {
+        let mut fw = 0;
+        // SAFETY: FFI with an out-pointer to a local.
+        check(unsafe { ffi::sevault_psp_deactivate(self.handle, &mut fw) }, fw)
+    }
+
+    fn wbinvd_on_all_cpus(&mut self) {
+        // SAFETY: FFI, no arguments; may sleep (IPIs to every CPU), called from process context.
+        unsafe { ffi::sevault_wbinvd_on_all_cpus() }
+    }
+
+    fn df_flush(&mut self) -> Result<(), u32> {
+        let mut fw = 0;
+        // SAFETY: FFI with an out-pointer to a local.
+        check(unsafe { ffi::sevault_psp_df_flush(&mut fw) }, fw)
+    }
+
+    fn decommission(&mut self) -> Result<(), u32> {
+        let mut fw = 0;
+        // SAFETY: FFI with an out-pointer to a local.
+        check(unsafe { ffi::sevault_psp_decommission(self.handle, &mut fw) }, fw)
+    }
 }

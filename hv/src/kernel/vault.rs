@@ -33,7 +33,7 @@ use crate::asid::{AfterRequest, TlbCaps};
 use crate::exits::{
     errno, status_errno, ExitBucket, ExitKind, FaultKind, LostExit, LostExitEvidence, VMEXIT_NPF, VMGEXIT_LEN,
 };
-use crate::launch::{GuestTables, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
+use crate::launch::{status, teardown, GuestTables, LaunchError, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
@@ -349,6 +349,18 @@ pub fn init(sev_mode: u32) -> i32 {
         );
         return -errno::ENODEV;
     }
+    if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
+        klog!(Level::Error, "cannot load: module built without a valid vault image ({} bytes)", GUEST_IMAGE.len());
+        return -errno::EINVAL;
+    }
+    // SAFETY: FFI, no arguments.
+    let nr = unsafe { ffi::sevault_nr_cpu_ids() };
+    if nr > MAX_VCPUS {
+        klog!(Level::Error, "cannot load: {nr} possible CPUs, the vault has room for {MAX_VCPUS} vCPUs");
+        return -errno::EINVAL;
+    }
+    // Every check that can refuse the load comes before the PSP interface is opened: from
+    // there on, `exit` (called by a failed `build` too) is what releases it.
     let mut sev_launch = None;
     let info = cpu::sev_info();
     let sev_cpu = SevCpu {
@@ -397,16 +409,6 @@ pub fn init(sev_mode: u32) -> i32 {
             );
             sev_launch = Some(SevLaunch { plan, es: mode == SevMode::SevEs, handle: 0 });
         }
-    }
-    if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
-        klog!(Level::Error, "cannot load: module built without a valid vault image ({} bytes)", GUEST_IMAGE.len());
-        return -errno::EINVAL;
-    }
-    // SAFETY: FFI, no arguments.
-    let nr = unsafe { ffi::sevault_nr_cpu_ids() };
-    if nr > MAX_VCPUS {
-        klog!(Level::Error, "cannot load: {nr} possible CPUs, the vault has room for {MAX_VCPUS} vCPUs");
-        return -errno::EINVAL;
     }
     // SAFETY: FFI, no arguments.
     let kvm_amd = unsafe { ffi::sevault_kvm_amd_loaded() } != 0;
@@ -539,16 +541,19 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         }
     }
     if let (Some(launch), Some(scratch)) = (sev, scratch) {
-        let handle = launch_sev(state, launch, pt_block, scratch)?;
+        let (handle, launched) = launch_sev(state, launch, pt_block, scratch);
+        // Kept even if the launch failed: `exit` tears down whatever LAUNCH_START created.
         // SAFETY: still single-threaded init; `ready` is false.
         unsafe { (*STATE.state.get()).sev = Some(SevLaunch { handle, ..launch }) };
+        launched?;
     }
     STATE.ready.store(true, Ordering::Release);
     Ok(())
 }
 
 /// LAUNCH_START … LAUNCH_FINISH over `crate::launch::pages` (built, unverified on hardware).
-fn launch_sev(state: &State, launch: SevLaunch, pt_block: PageRef, scratch: PageRef) -> Result<u32, i32> {
+/// Returns the firmware handle (0 if LAUNCH_START did not create one) and the outcome.
+fn launch_sev(state: &State, launch: SevLaunch, pt_block: PageRef, scratch: PageRef) -> (u32, Result<(), i32>) {
     let mode = if launch.es { LaunchMode::SevEs } else { LaunchMode::Sev };
     let policy = if launch.es { POLICY_SEV_ES } else { POLICY_SEV };
     let input = LaunchInput { mode, image: GUEST_IMAGE, vcpus: state.nr_vcpus, c_bit: launch.plan.c_bit };
@@ -570,34 +575,65 @@ fn launch_sev(state: &State, launch: SevLaunch, pt_block: PageRef, scratch: Page
                 &m[..8],
                 &m[32..40]
             );
-            Ok(psp.handle)
+            (psp.handle, Ok(()))
         }
         Err(e) => {
-            klog!(Level::Error, "SEV launch failed ({e:?}); firmware handle {}", psp.handle);
-            if psp.handle != 0 {
-                // SAFETY: FFI; the handle came from LAUNCH_START.
-                unsafe { ffi::sevault_psp_decommission(psp.handle) };
-            }
-            // SAFETY: FFI.
-            unsafe { ffi::sevault_psp_close() };
-            Err(errno::EIO)
+            let why = match e {
+                LaunchError::Psp(code) => status::name(code),
+                LaunchError::BadImage => "bad image",
+            };
+            klog!(Level::Error, "SEV launch failed ({e:?}: {why}); firmware handle {}", psp.handle);
+            (psp.handle, Err(errno::EIO))
         }
     }
 }
 
-/// Frees everything (after the algorithms are unregistered: no request runs).
+/// Frees everything (after the algorithms are unregistered: no request runs). An SEV vault
+/// is torn down first, in the order `crate::launch::teardown` gives, and its pages are
+/// released only after the caches were written back on every CPU.
 pub fn exit() {
     STATE.ready.store(false, Ordering::Release);
     // SAFETY: module exit (or failed init) is single-threaded and `ready` is false.
     let state = unsafe { &mut *STATE.state.get() };
-    if let Some(launch) = state.sev.take() {
-        if launch.handle != 0 {
-            // SAFETY: FFI; the handle came from LAUNCH_START and no vCPU runs.
-            unsafe { ffi::sevault_psp_decommission(launch.handle) };
-            // SAFETY: FFI.
-            unsafe { ffi::sevault_psp_close() };
-        }
+    let Some(launch) = state.sev.take() else {
+        release_memory(state);
+        return;
+    };
+    if launch.handle != 0 {
+        let no_page = |_| None;
+        let no_vmsa = |_| None;
+        let mut psp =
+            KernelPsp { handle: launch.handle, data_page: &no_page, vmsa_page: &no_vmsa, measurement: [0; 48] };
+        let report = teardown(&mut psp, || release_memory(state));
+        let step = |r: Result<(), u32>| match r {
+            Ok(()) => "done",
+            Err(code) => status::name(code),
+        };
+        let (level, what) = if report.is_clean() {
+            (Level::Info, "the ASID is free for its next user")
+        } else {
+            (Level::Error, "the firmware refused a step: the ASID may stay bound or unflushed until the next boot")
+        };
+        klog!(
+            level,
+            "SEV teardown of ASID {} (handle {}): DEACTIVATE {}, WBINVD on all CPUs, DF_FLUSH {}, DECOMMISSION {}, \
+             memory released: {what}",
+            launch.plan.asid,
+            launch.handle,
+            step(report.deactivate),
+            step(report.df_flush),
+            step(report.decommission),
+        );
+    } else {
+        release_memory(state);
     }
+    // `init` opened the PSP interface before it set `state.sev`.
+    // SAFETY: FFI.
+    unsafe { ffi::sevault_psp_close() };
+}
+
+/// Gives every page back to the kernel.
+fn release_memory(state: &mut State) {
     for &vcpu in state.vcpus.iter().filter(|v| !v.is_null()) {
         // SAFETY: vCPUs live in arena pages, not yet freed; nothing runs.
         let bounce = unsafe { (*vcpu).bounce };
@@ -714,7 +750,6 @@ impl Vcpu {
         &mut self,
         features: &SvmFeatures,
         tlb: TlbCaps,
-        image: &PageRef,
         sev: Option<&SevLaunch>,
         budget_ns: u64,
     ) -> Result<(), Fault> {
@@ -801,7 +836,7 @@ impl Vcpu {
                             }
                             LostExit::Done => {
                                 let [done_rip, rsp, rflags, rax] = self.done_exit;
-                                if !is_vmgexit_at(image, done_rip) {
+                                if !is_vmgexit_at(done_rip) {
                                     return Err(Fault::Ghcb { rip });
                                 }
                                 let mut state = self.shadow;
@@ -819,17 +854,12 @@ impl Vcpu {
                 ExitKind::RequestDone { advance_rip } => {
                     if !advance_rip {
                         // VMGEXIT under SEV-ES: the GHCB MSR says where the request is.
-                        let Some(launch) = sev else { return Err(Fault::Ghcb { rip }) };
+                        if sev.is_none() {
+                            return Err(Fault::Ghcb { rip });
+                        }
                         let msr = self.vmcb().control.ghcb_gpa;
-                        match on_vmgexit(msr, self.index, launch.plan.c_bit as u8) {
+                        match on_vmgexit(msr, self.index) {
                             MsrAction::ReadGhcb => {}
-                            MsrAction::Respond(value) => {
-                                self.vmcb().control.ghcb_gpa = value;
-                                if let Some(fault) = over_budget() {
-                                    return Err(fault);
-                                }
-                                continue;
-                            }
                             MsrAction::Terminate | MsrAction::Fault => return Err(Fault::Ghcb { rip }),
                         }
                     }
@@ -842,7 +872,7 @@ impl Vcpu {
                             next_rip
                         } else {
                             // No NRIPS: the exit must be the vault's `rep vmmcall`.
-                            if !is_vmgexit_at(image, rip) {
+                            if !is_vmgexit_at(rip) {
                                 return Err(Fault::Ghcb { rip });
                             }
                             rip + VMGEXIT_LEN
@@ -961,14 +991,12 @@ fn in_image(rip: u64) -> bool {
     (IMAGE_BASE..IMAGE_BASE + IMAGE_MAX_SIZE).contains(&rip)
 }
 
-fn is_vmgexit_at(image: &PageRef, rip: u64) -> bool {
-    let Some(offset) = rip.checked_sub(IMAGE_BASE) else { return false };
-    if offset + VMGEXIT_LEN > IMAGE_MAX_SIZE {
-        return false;
-    }
-    // SAFETY: the image page is mapped; the 4 bytes lie inside it.
-    let bytes = unsafe { core::slice::from_raw_parts((image.virt + offset as usize) as *const u8, 4) };
-    bytes == VMGEXIT_BYTES
+fn is_vmgexit_at(rip: u64) -> bool {
+    // The module's own copy of the image: the vault maps its image read-only (guest and
+    // nested tables), so the copy is what the page holds — and under SEV the page itself
+    // reads as ciphertext from here.
+    let Some(offset) = rip.checked_sub(IMAGE_BASE).and_then(|o| usize::try_from(o).ok()) else { return false };
+    GUEST_IMAGE.get(offset..offset.saturating_add(VMGEXIT_BYTES.len())) == Some(&VMGEXIT_BYTES[..])
 }
 
 /// A vault that did not answer as it must.
@@ -1250,7 +1278,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         Some(InjectedFault::Spin) => vcpu.vmcb().save.state.rip = SPIN_GPA,
         None => {}
     }
-    let ran = vcpu.run(&state.features, state.tlb, &state.private.image, state.sev.as_ref(), budget_ns());
+    let ran = vcpu.run(&state.features, state.tlb, state.sev.as_ref(), budget_ns());
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
     // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
     if state.sev.is_none()
