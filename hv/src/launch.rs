@@ -297,19 +297,23 @@ impl Teardown {
 /// Ends a launched vault (module unload, or a launch that failed after LAUNCH_START), in the
 /// order the firmware and the caches require (thesis-notes/sev-plan.md, "Teardown"):
 ///
-/// 1. DEACTIVATE — the ASID no longer names the guest's key;
-/// 2. WBINVD on every CPU — cache lines written under that key reach memory before its
-///    pages are reused (KVM: `sev_flush_encrypted_page`, `sev_guest_memory_reclaimed`), and
-///    DF_FLUSH refuses to run without it (WBINVD_REQUIRED);
-/// 3. DF_FLUSH — the ASID may be bound again (else ACTIVATE answers DFFLUSH_REQUIRED to the
-///    next user: the vault reloaded, or a KVM guest);
-/// 4. DECOMMISSION — the guest context is gone;
-/// 5. `release`: the vault's pages go back to the allocator — only now, after step 2.
+/// 1. WBINVD on every CPU, while the guest is still active — cache lines written under its
+///    key reach memory before its pages are reused (KVM's `sev_vm_destroy` does this before
+///    it unbinds the ASID: CLFLUSH does not reach guest-tagged lines);
+/// 2. DEACTIVATE — the ASID no longer names the guest's key;
+/// 3. WBINVD on every CPU again — DF_FLUSH refuses to run unless one came after the last
+///    DEACTIVATE (WBINVD_REQUIRED; KVM's `sev_flush_asids`);
+/// 4. DF_FLUSH — the ASID may be bound again (else ACTIVATE answers DFFLUSH_REQUIRED to the
+///    next user: the vault reloaded, or a KVM guest). KVM defers this step until it runs out
+///    of ASIDs; the vault's ASID is handed back to a world that does not know it was used;
+/// 5. DECOMMISSION — the guest context is gone;
+/// 6. `release`: the vault's pages go back to the allocator — only now.
 ///
 /// Every status is reported; a failed step does not skip the later ones (each is still
-/// right to attempt), and the pages are released in any case: after step 2 no line of them
-/// is left in a cache, so they are safe to reuse.
+/// right to attempt), and the pages are released in any case: after the write-backs no line
+/// of them is left in a cache, so they are safe to reuse.
 pub fn teardown(psp: &mut impl Psp, release: impl FnOnce()) -> Teardown {
+    psp.wbinvd_on_all_cpus();
     let deactivate = psp.deactivate();
     psp.wbinvd_on_all_cpus();
     let df_flush = psp.df_flush();

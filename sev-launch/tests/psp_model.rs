@@ -423,8 +423,8 @@ fn the_model_refuses_misordered_teardowns() {
     assert_eq!(first.decommission(), Err(INVALID_GUEST));
 }
 
-/// The HV's teardown, run against the model: DEACTIVATE, WBINVD on all CPUs, DF_FLUSH,
-/// DECOMMISSION, and only then the memory released; every status clean; the ASID is usable
+/// The HV's teardown, run against the model: WBINVD on all CPUs, DEACTIVATE, WBINVD again,
+/// DF_FLUSH, DECOMMISSION, and only then the memory released; every status clean; the ASID is usable
 /// by the next launch (the vault loaded again).
 #[test]
 fn the_hv_teardown_order() {
@@ -439,7 +439,14 @@ fn the_hv_teardown_order() {
         let fw_ref = fw.borrow();
         assert_eq!(
             fw_ref.log[launched..],
-            [Command::Deactivate, Command::Wbinvd, Command::DfFlush, Command::Decommission, Command::Release],
+            [
+                Command::Wbinvd,
+                Command::Deactivate,
+                Command::Wbinvd,
+                Command::DfFlush,
+                Command::Decommission,
+                Command::Release
+            ],
             "{mode:?}"
         );
         assert!(!fw_ref.released_dirty, "{mode:?}: memory released with guest-key lines still cached");

@@ -616,7 +616,7 @@ pub fn exit() {
         };
         klog!(
             level,
-            "SEV teardown of ASID {} (handle {}): DEACTIVATE {}, WBINVD on all CPUs, DF_FLUSH {}, DECOMMISSION {}, \
+            "SEV teardown of ASID {} (handle {}): WBINVD on all CPUs, DEACTIVATE {}, WBINVD again, DF_FLUSH {}, DECOMMISSION {}, \
              memory released: {what}",
             launch.plan.asid,
             launch.handle,
