@@ -1,8 +1,8 @@
 //! The SEV side of the vault's launch: which mode was asked for, whether this CPU can give
 //! it, and which ASID the vault takes (AMD APM Vol. 2 §15.34, CPUID 0x8000_001F).
 //!
-//! What runs here on plain SVM is the decision; the launch itself (PSP commands through the
-//! ccp driver) is the SEV issue's work and is refused until it exists.
+//! What runs here on plain SVM is the decision; the launch (`crate::launch`, PSP commands
+//! through the ccp driver) has never met an EPYC.
 
 /// `sev=` of the module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct SevCpu {
     pub max_asid: u32,
     /// EDX: lowest SEV (non-ES) ASID; SEV-ES guests use 1 .. EDX-1.
     pub min_sev_asid: u32,
+    /// LBR virtualization (CPUID 0x8000_000A EDX bit 1), which SEV-ES requires.
+    pub lbr_virt: bool,
 }
 
 /// What the vault would launch with.
@@ -72,6 +74,8 @@ pub enum SevRefusal {
     NoAsid,
     /// The C-bit position is not one page tables can carry.
     BadCBit,
+    /// SEV-ES without LBR virtualization.
+    NoLbrVirt,
 }
 
 impl SevRefusal {
@@ -82,6 +86,10 @@ impl SevRefusal {
             Self::NoSevEs => "this CPU offers no SEV-ES (CPUID 0x8000001F EAX bit 3 clear)",
             Self::NoAsid => "the firmware leaves no ASID for this mode (check the BIOS SEV-ES ASID space limit)",
             Self::BadCBit => "CPUID 0x8000001F reports an unusable C-bit position",
+            Self::NoLbrVirt => {
+                "SEV-ES needs LBR virtualization (CPUID 0x8000000A EDX bit 1), which this CPU does not offer (KVM refuses \
+                 SEV-ES there too)"
+            }
         }
     }
 }
@@ -99,6 +107,7 @@ pub fn plan(mode: SevMode, cpu: SevCpu) -> Result<Option<SevPlan>, SevRefusal> {
     }
     let asid = match mode {
         SevMode::SevEs if !cpu.sev_es => return Err(SevRefusal::NoSevEs),
+        SevMode::SevEs if !cpu.lbr_virt => return Err(SevRefusal::NoLbrVirt),
         // ES ASIDs are 1 .. min_sev_asid - 1.
         SevMode::SevEs => cpu.min_sev_asid.checked_sub(1).filter(|a| *a >= 1),
         // SEV ASIDs are min_sev_asid (at least 1) ..= max_asid.
@@ -113,7 +122,8 @@ mod tests {
     use super::*;
 
     /// A Milan-like EPYC: C-bit 51, 509 ASIDs, ES ASIDs 1..99.
-    const EPYC: SevCpu = SevCpu { sev: true, sev_es: true, c_bit: 51, max_asid: 509, min_sev_asid: 100 };
+    const EPYC: SevCpu =
+        SevCpu { sev: true, sev_es: true, c_bit: 51, max_asid: 509, min_sev_asid: 100, lbr_virt: true };
 
     #[test]
     fn plans() {
@@ -128,6 +138,8 @@ mod tests {
         assert_eq!(plan(SevMode::SevEs, SevCpu::default()), Err(SevRefusal::NoSev));
         assert_eq!(plan(SevMode::Sev, SevCpu::default()), Err(SevRefusal::NoSev));
         assert_eq!(plan(SevMode::SevEs, SevCpu { sev_es: false, ..EPYC }), Err(SevRefusal::NoSevEs));
+        assert_eq!(plan(SevMode::SevEs, SevCpu { lbr_virt: false, ..EPYC }), Err(SevRefusal::NoLbrVirt));
+        assert_eq!(plan(SevMode::Sev, SevCpu { lbr_virt: false, ..EPYC }), Ok(Some(SevPlan { asid: 509, c_bit: 51 })));
         // BIOS gave every ASID to SEV (min_sev_asid 1): none for ES.
         assert_eq!(plan(SevMode::SevEs, SevCpu { min_sev_asid: 1, ..EPYC }), Err(SevRefusal::NoAsid));
         // ...or every ASID to ES.

@@ -257,6 +257,61 @@ pub struct SaveArea {
     pub reserved_0x2e4: [u8; 0xC00 - 0x2E4],
 }
 
+/// The host save area page (VM_HSAVE_PA) as SEV-ES uses it. On an SEV-ES #VMEXIT the CPU
+/// restores the host from this page: what VMRUN saved there itself, what VMSAVE put there
+/// (FS, GS, TR, LDTR, KernelGsBase, STAR/LSTAR/CSTAR/SFMASK, SYSENTER_*), and XCR0, PKRU
+/// and XSS, which nothing saves for it — the HV writes them (KVM:
+/// `sev_es_prepare_switch_to_guest`, which casts the page + 0x400 to its VMSA layout,
+/// `struct sev_es_save_area`). Left zero, the first exit would load XCR0 = 0.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(4096))]
+pub struct HostSaveArea {
+    /// Not used by the CPU for the host.
+    pub reserved_0x000: [u8; 0x400],
+    /// The VMSA layout's first part (VMSAVE writes its FS/GS/TR/LDTR/MSR fields here; XSS
+    /// is the HV's to write).
+    pub state: StateSave,
+    /// Reserved (GPR and exit fields of the VMSA layout).
+    pub reserved_0x698: [u8; 0x50],
+    /// PKRU (VMSA offset 0x2E8).
+    pub pkru: u32,
+    /// Reserved.
+    pub reserved_0x6ec: [u8; 0xFC],
+    /// XCR0 (VMSA offset 0x3E8).
+    pub xcr0: u64,
+    /// Reserved.
+    pub reserved_0x7f0: [u8; 0x810],
+}
+
+const _: () = {
+    assert!(size_of::<HostSaveArea>() == 4096);
+    assert!(offset_of!(HostSaveArea, state) == 0x400);
+    assert!(offset_of!(HostSaveArea, state) + offset_of!(StateSave, xss) == 0x540);
+    assert!(offset_of!(HostSaveArea, pkru) == 0x6E8);
+    assert!(offset_of!(HostSaveArea, xcr0) == 0x7E8);
+};
+
+/// The host's extended state an SEV-ES #VMEXIT restores from the host save area.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostXState {
+    /// XCR0 (`xgetbv(0)`).
+    pub xcr0: u64,
+    /// PKRU (`rdpkru`; 0 where the host has no protection keys).
+    pub pkru: u32,
+    /// IA32_XSS (0 where the CPU has no XSAVES).
+    pub xss: u64,
+}
+
+impl HostSaveArea {
+    /// Writes what the HV owes the CPU before every SEV-ES VMRUN (the VMSAVE into this page
+    /// is the trampoline's).
+    pub fn set_host_xstate(&mut self, host: HostXState) {
+        self.xcr0 = host.xcr0;
+        self.pkru = host.pkru;
+        self.state.xss = host.xss;
+    }
+}
+
 /// A whole VMCB page.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(4096))]
@@ -425,6 +480,10 @@ pub const NP_ENABLE: u64 = 1 << 0;
 pub const SEV_ENABLE: u64 = 1 << 1;
 /// `nested_ctl` bit 2: SEV-ES (register state in the VMSA, exits through VMGEXIT).
 pub const SEV_ES_ENABLE: u64 = 1 << 2;
+/// `virt_ext` (offset 0x0B8) bit 0: LBR virtualization — the CPU swaps DBGCTL and the LBR
+/// MSRs with the guest's. SEV-ES requires it on (KVM: `LBR_CTL_ENABLE_MASK`, set for every
+/// SEV-ES vCPU; 6.12 refuses SEV-ES on CPUs without LBRV).
+pub const LBR_CTL_ENABLE: u64 = 1 << 0;
 /// `tlb_control` 0: keep the TLB as it is (TLB_CONTROL encodings: AMD APM Vol. 2 §15.16.1
 /// and Appendix B, Table B-1, offset 0x05C).
 pub const TLB_DO_NOTHING: u8 = 0;
@@ -462,8 +521,12 @@ pub enum SevVmcb {
     Sev,
     /// SEV-ES: the state lives in the VMSA at `vmsa_pa` (launched and encrypted by the PSP).
     SevEs {
-        /// Host-physical address of the vCPU's VMSA page.
+        /// Host-physical address of the vCPU's VMSA page (without the C-bit: the CPU reads it
+        /// with the guest's key whatever the address says, as KVM's `sev_es_init_vmcb` notes).
         vmsa_pa: u64,
+        /// The GHCB MSR the vCPU starts with: its GHCB's GPA (GHCBInfo 0), since the vault
+        /// never negotiates one (`msr_protocol`).
+        ghcb_gpa: u64,
     },
 }
 
@@ -536,9 +599,11 @@ impl Vmcb {
     pub fn enable_sev(&mut self, sev: SevVmcb) {
         match sev {
             SevVmcb::Sev => self.control.nested_ctl |= SEV_ENABLE,
-            SevVmcb::SevEs { vmsa_pa } => {
+            SevVmcb::SevEs { vmsa_pa, ghcb_gpa } => {
                 self.control.nested_ctl |= SEV_ENABLE | SEV_ES_ENABLE;
+                self.control.virt_ext |= LBR_CTL_ENABLE;
                 self.control.vmsa_pa = vmsa_pa;
+                self.control.ghcb_gpa = ghcb_gpa;
             }
         }
     }
@@ -657,7 +722,7 @@ mod tests {
         let mut vmcb = Box::new(Vmcb::zeroed());
         let vcpu = VcpuIndex::new(0).unwrap();
         vmcb.build_vault(&VmcbConfig { vcpu, asid: 99, n_cr3: 0x5000, iopm_pa: 0, msrpm_pa: 0 });
-        vmcb.enable_sev(SevVmcb::SevEs { vmsa_pa: 0xABC_D000 });
+        vmcb.enable_sev(SevVmcb::SevEs { vmsa_pa: 0xABC_D000, ghcb_gpa: vcpu.ghcb_gpa() });
         // SAFETY: `Vmcb` is plain data of 4096 bytes.
         let b: &[u8; 4096] = unsafe { &*(core::ptr::from_ref(&*vmcb).cast()) };
         assert_eq!(u64_at(b, 0x090), NP_ENABLE | SEV_ENABLE | SEV_ES_ENABLE, "nested_ctl");

@@ -53,6 +53,8 @@ pub struct SvmFeatures {
     pub nrips: bool,
     /// Number of ASIDs (CPUID 8000_000A EBX).
     pub asids: u32,
+    /// LBR virtualization (CPUID 8000_000A EDX bit 1).
+    pub lbr_virt: bool,
 }
 
 /// Why the CPU cannot run the vault.
@@ -135,7 +137,7 @@ pub fn check() -> Result<SvmFeatures, Unsupported> {
     if asids < 2 {
         return Err(Unsupported::NoAsid);
     }
-    Ok(SvmFeatures { nrips: edx & (1 << 3) != 0, asids })
+    Ok(SvmFeatures { nrips: edx & (1 << 3) != 0, asids, lbr_virt: edx & (1 << 1) != 0 })
 }
 
 /// SVM enabled on this CPU for the guard's lifetime, with our host save area; EFER and
@@ -179,7 +181,9 @@ impl Drop for SvmOn {
 pub struct VmrunArgs {
     /// Physical address of the vCPU's VMCB.
     pub vmcb_pa: u64,
-    /// Physical address of the page VMSAVE keeps the host's FS/GS/TR/LDTR/syscall state in.
+    /// Physical address of the page VMSAVE keeps the host's FS/GS/TR/LDTR/syscall state in:
+    /// a page of the HV's own (plain SVM), or the host save area itself (SEV-ES, whose
+    /// #VMEXIT restores that state from there).
     pub host_vmsave_pa: u64,
     /// Nonzero: set host RFLAGS.IF inside the CLGI window before VMRUN, so that physical
     /// interrupts end the run with an INTR exit (AMD APM Vol. 2 §15.21.1: with
@@ -203,6 +207,40 @@ static SCRUBBED_FX: FxArea = FxArea::INIT;
 
 global_asm!(
     r#"
+    // The way back shared by both trampolines, once the host's GS base is back: speculation
+    // hygiene (RSB fill, return untraining, IBPB where the kernel asks for it) before the
+    // first RET, with the kernel's own macros; then nothing of the vault may be visible once
+    // GIF is 1 (an NMI handler saves registers); STGI, where a pending NMI is taken (an
+    // interrupt comes at local_irq_restore); the callee-saved registers back.
+    .macro sevault_exit_tail
+        call sevault_vmexit_hygiene
+        fxrstor64 [rip + {scrubbed}]
+        xor eax, eax
+        xor ebx, ebx
+        xor ecx, ecx
+        xor edx, edx
+        xor esi, esi
+        xor edi, edi
+        xor ebp, ebp
+        xor r8d, r8d
+        xor r9d, r9d
+        xor r10d, r10d
+        xor r11d, r11d
+        xor r12d, r12d
+        xor r13d, r13d
+        xor r14d, r14d
+        xor r15d, r15d
+        stgi
+        pop rdi
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbx
+        pop rbp
+        jmp __x86_return_thunk
+    .endm
+
     .text
     // sevault_vmrun(args: *mut VmrunArgs): one world switch (thesis-notes/hypervisor.md,
     // "The world switch", compares each step with KVM's __svm_vcpu_run).
@@ -272,37 +310,42 @@ global_asm!(
         vmsave rax
         mov rax, [rdi + {host_vmsave}]
         vmload rax
-        // GS base is the host's again. Speculation hygiene (RSB fill, return untraining,
-        // IBPB where the kernel asks for it) before the first RET: the kernel's own macros.
-        call sevault_vmexit_hygiene
-        // Nothing of the vault may be visible once GIF is 1 (an NMI handler saves registers).
-        fxrstor64 [rip + {scrubbed}]
-        xor eax, eax
-        xor ebx, ebx
-        xor ecx, ecx
-        xor edx, edx
-        xor esi, esi
-        xor edi, edi
-        xor ebp, ebp
-        xor r8d, r8d
-        xor r9d, r9d
-        xor r10d, r10d
-        xor r11d, r11d
-        xor r12d, r12d
-        xor r13d, r13d
-        xor r14d, r14d
-        xor r15d, r15d
-        // A pending NMI is taken here; an interrupt at local_irq_restore.
-        stgi
-        pop rdi
-        pop r15
-        pop r14
-        pop r13
-        pop r12
-        pop rbx
-        pop rbp
-        jmp __x86_return_thunk
+        sevault_exit_tail
     .size sevault_vmrun, . - sevault_vmrun
+
+    // sevault_vmrun_es(args: *mut VmrunArgs): one SEV-ES world switch. The CPU itself
+    // swaps every guest register through the (encrypted) VMSA and restores the host from
+    // the host save area at #VMEXIT — RSP, RAX and the segment and control state VMRUN
+    // saved there, FS/GS/TR/LDTR and the syscall MSRs from the VMSAVE below, XCR0/PKRU/XSS
+    // as the HV wrote them (vmcb::HostSaveArea), the other GPRs from that area too (our
+    // callee-saved ones come back from the stack, as in KVM 6.1's __svm_sev_es_vcpu_run).
+    // So: no guest GPR or vector state, no VMLOAD/VMSAVE of the guest's VMCB.
+    .globl sevault_vmrun_es
+    .type sevault_vmrun_es, @function
+    .p2align 4
+    .skip 16, 0x90
+    sevault_vmrun_es:
+        push rbp
+        push rbx
+        push r12
+        push r13
+        push r14
+        push r15
+        push rdi
+        clgi
+        // host_vmsave_pa is the host save area itself under SEV-ES (KVM: vmsave of
+        // sd->save_area before an SEV-ES guest runs).
+        mov rax, [rdi + {host_vmsave}]
+        vmsave rax
+        cmp qword ptr [rdi + {interrupts}], 0
+        mov rax, [rdi + {vmcb}]
+        je 3f
+        sti
+    3:
+        vmrun rax
+        cli
+        sevault_exit_tail
+    .size sevault_vmrun_es, . - sevault_vmrun_es
     "#,
     vmcb = const offset_of!(VmrunArgs, vmcb_pa),
     host_vmsave = const offset_of!(VmrunArgs, host_vmsave_pa),
@@ -327,6 +370,7 @@ global_asm!(
 
 extern "C" {
     fn sevault_vmrun(args: *mut VmrunArgs);
+    fn sevault_vmrun_es(args: *mut VmrunArgs);
 }
 
 /// What this CPU offers for flushing guest TLB entries.
@@ -359,4 +403,61 @@ pub unsafe fn flush_run(vmcb_pa: u64) {
 pub unsafe fn vmrun(args: &mut VmrunArgs) {
     // SAFETY: the caller's contract is the trampoline's.
     unsafe { sevault_vmrun(args) }
+}
+
+/// Runs an SEV-ES vCPU once, until its next #VMEXIT (its registers never leave the VMSA).
+///
+/// # Safety
+/// As [`vmrun`], and: the VMCB has SEV-ES on with a launched VMSA; `args.host_vmsave_pa` is
+/// the host save area that VM_HSAVE_PA names, whose XCR0/PKRU/XSS fields hold this CPU's
+/// current values (`vmcb::HostSaveArea::set_host_xstate`).
+pub unsafe fn vmrun_es(args: &mut VmrunArgs) {
+    // SAFETY: the caller's contract is the trampoline's.
+    unsafe { sevault_vmrun_es(args) }
+}
+
+/// What this CPU's host keeps in XCR0 and IA32_XSS, and whether it has protection keys:
+/// read once at load (the kernel does not change them after boot; PKRU is per task and is
+/// read before every SEV-ES run).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostXFeatures {
+    /// XCR0 (1, x87 only, where the OS has not enabled XSAVE).
+    pub xcr0: u64,
+    /// IA32_XSS (0 without XSAVES).
+    pub xss: u64,
+    /// CR4.PKE (CPUID 7 ECX bit 4, OSPKE): RDPKRU works.
+    pub pku: bool,
+}
+
+/// IA32_XSS.
+const MSR_IA32_XSS: u32 = 0xDA0;
+
+/// Reads [`HostXFeatures`] on this CPU.
+pub fn host_xfeatures() -> HostXFeatures {
+    let osxsave = cpuid(1).2 & (1 << 27) != 0;
+    let xcr0 = if osxsave {
+        let (lo, hi): (u32, u32);
+        // SAFETY: XGETBV with ECX = 0 is defined when CR4.OSXSAVE is set (CPUID 1 ECX bit 27).
+        unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+        (u64::from(hi) << 32) | u64::from(lo)
+    } else {
+        1
+    };
+    let xsaves = osxsave && core::arch::x86_64::__cpuid_count(0xD, 1).eax & (1 << 3) != 0;
+    // SAFETY: IA32_XSS exists where XSAVES does (CPUID 0xD.1 EAX bit 3).
+    let xss = if xsaves { unsafe { rdmsr(MSR_IA32_XSS) } } else { 0 };
+    let (max_leaf, ..) = cpuid(0);
+    let pku = max_leaf >= 7 && core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0;
+    HostXFeatures { xcr0, xss, pku }
+}
+
+/// The current PKRU (0 without protection keys).
+pub fn read_pkru(features: &HostXFeatures) -> u32 {
+    if !features.pku {
+        return 0;
+    }
+    let (pkru, _edx): (u32, u32);
+    // SAFETY: RDPKRU with ECX = 0 is defined when CR4.PKE is set (`features.pku`).
+    unsafe { asm!("rdpkru", in("ecx") 0, out("eax") pkru, out("edx") _edx, options(nomem, nostack, preserves_flags)) };
+    pkru
 }

@@ -40,7 +40,7 @@ use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
     Admission, Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, BOUNCE_BYTES,
 };
-use crate::vmcb::{SevVmcb, StateSave, Vmcb, VmcbConfig, V_INTR_MASKING};
+use crate::vmcb::{HostSaveArea, HostXState, SevVmcb, StateSave, Vmcb, VmcbConfig, V_INTR_MASKING};
 use crate::world::{Gpr, GuestRegisters};
 
 /// The vault image, embedded at build time (`cargo xtask build`).
@@ -151,6 +151,8 @@ struct State {
     nr_vcpus: u32,
     features: SvmFeatures,
     tlb: TlbCaps,
+    /// The host's XCR0/XSS and protection keys (what an SEV-ES #VMEXIT restores).
+    host_x: cpu::HostXFeatures,
     /// `sev=sev|es`: the launched guest context (never on these machines).
     sev: Option<SevLaunch>,
 }
@@ -186,8 +188,9 @@ static STATE: Global = Global {
         },
         vcpus: [core::ptr::null_mut(); MAX_VCPUS as usize],
         nr_vcpus: 0,
-        features: SvmFeatures { nrips: false, asids: 0 },
+        features: SvmFeatures { nrips: false, asids: 0, lbr_virt: false },
         tlb: TlbCaps { flush_by_asid: false, invlpgb: false },
+        host_x: cpu::HostXFeatures { xcr0: 0, xss: 0, pku: false },
         sev: None,
     }),
     ready: AtomicBool::new(false),
@@ -369,6 +372,7 @@ pub fn init(sev_mode: u32) -> i32 {
         c_bit: info.c_bit,
         max_asid: info.max_asid,
         min_sev_asid: info.min_sev_asid,
+        lbr_virt: features.lbr_virt,
     };
     match sev::plan(mode, sev_cpu) {
         Ok(None) => {}
@@ -442,6 +446,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     let state = unsafe { &mut *STATE.state.get() };
     state.features = features;
     state.tlb = cpu::tlb_caps();
+    state.host_x = cpu::host_xfeatures();
     state.nr_vcpus = nr;
     state.sev = sev;
     SEV_DEAD.store(false, Ordering::Relaxed);
@@ -500,7 +505,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         }
         vcpu.generation = GENERATION.load(Ordering::Relaxed);
         vcpu.switch.vmcb_pa = vcpu.vmcb.phys;
-        vcpu.switch.host_vmsave_pa = vcpu.host_vmsave.phys;
+        vcpu.switch.host_vmsave_pa = if sev.is_some_and(|s| s.es) { vcpu.hsave.phys } else { vcpu.host_vmsave.phys };
         vcpu.switch.regs = GuestRegisters::INITIAL;
         state.vcpus[i as usize] = vcpu;
     }
@@ -531,12 +536,8 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
             None => {}
             Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
             Some(SevLaunch { es: true, .. }) => {
-                let vmsa_pa = vcpu.vmsa.phys;
-                let ghcb_gpa = vcpu.index.ghcb_gpa();
-                let vmcb = vcpu.vmcb();
-                vmcb.enable_sev(SevVmcb::SevEs { vmsa_pa });
-                // The GHCB MSR the vault starts with: its GHCB's GPA (GHCBInfo 0).
-                vmcb.control.ghcb_gpa = ghcb_gpa;
+                let sev_es = SevVmcb::SevEs { vmsa_pa: vcpu.vmsa.phys, ghcb_gpa: vcpu.index.ghcb_gpa() };
+                vcpu.vmcb().enable_sev(sev_es);
             }
         }
     }
@@ -750,6 +751,7 @@ impl Vcpu {
         &mut self,
         features: &SvmFeatures,
         tlb: TlbCaps,
+        host_x: &cpu::HostXFeatures,
         sev: Option<&SevLaunch>,
         budget_ns: u64,
     ) -> Result<(), Fault> {
@@ -770,9 +772,18 @@ impl Vcpu {
             // Interrupts may end the run only if the caller could take them (else every run
             // would end at once on a pending one that nobody serves).
             self.switch.interrupts = u64::from(flags & EFLAGS_IF != 0);
+            let es = sev.is_some_and(|s| s.es);
+            if es {
+                let host = HostXState { xcr0: host_x.xcr0, pkru: cpu::read_pkru(host_x), xss: host_x.xss };
+                // SAFETY: the host save area is this vCPU's page, used by no one else while
+                // interrupts are off.
+                unsafe { (*(self.hsave.virt as *mut HostSaveArea)).set_host_xstate(host) };
+            }
             let switch = &mut self.switch;
-            // SAFETY: interrupts are off; the FPU is owned by the caller; this CPU's vCPU.
-            unsafe { with_svm(self.hsave.phys, || cpu::vmrun(switch)) };
+            // SAFETY: interrupts are off; the FPU is owned by the caller; this CPU's vCPU;
+            // under SEV-ES the host save area holds this CPU's XCR0/PKRU/XSS (just written)
+            // and `host_vmsave_pa` is that area.
+            unsafe { with_svm(self.hsave.phys, || if es { cpu::vmrun_es(switch) } else { cpu::vmrun(switch) }) };
             let (code, info1, info2, rip, next_rip, cr3) = {
                 let vmcb = self.vmcb();
                 let c = &vmcb.control;
@@ -1278,7 +1289,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         Some(InjectedFault::Spin) => vcpu.vmcb().save.state.rip = SPIN_GPA,
         None => {}
     }
-    let ran = vcpu.run(&state.features, state.tlb, state.sev.as_ref(), budget_ns());
+    let ran = vcpu.run(&state.features, state.tlb, &state.host_x, state.sev.as_ref(), budget_ns());
     vcpu.window.clear(&mut RefPages(&vcpu.npt));
     // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
     if state.sev.is_none()
