@@ -35,7 +35,7 @@ tasks:
   build-guest             build the vault image into target/sevault/guest.bin and print its size
   bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL (host)
   bench-vm [--seconds S] [--kernel K]  the vault in the nested VM: VMRUNs per request, throughput vs AES-NI/generic
-  sev-crosscheck          the vault's SNP launch digest (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
+  sev-crosscheck          the vault's SNP and SEV-ES launch digests (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
   sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
 VM OPTIONS: [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
@@ -207,7 +207,10 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
     let elf = root.join("target/x86_64-unknown-none/vault/sevault-vault");
     let vc = std::fs::read(&elf).context("reading the vault ELF").and_then(|elf| vc_check::check_elf(&elf));
     record("vault image: no instruction that raises #VC under SEV-ES (iced-x86)", vc.map(|_| ()));
-    record("SNP launch digest: sev-launch equals sev-snp-measure 0.0.13 (1, 2, 4 vCPUs)", sevmeasure::crosscheck(root));
+    record(
+        "SNP and SEV-ES launch digests: sev-launch equals sev-snp-measure 0.0.13 (1, 2, 4 vCPUs)",
+        sevmeasure::crosscheck(root),
+    );
     println!("xtask: [4/5] sevault.ko and the in-VM checker");
     let kcheck = build_kcheck(root);
     let kcheck_ok = kcheck.is_ok();

@@ -1,8 +1,9 @@
 //! The vault's expected SEV launch measurements (`sev-launch`, package `sevault-sev-launch`):
 //!
-//! - [`crosscheck`]: the SNP launch digest `sev-launch measure` computes for the built vault
-//!   image, recomputed by an implementation nobody here wrote — the GCTX class of the
-//!   `sev-snp-measure` Python package (pinned to [`SEV_SNP_MEASURE`]) — for 1, 2 and 4 vCPUs;
+//! - [`crosscheck`]: the SNP and SEV-ES launch digests `sev-launch measure` computes for the
+//!   built vault image, recomputed by an implementation nobody here wrote — the
+//!   `sev-snp-measure` Python package (pinned to [`SEV_SNP_MEASURE`]): its GCTX class for
+//!   SNP, its SEV-ES digest function (and VMSA layout) for SEV-ES — for 1, 2 and 4 vCPUs;
 //! - [`measurements`]: the policy and expected digest of the built image per mode and vCPU
 //!   count, printed and written to `experiments/results/measurements.md`.
 //!
@@ -20,8 +21,10 @@ use crate::{cargo, run_command};
 /// `GCTX()`, `update_normal_pages`, `update_zero_pages`, `update_vmsa_page`, `hex_ld`).
 pub const SEV_SNP_MEASURE: &str = "0.0.13";
 
-/// The cross-check script, relative to the workspace root.
-const CROSSCHECK_SCRIPT: &str = "sev-launch/crosscheck/snp_gctx.py";
+/// The SNP cross-check script, relative to the workspace root.
+const SNP_SCRIPT: &str = "sev-launch/crosscheck/snp_gctx.py";
+/// The SEV-ES cross-check script, relative to the workspace root.
+const SEV_ES_SCRIPT: &str = "sev-launch/crosscheck/seves_digest.py";
 /// The Python virtual environment, relative to the workspace root.
 const VENV: &str = "target/venv";
 /// The results of [`measurements`], relative to the workspace root.
@@ -30,56 +33,61 @@ const OUT_MD: &str = "experiments/results/measurements.md";
 /// Launch modes, as `sev-launch --mode` names them.
 const MODES: [&str; 3] = ["sev", "sev-es", "snp"];
 
-/// Builds the vault image and `sev-launch`, then checks `sev-launch`'s SNP launch digest
-/// against `sev-snp-measure`'s GCTX for 1, 2 and 4 vCPUs. Creates (or reuses) the venv
-/// `target/venv` with the pinned `sev-snp-measure`; on Debian, `python3 -m venv` needs the
-/// `python3-venv` package, which is installed with apt-get when running as root.
+/// Builds the vault image and `sev-launch`, then recomputes `sev-launch`'s launch digests
+/// with `sev-snp-measure` for 1, 2 and 4 vCPUs: the SNP digest with its GCTX class
+/// ([`SNP_SCRIPT`]), the SEV-ES digest with its SEV-ES code path, whose VMSAs are also read
+/// with its VMSA layout ([`SEV_ES_SCRIPT`]). Creates (or reuses) the venv `target/venv`
+/// with the pinned `sev-snp-measure`; on Debian, `python3 -m venv` needs the `python3-venv`
+/// package, which is installed with apt-get when running as root.
 pub fn crosscheck(root: &Path) -> Result<()> {
     let image = crate::guest::build(root)?;
     let python = venv_python(root)?;
     ensure_sev_snp_measure(root, &python)?;
     let out_dir = root.join("target/sevault");
     let mut failed = Vec::new();
-    for vcpus in [1u32, 2, 4] {
-        let vcpus_arg = vcpus.to_string();
-        let json = sev_launch_stdout(
-            root,
-            &[
+    for (mode, script) in [("snp", SNP_SCRIPT), ("sev-es", SEV_ES_SCRIPT)] {
+        for vcpus in [1u32, 2, 4] {
+            let vcpus_arg = vcpus.to_string();
+            let args = [
                 "measure",
                 "--mode",
-                "snp",
+                mode,
                 "--image",
                 path_str(&image)?,
                 "--vcpus",
                 &vcpus_arg,
                 "--json",
                 "--with-contents",
-            ],
-        )?;
-        let json_path = out_dir.join(format!("snp-measure-{vcpus}.json"));
-        std::fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
-        let out = Command::new(&python)
-            .current_dir(root)
-            .arg(root.join(CROSSCHECK_SCRIPT))
-            .arg(&json_path)
-            .output()
-            .with_context(|| format!("cannot run {}", python.display()))?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            failed.push(vcpus);
+            ];
+            let json = sev_launch_stdout(root, &args)?;
+            let json_path = out_dir.join(format!("{mode}-measure-{vcpus}.json"));
+            std::fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
+            let out = Command::new(&python)
+                .current_dir(root)
+                .arg(root.join(script))
+                .arg(&json_path)
+                .output()
+                .with_context(|| format!("cannot run {}", python.display()))?;
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            if !out.status.success() {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                failed.push(format!("{mode} with {vcpus} vCPUs"));
+            }
         }
     }
     if !failed.is_empty() {
         bail!(
-            "sev-launch and sev-snp-measure {SEV_SNP_MEASURE} disagree on the SNP launch digest for {:?} vCPUs \
-             (inputs kept in {}/snp-measure-N.json): the launch definition (hv/src/launch.rs) or the digest \
-             code (sev-launch/src/gctx.rs) no longer computes what the SNP firmware would",
-            failed,
+            "sev-launch and sev-snp-measure {SEV_SNP_MEASURE} disagree for {} (inputs kept in \
+             {}/MODE-measure-N.json): the launch definition (hv/src/launch.rs), the VMSA (hv/src/vmsa.rs) or the \
+             digest code (sev-launch/src) no longer computes what the firmware would",
+            failed.join(", "),
             out_dir.display()
         );
     }
-    println!("xtask: SNP launch digests agree with sev-snp-measure {SEV_SNP_MEASURE} for 1, 2 and 4 vCPUs");
+    println!(
+        "xtask: SNP and SEV-ES launch digests agree with sev-snp-measure {SEV_SNP_MEASURE} for 1, 2 and 4 vCPUs; \
+         the SEV-ES VMSAs read right with its layout"
+    );
     Ok(())
 }
 
@@ -114,7 +122,9 @@ pub fn measurements(root: &Path) -> Result<()> {
          - **snp**: the SNP launch digest (SHA-384), the MEASUREMENT field of the vault's attestation \
          reports; recomputed with sev-snp-measure {SEV_SNP_MEASURE} by `cargo xtask sev-crosscheck` \
          (1, 2 and 4 vCPUs).\n\
-         - **sev**, **sev-es**: GCTX.LD (SHA-256 of the launched pages in order). LAUNCH_MEASURE returns \
+         - **sev**, **sev-es**: GCTX.LD (SHA-256 of the launched pages in order; sev-es recomputed with \
+         sev-snp-measure {SEV_SNP_MEASURE}'s SEV-ES digest function by `cargo xtask sev-crosscheck`, 1, 2 and 4 \
+         vCPUs). LAUNCH_MEASURE returns \
          HMAC-SHA256(0x04 ‖ API_MAJOR ‖ API_MINOR ‖ BUILD ‖ POLICY ‖ LD ‖ MNONCE) keyed with the launch \
          session's TIK: the guest owner computes it from this LD; it cannot be precomputed.\n\
          - Policies: `sev-launch policy --mode MODE` explains every bit.\n\
@@ -124,7 +134,9 @@ pub fn measurements(root: &Path) -> Result<()> {
          Reproduce: `cargo xtask sev-measurements`, or after `cargo xtask build-guest`:\n\n\
          ```sh\ncargo run -q -p sevault-sev-launch -- measure --mode snp --image target/sevault/guest.bin --vcpus 2\n\
          cargo run -q -p sevault-sev-launch -- measure --mode snp --image target/sevault/guest.bin --vcpus 2 --json --with-contents \\\n  \
-         | target/venv/bin/python sev-launch/crosscheck/snp_gctx.py -\n```\n",
+         | target/venv/bin/python sev-launch/crosscheck/snp_gctx.py -\n\
+         cargo run -q -p sevault-sev-launch -- measure --mode sev-es --image target/sevault/guest.bin --vcpus 2 --json --with-contents \\\n  \
+         | target/venv/bin/python sev-launch/crosscheck/seves_digest.py -\n```\n",
         rows.join("\n"),
         source = source_revision(root),
     );
