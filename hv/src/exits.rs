@@ -138,6 +138,8 @@ pub mod errno {
     pub const EAGAIN: i32 = 11;
     /// Required key not available.
     pub const ENOKEY: i32 = 126;
+    /// Operation not supported (kernel-internal ENOTSUPP is 524; userspace sees EOPNOTSUPP).
+    pub const EOPNOTSUPP: i32 = 95;
 }
 
 /// The errno for a vault status other than `Ok` (what generic AES would return where one

@@ -1568,11 +1568,27 @@ pub fn rebuilds() -> u64 {
     REBUILDS.load(Ordering::Relaxed)
 }
 
-/// Makes the next vault run fault (tests of the rebuild path and the time budget): 0, or
-/// `-EINVAL` for an unknown kind or under SEV.
+/// Makes the next vault run fault (tests of the rebuild path and the time budget): 0,
+/// `-EINVAL` for an unknown kind or CPU, `-EOPNOTSUPP` under SEV.
 pub fn inject_fault(raw: u64) -> i32 {
     let Some(state) = state() else { return -errno::EIO };
-    if InjectedFault::from_raw(raw).is_none() || raw >> 8 > u64::from(state.nr_vcpus) || state.sev.is_some() {
+    if let Some(launch) = state.sev {
+        // The hook works by setting the vault's RIP in the VMCB: under SEV-ES the CPU runs
+        // the vault from its encrypted VMSA and ignores the VMCB's save area; under SEV a
+        // fault ends the vault until the module is reloaded (no relaunch).
+        klog!(
+            Level::Warn,
+            "inject_fault: not available with sev={}: {}",
+            if launch.es { "es" } else { "sev" },
+            if launch.es {
+                "the vault's RIP lives in its encrypted VMSA, which the HV cannot set"
+            } else {
+                "a fault would end the SEV vault until the module is reloaded"
+            }
+        );
+        return -errno::EOPNOTSUPP;
+    }
+    if InjectedFault::from_raw(raw).is_none() || raw >> 8 > u64::from(state.nr_vcpus) {
         return -errno::EINVAL;
     }
     INJECT_FAULT.store(raw, Ordering::Release);
