@@ -82,7 +82,10 @@ impl SevRefusal {
     /// What to tell the user.
     pub const fn message(self) -> &'static str {
         match self {
-            Self::NoSev => "this CPU offers no SEV (CPUID 0x8000001F EAX bit 1 clear): not an EPYC, or SEV disabled in the firmware",
+            Self::NoSev => {
+                "this CPU offers no SEV (CPUID 0x8000001F absent, or its EAX bit 1 clear): not an EPYC, or SEV disabled in \
+                 the firmware"
+            }
             Self::NoSevEs => "this CPU offers no SEV-ES (CPUID 0x8000001F EAX bit 3 clear)",
             Self::NoAsid => "the firmware leaves no ASID for this mode (check the BIOS SEV-ES ASID space limit)",
             Self::BadCBit => "CPUID 0x8000001F reports an unusable C-bit position",

@@ -16,10 +16,27 @@ pub const CRYPTO_MODULES: &[&str] =
 /// Modules in the image that `/init` does not load: scripts `modprobe` them when they need
 /// them — kvm_amd (KVM beside the vault), the kernel's XTS/CTR/GCM templates and AF_ALG's
 /// AEAD interface (references and gcm(aes) on the vault's CTR), and dm-crypt with a ramdisk
-/// and ext4 (with the crc32c it checksums metadata with) — dm-crypt as a client; a
-/// researcher's own `--script` can use them too.
-pub const ON_DEMAND_MODULES: &[&str] =
-    &["kvm_amd", "xts", "ctr", "gcm", "ghash-generic", "algif_aead", "dm-crypt", "brd", "ext4", "crc32c_generic"];
+/// and ext4 (with the crc32c it checksums metadata with) — dm-crypt as a client — and
+/// `cpuid` (`/dev/cpu/N/cpuid`, read by the EPYC first-boot script); a researcher's own
+/// `--script` can use them too.
+pub const ON_DEMAND_MODULES: &[&str] = &[
+    "kvm_amd",
+    "xts",
+    "ctr",
+    "gcm",
+    "ghash-generic",
+    "algif_aead",
+    "dm-crypt",
+    "brd",
+    "ext4",
+    "crc32c_generic",
+    "cpuid",
+];
+
+/// Files of the repository copied into every image, and where: the EPYC first-boot script
+/// (so that the nested VM runs it too).
+pub const REPO_FILES: &[(&str, &str)] =
+    &[("experiments/sev-first-boot/first-boot.sh", "usr/bin/sevault-sev-first-boot")];
 
 /// Binaries from the host copied into the image, with the libraries they load: libkcapi's
 /// tools, and cryptsetup, dmsetup and e2fsprogs' mke2fs/e2fsck for dm-crypt volumes.

@@ -316,7 +316,12 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
         on_demand_modules: initramfs::ON_DEMAND_MODULES.iter().map(|m| m.to_string()).collect(),
         ko: options.ko.clone(),
         scripts: options.scripts.clone(),
-        extra_files: options.kcheck.iter().map(|k| (k.clone(), "usr/bin/sevault-kcheck".to_string())).collect(),
+        extra_files: options
+            .kcheck
+            .iter()
+            .map(|k| (k.clone(), "usr/bin/sevault-kcheck".to_string()))
+            .chain(initramfs::REPO_FILES.iter().map(|(source, path)| (root.join(source), path.to_string())))
+            .collect(),
     };
     let entries = initramfs::entries(&spec)?;
     let dir = root.join("target").join("sevault").join("vm");
