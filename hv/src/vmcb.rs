@@ -275,8 +275,11 @@ pub struct HostSaveArea {
     pub reserved_0x698: [u8; 0x50],
     /// PKRU (VMSA offset 0x2E8).
     pub pkru: u32,
+    /// TSC_AUX (VMSA offset 0x2EC): restored from here on CPUs with V_TSC_AUX (CPUID
+    /// 0x8000_001F EAX bit 9; KVM 6.12 primes it per CPU) — the host's `getcpu` reads it.
+    pub tsc_aux: u32,
     /// Reserved.
-    pub reserved_0x6ec: [u8; 0xFC],
+    pub reserved_0x6f0: [u8; 0xF8],
     /// XCR0 (VMSA offset 0x3E8).
     pub xcr0: u64,
     /// Reserved.
@@ -288,6 +291,7 @@ const _: () = {
     assert!(offset_of!(HostSaveArea, state) == 0x400);
     assert!(offset_of!(HostSaveArea, state) + offset_of!(StateSave, xss) == 0x540);
     assert!(offset_of!(HostSaveArea, pkru) == 0x6E8);
+    assert!(offset_of!(HostSaveArea, tsc_aux) == 0x6EC);
     assert!(offset_of!(HostSaveArea, xcr0) == 0x7E8);
 };
 
@@ -300,6 +304,8 @@ pub struct HostXState {
     pub pkru: u32,
     /// IA32_XSS (0 where the CPU has no XSAVES).
     pub xss: u64,
+    /// TSC_AUX (0 where the CPU has neither RDTSCP nor RDPID).
+    pub tsc_aux: u32,
 }
 
 impl HostSaveArea {
@@ -308,6 +314,7 @@ impl HostSaveArea {
     pub fn set_host_xstate(&mut self, host: HostXState) {
         self.xcr0 = host.xcr0;
         self.pkru = host.pkru;
+        self.tsc_aux = host.tsc_aux;
         self.state.xss = host.xss;
     }
 }

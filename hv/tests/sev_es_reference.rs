@@ -232,20 +232,29 @@ fn snp_vmsa_has_snp_active() {
 }
 
 /// The host save area: KVM writes XCR0, PKRU and XSS at `page + 0x400` in the VMSA layout
-/// (6.1 svm.c:1471, sev.c:3054-3071): offsets 0x400 + 0x3E8, + 0x2E8, + 0x140.
+/// (6.1 svm.c:1471, sev.c:3054-3071): offsets 0x400 + 0x3E8, + 0x2E8, + 0x140; and 6.12
+/// TSC_AUX at + 0x2EC (svm.c:676-686, where the CPU has V_TSC_AUX).
 #[test]
 fn sev_es_host_save_area_fields() {
     // SAFETY: `HostSaveArea` is plain data: all-zero is valid.
     let mut area: Box<HostSaveArea> = Box::new(unsafe { core::mem::zeroed() });
-    area.set_host_xstate(HostXState { xcr0: 0x2E7, pkru: 0x5555_5554, xss: 0x1800 });
+    area.set_host_xstate(HostXState { xcr0: 0x2E7, pkru: 0x5555_5554, xss: 0x1800, tsc_aux: 0x0103 });
     let rows = [
         row("host XCR0", 0x400 + 0x3E8, 8, u64::MAX, 0x2E7, "KVM: hostsa->xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK)"),
         row("host PKRU", 0x400 + 0x2E8, 4, u64::from(u32::MAX), 0x5555_5554, "KVM: hostsa->pkru = read_pkru()"),
         row("host XSS", 0x400 + 0x140, 8, u64::MAX, 0x1800, "KVM: hostsa->xss = host_xss"),
+        row(
+            "host TSC_AUX",
+            0x400 + 0x2EC,
+            4,
+            u64::from(u32::MAX),
+            0x0103,
+            "KVM 6.12 svm_enable_virtualization_cpu: hostsa->tsc_aux (struct sev_es_save_area 0x2EC, 6.12 only)",
+        ),
     ];
     check(bytes(&*area), &rows, "host save area");
     // Nothing else is written (VMSAVE and VMRUN fill the rest).
-    let fields = [0x7E8..0x7F0, 0x6E8..0x6EC, 0x540..0x548];
+    let fields = [0x7E8..0x7F0, 0x6E8..0x6F0, 0x540..0x548];
     let stray = bytes(&*area).iter().enumerate().filter(|(i, b)| **b != 0 && !fields.iter().any(|f| f.contains(i)));
     assert_eq!(stray.count(), 0, "only the three fields");
 }

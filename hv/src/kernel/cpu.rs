@@ -427,6 +427,8 @@ pub struct HostXFeatures {
     pub xss: u64,
     /// CR4.PKE (CPUID 7 ECX bit 4, OSPKE): RDPKRU works.
     pub pku: bool,
+    /// TSC_AUX exists (RDTSCP, CPUID 0x8000_0001 EDX bit 27).
+    pub tsc_aux: bool,
 }
 
 /// IA32_XSS.
@@ -448,7 +450,22 @@ pub fn host_xfeatures() -> HostXFeatures {
     let xss = if xsaves { unsafe { rdmsr(MSR_IA32_XSS) } } else { 0 };
     let (max_leaf, ..) = cpuid(0);
     let pku = max_leaf >= 7 && core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0;
-    HostXFeatures { xcr0, xss, pku }
+    let tsc_aux = cpuid(0x8000_0001).3 & (1 << 27) != 0;
+    HostXFeatures { xcr0, xss, pku, tsc_aux }
+}
+
+/// TSC_AUX.
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+
+/// This CPU's TSC_AUX (0 without it).
+pub fn read_tsc_aux(features: &HostXFeatures) -> u32 {
+    // SAFETY: TSC_AUX exists where RDTSCP does (`features.tsc_aux`); its upper half is
+    // reserved (zero).
+    if features.tsc_aux {
+        unsafe { rdmsr(MSR_TSC_AUX) as u32 }
+    } else {
+        0
+    }
 }
 
 /// The current PKRU (0 without protection keys).

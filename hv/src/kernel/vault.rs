@@ -190,7 +190,7 @@ static STATE: Global = Global {
         nr_vcpus: 0,
         features: SvmFeatures { nrips: false, asids: 0, lbr_virt: false },
         tlb: TlbCaps { flush_by_asid: false, invlpgb: false },
-        host_x: cpu::HostXFeatures { xcr0: 0, xss: 0, pku: false },
+        host_x: cpu::HostXFeatures { xcr0: 0, xss: 0, pku: false, tsc_aux: false },
         sev: None,
     }),
     ready: AtomicBool::new(false),
@@ -774,7 +774,12 @@ impl Vcpu {
             self.switch.interrupts = u64::from(flags & EFLAGS_IF != 0);
             let es = sev.is_some_and(|s| s.es);
             if es {
-                let host = HostXState { xcr0: host_x.xcr0, pkru: cpu::read_pkru(host_x), xss: host_x.xss };
+                let host = HostXState {
+                    xcr0: host_x.xcr0,
+                    pkru: cpu::read_pkru(host_x),
+                    xss: host_x.xss,
+                    tsc_aux: cpu::read_tsc_aux(host_x),
+                };
                 // SAFETY: the host save area is this vCPU's page, used by no one else while
                 // interrupts are off.
                 unsafe { (*(self.hsave.virt as *mut HostSaveArea)).set_host_xstate(host) };
