@@ -22,49 +22,33 @@ Each page's contents must hash to the listed sha384. Prints the recomputed diges
 if everything agrees, 1 if anything differs or the input is inconsistent, 2 on bad usage.
 """
 import ctypes
-import hashlib
-import json
-import sys
 from importlib import metadata
 
 import sevsnpmeasure.guest as guest
+from measure_json import PAGE, contents, fail, load, where
 from sevsnpmeasure.sev_mode import SevMode
 from sevsnpmeasure.vmm_types import VMMType
 from sevsnpmeasure.vmsa import VMSA, SevEsSaveArea
 
-PAGE = 4096
 RESET_FIELDS = ["dr6", "dr7", "xcr0", "mxcsr", "x87_fcw", "g_pat", "rflags", "sev_features"]
 EFER_SVME = 1 << 12
-
-
-def fail(message: str) -> None:
-    print(f"seves_digest.py: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 def load_pages(doc):
     """(data pages in launch order, VMSA pages in launch order, image GPA), checked."""
     data, vmsas, image_gpa = [], [], None
     for index, page in enumerate(doc["pages"]):
-        kind, gpa = page["type"], int(page["gpa"], 16)
-        where = f"page {index} ({page.get('what', kind)} at {gpa:#x})"
-        if "contents" not in page:
-            fail(f"{where}: no contents; run sev-launch measure with --with-contents")
-        contents = bytes.fromhex(page["contents"])
-        if len(contents) != PAGE:
-            fail(f"{where}: {len(contents)} bytes of contents")
-        if hashlib.sha384(contents).hexdigest() != page["sha384"]:
-            fail(f"{where}: contents do not hash to the listed sha384")
+        kind = page["type"]
         if kind == "vmsa":
-            vmsas.append(contents)
+            vmsas.append(contents(index, page))
         elif kind == "data":
             if vmsas:
-                fail(f"{where}: a data page after a VMSA (LAUNCH_UPDATE_VMSA comes last)")
-            data.append(contents)
+                fail(f"{where(index, page)}: a data page after a VMSA (LAUNCH_UPDATE_VMSA comes last)")
+            data.append(contents(index, page))
             if image_gpa is None:
-                image_gpa = gpa
+                image_gpa = int(page["gpa"], 16)
         else:
-            fail(f"{where}: page type {kind!r} in an SEV-ES launch")
+            fail(f"{where(index, page)}: page type {kind!r} in an SEV-ES launch")
     return data, vmsas, image_gpa
 
 
@@ -90,14 +74,7 @@ def check_vmsa_layout(vmsas, image_gpa) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        print("usage: seves_digest.py MEASURE.json|-", file=sys.stderr)
-        sys.exit(2)
-    source = sys.stdin if sys.argv[1] == "-" else open(sys.argv[1], encoding="utf-8")
-    with source:
-        doc = json.load(source)
-    if doc.get("mode") != "sev-es":
-        fail(f"mode {doc.get('mode')!r}: this checks SEV-ES launches")
+    doc = load("sev-es", "this checks SEV-ES launches")
     data, vmsas, image_gpa = load_pages(doc)
     if len(vmsas) != doc["vcpus"]:
         fail(f"{len(vmsas)} VMSA pages for {doc['vcpus']} vCPUs")

@@ -15,54 +15,28 @@ the JSON must carry the contents (--with-contents); their SHA-384 is checked aga
 list's `sha384` too. Prints the recomputed digest; exits 0 if it equals the JSON's
 `digest`, 1 if it differs or the input is inconsistent, 2 on bad usage.
 """
-import hashlib
-import json
-import sys
 from importlib import metadata
 
+from measure_json import PAGE, contents, fail, load, where
 from sevsnpmeasure.gctx import GCTX
-
-PAGE = 4096
-
-
-def fail(message: str) -> None:
-    print(f"snp_gctx.py: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        print("usage: snp_gctx.py MEASURE.json|-", file=sys.stderr)
-        sys.exit(2)
-    source = sys.stdin if sys.argv[1] == "-" else open(sys.argv[1], encoding="utf-8")
-    with source:
-        doc = json.load(source)
-    if doc.get("mode") != "snp":
-        fail(f"mode {doc.get('mode')!r}: only SNP launch digests are GCTX chains")
-
+    doc = load("snp", "only SNP launch digests are GCTX chains")
     gctx = GCTX()
     counts = {"normal": 0, "zero": 0, "vmsa": 0}
     for index, page in enumerate(doc["pages"]):
         kind, gpa = page["type"], int(page["gpa"], 16)
-        where = f"page {index} ({page.get('what', kind)} at {gpa:#x})"
-        if kind in ("normal", "vmsa"):
-            if "contents" not in page:
-                fail(f"{where}: no contents; run sev-launch measure with --with-contents")
-            data = bytes.fromhex(page["contents"])
-            if len(data) != PAGE:
-                fail(f"{where}: {len(data)} bytes of contents")
-            if hashlib.sha384(data).hexdigest() != page["sha384"]:
-                fail(f"{where}: contents do not hash to the listed sha384")
-            if kind == "normal":
-                gctx.update_normal_pages(gpa, data)
-            else:
-                if gpa != GCTX.VMSA_GPA:
-                    fail(f"{where}: sev-snp-measure measures VMSAs at {GCTX.VMSA_GPA:#x}")
-                gctx.update_vmsa_page(data)
+        if kind == "normal":
+            gctx.update_normal_pages(gpa, contents(index, page))
+        elif kind == "vmsa":
+            if gpa != GCTX.VMSA_GPA:
+                fail(f"{where(index, page)}: sev-snp-measure measures VMSAs at {GCTX.VMSA_GPA:#x}")
+            gctx.update_vmsa_page(contents(index, page))
         elif kind == "zero":
             gctx.update_zero_pages(gpa, PAGE)
         else:
-            fail(f"{where}: unknown page type {kind!r}")
+            fail(f"{where(index, page)}: unknown page type {kind!r}")
         counts[kind] += 1
 
     ours, theirs = doc["digest"], gctx.hex_ld()

@@ -212,6 +212,18 @@ global_asm!(
     // first RET, with the kernel's own macros; then nothing of the vault may be visible once
     // GIF is 1 (an NMI handler saves registers); STGI, where a pending NMI is taken (an
     // interrupt comes at local_irq_restore); the callee-saved registers back.
+    // The way in shared by both trampolines: the callee-saved registers, and the argument
+    // (the trampoline finds it at [rsp] after #VMEXIT), on the stack.
+    .macro sevault_enter
+        push rbp
+        push rbx
+        push r12
+        push r13
+        push r14
+        push r15
+        push rdi
+    .endm
+
     .macro sevault_exit_tail
         call sevault_vmexit_hygiene
         fxrstor64 [rip + {scrubbed}]
@@ -253,13 +265,7 @@ global_asm!(
     .p2align 4
     .skip 16, 0x90
     sevault_vmrun:
-        push rbp
-        push rbx
-        push r12
-        push r13
-        push r14
-        push r15
-        push rdi
+        sevault_enter
         // The host's vector state was saved by kernel_fpu_begin: the vault's goes in.
         fxrstor64 [rdi + {fx}]
         clgi
@@ -325,13 +331,7 @@ global_asm!(
     .p2align 4
     .skip 16, 0x90
     sevault_vmrun_es:
-        push rbp
-        push rbx
-        push r12
-        push r13
-        push r14
-        push r15
-        push rdi
+        sevault_enter
         clgi
         // host_vmsave_pa is the host save area itself under SEV-ES (KVM: vmsave of
         // sd->save_area before an SEV-ES guest runs).
