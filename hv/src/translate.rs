@@ -18,6 +18,8 @@
 use sevault_abi::validate::tail_len;
 use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
+use crate::paging::NptWindow;
+
 /// A physically contiguous piece of a scatterlist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -366,7 +368,38 @@ fn scatter(cursor: &mut impl SegmentCursor, memory: &impl HostMemory, buf: &[u8]
     Ok(())
 }
 
-/// A cursor over a slice of segments (host tests; the kernel walks real scatterlists).
+/// Admission into a chunk as the HV decides it: the entry lies in the host window, names no
+/// page the HV keeps from the vault (`forbidden`: its own pages, the key slots), and the
+/// vCPU's nested window has room for its pages.
+#[derive(Clone)]
+pub struct WindowAdmission<F> {
+    /// True when `[phys, phys + len)` touches memory the vault must not be given.
+    pub forbidden: F,
+    /// The window as it would be with the chunk's entries so far mapped.
+    pub plan: NptWindow,
+}
+
+impl<F: Fn(u64, u64) -> bool + Clone> Admission for WindowAdmission<F> {
+    fn admit(&mut self, entry: &SgEntry) -> Result<bool, TranslateError> {
+        let len = u64::from(entry.len);
+        for addr in [entry.src, entry.dst] {
+            if sevault_abi::memory_map::host_window_gpa(addr, len).is_none() {
+                return Err(TranslateError::OutsideWindow);
+            }
+            if (self.forbidden)(addr, len) {
+                return Err(TranslateError::Forbidden);
+            }
+        }
+        // Counted separately, shared regions count twice: conservative, never too few.
+        if self.plan.pages_needed(entry.src, len) + self.plan.pages_needed(entry.dst, len) > self.plan.free_pages() {
+            return Ok(false);
+        }
+        Ok(self.plan.reserve(entry.src, len) && self.plan.reserve(entry.dst, len))
+    }
+}
+
+/// A cursor over a slice of segments (host tests and benchmarks; the kernel walks real
+/// scatterlists).
 #[derive(Clone, Debug)]
 pub struct SliceCursor<'a> {
     segments: &'a [Segment],

@@ -18,8 +18,8 @@ use sevault_abi::memory_map::{
     KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
-    Mode, Op, SgEntry, SlotKey, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK,
-    KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS, MAX_VCPUS,
+    Mode, Op, SlotKey, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT,
+    LAUNCH_KEY_SLOTS, MAX_VCPUS,
 };
 use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
 
@@ -38,7 +38,7 @@ use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
-    Admission, Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, BOUNCE_BYTES,
+    Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, WindowAdmission, BOUNCE_BYTES,
 };
 use crate::vmcb::{HostSaveArea, HostXState, SevVmcb, StateSave, Vmcb, VmcbConfig, V_INTR_MASKING};
 use crate::world::{Gpr, GuestRegisters};
@@ -1164,32 +1164,6 @@ impl SegmentCursor for SgCursor {
     }
 }
 
-/// Admission into a chunk: no page of the HV's own, and room in the nested window.
-#[derive(Clone)]
-struct WindowPlan<'a> {
-    arena: &'a Arena<MAX_BLOCKS>,
-    plan: NptWindow,
-}
-
-impl Admission for WindowPlan<'_> {
-    fn admit(&mut self, entry: &SgEntry) -> Result<bool, TranslateError> {
-        let len = u64::from(entry.len);
-        for addr in [entry.src, entry.dst] {
-            if sevault_abi::memory_map::host_window_gpa(addr, len).is_none() {
-                return Err(TranslateError::OutsideWindow);
-            }
-            if self.arena.overlaps(addr, len) || slots::overlaps(addr, len) {
-                return Err(TranslateError::Forbidden);
-            }
-        }
-        // Counted separately, shared regions count twice: conservative, never too few.
-        if self.plan.pages_needed(entry.src, len) + self.plan.pages_needed(entry.dst, len) > self.plan.free_pages() {
-            return Ok(false);
-        }
-        Ok(self.plan.reserve(entry.src, len) && self.plan.reserve(entry.dst, len))
-    }
-}
-
 /// Host memory through the kernel's direct map: scatterlist pages are RAM (x86-64 has no
 /// highmem), so `phys_to_virt` names them.
 struct DirectMap;
@@ -1240,7 +1214,9 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     let generation = vcpu.generation;
     if let Some(translator) = call.chunk_of.as_mut() {
         // The entries go straight into the comm block; their pages into the nested window.
-        let admission = WindowPlan { arena: &state.arena, plan: NptWindow::new() };
+        let arena = &state.arena;
+        let forbidden = |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len);
+        let admission = WindowAdmission { forbidden, plan: NptWindow::new() };
         let comm = vcpu.comm();
         let bounce = vcpu.bounce_area();
         let (window, npt) = (&mut vcpu.window, &vcpu.npt);

@@ -296,3 +296,28 @@ fn many_straddles_end_the_chunk_at_the_bounce_limit() {
     assert_eq!(chunks.iter().map(Chunk::bytes).collect::<Vec<_>>(), [16 * MAX_BOUNCES as u32, 16 * 8]);
     assert_eq!(memory.bytes(&tiny), reference_crypt(op, &[7; 16], [1; 16], &plaintext).0);
 }
+
+/// The HV's admission: host window bounds, the forbidden ranges, and the nested window's
+/// pool (16 one-page entries in 16 different GiB regions need a PD and a PT each, per side:
+/// the pool of `npt_vcpu::POOL_SIZE` pages takes the first 16 such pairs and no more).
+#[test]
+fn window_admission() {
+    let forbidden = |addr: u64, len: u64| addr < 0x20_0000 && addr + len > 0x10_0000;
+    let entry = |src: u64, dst: u64| SgEntry { src, dst, len: 4096, reserved_0x14: 0 };
+    let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
+    assert_eq!(admission.admit(&entry(0x10_0000, 0x40_0000)), Err(TranslateError::Forbidden));
+    assert_eq!(admission.admit(&entry(0x40_0000, 0x18_0000)), Err(TranslateError::Forbidden), "destination");
+    let beyond = sevault_abi::memory_map::HOST_WINDOW_SIZE;
+    assert_eq!(admission.admit(&entry(beyond, 0x40_0000)), Err(TranslateError::OutsideWindow));
+    assert_eq!(admission.admit(&entry(0x40_0000, 0x40_0000)), Ok(true));
+    let mut admitted = 0;
+    for gib in 1..64u64 {
+        match admission.admit(&entry(gib << 30, (gib << 30) + (1 << 29))) {
+            Ok(true) => admitted += 1,
+            Ok(false) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(admitted > 0 && admitted < 63, "the pool ends the chunk: {admitted} entries admitted");
+    assert_eq!(admission.admit(&entry(0x40_1000, 0x40_1000)), Ok(true), "pages under tables already planned still fit");
+}
