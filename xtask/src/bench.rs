@@ -1,4 +1,6 @@
-//! `cargo xtask bench-aes`: runs the AES throughput benchmark (`experiments/aes-bench`,
+//! `cargo xtask bench-aes` and `cost-model`, and `bench-vm`.
+//!
+//! `bench-aes` runs the AES throughput benchmark (`experiments/aes-bench`,
 //! package `sevault-aes-bench`) in release mode, streaming its output, and keeps its results
 //! in `experiments/results/aes-bench.md` and `.json`. Arguments after `bench-aes` (such as
 //! `--seconds 0.5` or `--runs 5`) are passed to the benchmark unchanged.
@@ -15,26 +17,60 @@ const OUT_JSON: &str = "experiments/results/aes-bench.json";
 /// Runs the benchmark from `root` (the workspace root) with `args` passed through.
 pub fn bench_aes(root: &Path, args: &[String]) -> Result<()> {
     let (md, json) = (root.join(OUT_MD), root.join(OUT_JSON));
+    let outputs = [("--out-md", md.as_os_str()), ("--out-json", json.as_os_str())];
+    run_release(root, "sevault-aes-bench", "bench-aes", &outputs, args, "the AES benchmark")?;
+    // `--help` only prints the benchmark's usage.
+    if !args.iter().any(|arg| arg == "-h" || arg == "--help") {
+        println!("AES benchmark results: {} and {}", md.display(), json.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask cost-model`: the HV's host-side work per request (measured) and the cost
+/// model's predictions for EPYC hardware (`experiments/cost-model`), from bench-aes's last
+/// results, into `experiments/results/cost-model.md`, `.json` and one SVG per workload.
+pub fn cost_model(root: &Path, args: &[String]) -> Result<()> {
+    let results = root.join("experiments/results");
+    let (md, json) = (results.join("cost-model.md"), results.join("cost-model.json"));
+    let outputs = [
+        ("--aes-json", root.join(OUT_JSON).into_os_string()),
+        ("--out-md", md.clone().into_os_string()),
+        ("--out-json", json.clone().into_os_string()),
+        ("--svg-dir", results.clone().into_os_string()),
+    ];
+    let outputs: Vec<(&str, &std::ffi::OsStr)> = outputs.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    run_release(root, "sevault-cost-model", "cost-model", &outputs, args, "the cost model")?;
+    if !args.iter().any(|arg| arg == "-h" || arg == "--help") {
+        println!("cost model: {}, {} and {}/cost-model-*.svg", md.display(), json.display(), results.display());
+    }
+    Ok(())
+}
+
+/// `cargo run --release -p PACKAGE -- OUTPUTS ARGS`, with the xtask command line recorded in
+/// `SEVAULT_BENCH_COMMAND` for the results.
+fn run_release(
+    root: &Path,
+    package: &str,
+    xtask_command: &str,
+    outputs: &[(&str, &std::ffi::OsStr)],
+    args: &[String],
+    what: &str,
+) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // Recorded in the results as the command that produced them.
-    let command: Vec<&str> = std::iter::once("cargo xtask bench-aes").chain(args.iter().map(String::as_str)).collect();
-    let status = Command::new(&cargo)
-        .current_dir(root)
-        .args(["run", "--release", "-p", "sevault-aes-bench", "--"])
-        .arg("--out-md")
-        .arg(&md)
-        .arg("--out-json")
-        .arg(&json)
+    let command: Vec<String> =
+        std::iter::once(format!("cargo xtask {xtask_command}")).chain(args.iter().cloned()).collect();
+    let mut run = Command::new(&cargo);
+    run.current_dir(root).args(["run", "--release", "-p", package, "--"]);
+    for (flag, value) in outputs {
+        run.arg(flag).arg(value);
+    }
+    let status = run
         .args(args)
         .env("SEVAULT_BENCH_COMMAND", command.join(" "))
         .status()
         .with_context(|| format!("could not start `{}`", cargo.to_string_lossy()))?;
     if !status.success() {
-        bail!("the AES benchmark (sevault-aes-bench) failed: {status}");
-    }
-    // `--help` only prints the benchmark's usage.
-    if !args.iter().any(|arg| arg == "-h" || arg == "--help") {
-        println!("AES benchmark results: {} and {}", md.display(), json.display());
+        bail!("{what} ({package}) failed: {status}");
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! - `setup`: Debian packages and the rustup target;
 //! - `vm`: boot the nested VM with scripts;
 //! - `build-guest`: build the vault image, check it, write `target/sevault/guest.bin`;
-//! - `bench-aes`: the vault's AES code against RustCrypto and OpenSSL on the host.
+//! - `bench-aes`: the vault's AES code against RustCrypto and OpenSSL on the host;
+//! - `cost-model`: the HV's host work per request and the predictions for EPYC hardware.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,6 +36,7 @@ tasks:
   build-guest             build the vault image into target/sevault/guest.bin and print its size
   bench-aes [--seconds S] benchmark the vault's AES code against RustCrypto and OpenSSL (host)
   bench-vm [--seconds S] [--kernel K]  the vault in the nested VM: VMRUNs per request, throughput vs AES-NI/generic
+  cost-model              the HV's host-side work per request (measured) and the predicted vault/AES-NI ratio on EPYC
   sev-crosscheck          the vault's SNP and SEV-ES launch digests (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
   sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
@@ -69,6 +71,7 @@ fn run() -> Result<()> {
         "build-guest" => ensure_toolchain(&root).and_then(|()| guest::build(&root)).map(|_| ()),
         "bench-aes" => bench::bench_aes(&root, rest),
         "bench-vm" => bench::bench_vm(&root, rest),
+        "cost-model" => bench::cost_model(&root, rest),
         "sev-crosscheck" => ensure_toolchain(&root).and_then(|()| sevmeasure::crosscheck(&root)),
         "sev-measurements" => ensure_toolchain(&root).and_then(|()| sevmeasure::measurements(&root)),
         "test" => {
