@@ -297,14 +297,14 @@ static int stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu\n",
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
 		   sevault_rust_kvm_amd(), sevault_rust_key_slots());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries\n");
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu, s.requests,
-			   s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi, s.exits_intr,
-			   s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors, s.vmcb_repairs,
-			   s.emulation_recoveries);
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu,
+			   s.requests, s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi,
+			   s.exits_intr, s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors,
+			   s.vmcb_repairs, s.emulation_recoveries, s.stack_used);
 	}
 	return 0;
 }

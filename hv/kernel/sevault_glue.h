@@ -38,6 +38,7 @@ struct sevault_stats {
 	u64 errors;
 	u64 vmcb_repairs;
 	u64 emulation_recoveries;
+	u64 stack_used;		/* bytes of its stack the vault has used (plain SVM) */
 };
 
 /* ---- C glue, called by Rust ---- */

@@ -18,6 +18,7 @@ pub mod line;
 pub mod msr_protocol;
 pub mod paging;
 pub mod sev;
+pub mod stack;
 pub mod translate;
 pub mod vmcb;
 pub mod vmsa;

@@ -59,6 +59,9 @@ pub struct Stats {
     /// Fault exits recognised as the emulator's and recovered (a diagnostic;
     /// thesis-notes/hypervisor.md, "An open fault under emulation").
     pub emulation_recoveries: u64,
+    /// Bytes of its stack the vault has used so far (plain SVM; 0 under SEV, where the HV
+    /// cannot read it): `crate::stack`.
+    pub stack_used: u64,
 }
 
 extern "C" {

@@ -493,6 +493,13 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
+        if sev.is_none() {
+            for page in &vcpu.stack {
+                // SAFETY: a fresh arena page of this vCPU's stack, not yet run on.
+                let words = unsafe { core::slice::from_raw_parts_mut(page.virt as *mut u64, PAGE_SIZE as usize / 8) };
+                words.fill(crate::stack::STACK_FILL);
+            }
+        }
         let mut phys = 0;
         // SAFETY: FFI; returns null or a zeroed page.
         let virt = unsafe { ffi::sevault_pages_alloc(0, &mut phys) };
@@ -1539,9 +1546,21 @@ pub fn flush_this_cpu(force: bool) -> bool {
 
 /// Statistics of CPU `cpu`'s vCPU.
 pub fn stats(cpu: u32) -> Option<Stats> {
+    let state = state()?;
+    let vcpu = state.vcpu(cpu)?;
     // SAFETY: another CPU may be counting: a volatile copy of aligned u64s (never torn on
     // x86-64); the figures are a snapshot.
-    state()?.vcpu(cpu).map(|v| unsafe { core::ptr::read_volatile(&v.stats) })
+    let mut stats = unsafe { core::ptr::read_volatile(&vcpu.stats) };
+    if state.sev.is_none() {
+        let words = vcpu.stack.iter().flat_map(|page| {
+            // SAFETY: the vCPU's stack pages are mapped for the vault's lifetime; the vault
+            // may be writing them on its CPU: volatile reads of aligned words, a snapshot.
+            (0..PAGE_SIZE as usize / 8)
+                .map(move |i| unsafe { core::ptr::read_volatile((page.virt as *const u64).add(i)) })
+        });
+        stats.stack_used = crate::stack::used_bytes(words) as u64;
+    }
+    Some(stats)
 }
 
 /// Rebuilds so far.
