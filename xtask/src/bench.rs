@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// The Markdown results, relative to the workspace root.
 const OUT_MD: &str = "experiments/results/aes-bench.md";
@@ -135,4 +135,188 @@ pub fn bench_vm(root: &Path, args: &[String]) -> Result<()> {
     std::fs::write(&out, &text)?;
     println!("\n{text}\nwritten to {}", out.display());
     Ok(())
+}
+
+/// The dm-crypt benchmark's results, relative to the workspace root.
+const DMCRYPT_MD: &str = "experiments/results/dmcrypt-bench.md";
+/// The same as JSON.
+const DMCRYPT_JSON: &str = "experiments/results/dmcrypt-bench.json";
+
+/// One fio run through dm-crypt, as the script reported it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FioRun {
+    /// `xts-aes-sevault`, `xts-aes-aesni` or `xts(ecb(aes-generic))`.
+    pub cipher: String,
+    /// dm-crypt sector size.
+    pub sector: u32,
+    /// fio's `rw`.
+    pub pattern: String,
+    /// Bytes per second, reads and writes together.
+    pub bytes_per_s: f64,
+    /// The vault's requests, VMRUNs and bytes over the run.
+    pub vault_requests: u64,
+    /// See `vault_requests`.
+    pub vault_vmruns: u64,
+    /// See `vault_requests`.
+    pub vault_bytes: u64,
+}
+
+/// The runs in the console lines of `experiments/vm/dmcrypt-bench.sh`.
+pub fn parse_fio_runs(lines: &[String]) -> Result<Vec<FioRun>> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(head) = lines[i].strip_prefix("BENCH-FIO-BEGIN ") else {
+            i += 1;
+            continue;
+        };
+        let fields: Vec<&str> = head.split_whitespace().collect();
+        let [cipher, sector, pattern] = fields[..] else { bail!("bad line: {}", lines[i]) };
+        let end = lines[i..]
+            .iter()
+            .position(|l| l.starts_with("BENCH-FIO-END "))
+            .map(|p| i + p)
+            .with_context(|| format!("no BENCH-FIO-END after {}", lines[i]))?;
+        // fio's JSON, without the kernel's log lines that may interleave with it.
+        let json: String = lines[i + 1..end].iter().filter(|l| !l.starts_with('[')).cloned().collect::<Vec<_>>().join("\n");
+        let doc: serde_json::Value =
+            serde_json::from_str(&json).with_context(|| format!("fio's JSON for {cipher} {sector} {pattern}"))?;
+        let job = &doc["jobs"][0];
+        let bw = |side: &str| job[side]["bw_bytes"].as_f64().unwrap_or(0.0);
+        let counters: Vec<u64> =
+            lines[end]["BENCH-FIO-END ".len()..].split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+        let [requests, vmruns, bytes] = counters[..] else { bail!("bad line: {}", lines[end]) };
+        runs.push(FioRun {
+            cipher: cipher.to_string(),
+            sector: sector.parse()?,
+            pattern: pattern.to_string(),
+            bytes_per_s: bw("read") + bw("write"),
+            vault_requests: requests,
+            vault_vmruns: vmruns,
+            vault_bytes: bytes,
+        });
+        i = end + 1;
+    }
+    Ok(runs)
+}
+
+/// The results table: per sector size and pattern, each cipher's MB/s, the vault's ratios
+/// and its VMRUNs per request.
+pub fn dmcrypt_table(runs: &[FioRun]) -> String {
+    let mb = |cipher: &str, sector: u32, pattern: &str| {
+        runs.iter().find(|r| r.cipher == cipher && r.sector == sector && r.pattern == pattern)
+    };
+    let mut md = String::from(
+        "| sector | pattern | vault MB/s | AES-NI MB/s | generic MB/s | vault / AES-NI | vault / generic | vault requests | VMRUNs per request | bytes per VMRUN |\n\
+         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for sector in [512, 4096] {
+        for pattern in ["write", "read", "randwrite", "randread"] {
+            let (Some(v), Some(a), Some(g)) =
+                (mb("xts-aes-sevault", sector, pattern), mb("xts-aes-aesni", sector, pattern), mb("xts(ecb(aes-generic))", sector, pattern))
+            else {
+                continue;
+            };
+            let per = |x: u64, y: u64| if y == 0 { 0.0 } else { x as f64 / y as f64 };
+            md += &format!(
+                "| {sector} | {pattern} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.3} | {:.0} |\n",
+                v.bytes_per_s / 1e6,
+                a.bytes_per_s / 1e6,
+                g.bytes_per_s / 1e6,
+                v.bytes_per_s / a.bytes_per_s,
+                v.bytes_per_s / g.bytes_per_s,
+                v.vault_requests,
+                per(v.vault_vmruns, v.vault_requests),
+                per(v.vault_bytes, v.vault_vmruns),
+            );
+        }
+    }
+    md
+}
+
+/// `cargo xtask bench-dmcrypt [--seconds S] [--kernel K]`: fio through dm-crypt in the
+/// nested VM on the vault, AES-NI and generic AES (`experiments/vm/dmcrypt-bench.sh`), into
+/// `experiments/results/dmcrypt-bench.md` and `.json`.
+pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
+    let (line, args) = crate::setup::take_one_kernel(args)?;
+    let seconds = match &args[..] {
+        [] => "3".to_string(),
+        [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => value.clone(),
+        _ => bail!("usage: cargo xtask bench-dmcrypt [--seconds S] [--kernel 6.1|6.12]"),
+    };
+    let kernel = crate::setup::setup(root, line)?;
+    crate::setup::ensure_packages(&["fio"], line)?;
+    let ko = crate::module::build(root, &kernel)?;
+    let script = std::fs::read_to_string(root.join("experiments/vm/dmcrypt-bench.sh"))?;
+    let run = root.join("target/sevault/vm/dmcrypt-bench-run.sh");
+    std::fs::create_dir_all(run.parent().context("no parent")?)?;
+    std::fs::write(&run, format!("SECONDS_PER_RUN={seconds}\n{script}"))?;
+    let options = crate::vm::Options {
+        scripts: vec![run],
+        ko: Some(ko),
+        timeout: std::time::Duration::from_secs(1800),
+        extra_binaries: vec!["/usr/bin/fio".to_string()],
+        ..Default::default()
+    };
+    let outcome = crate::vm::run(root, &kernel, &options)?;
+    if outcome.exit_status() != 0 {
+        for problem in outcome.problems() {
+            println!("xtask: {problem}");
+        }
+        bail!("the dm-crypt benchmark failed");
+    }
+    let runs = parse_fio_runs(&outcome.console.lines)?;
+    ensure!(runs.len() == 3 * 2 * 4, "expected 24 fio runs, the script reported {}", runs.len());
+    let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
+    let md = format!(
+        "# dm-crypt on the vault, AES-NI and generic AES (nested VM, QEMU TCG)\n\n\
+         `cargo xtask bench-dmcrypt --seconds {seconds}`, {} on Debian {} ({} vCPUs, emulated EPYC-v3). \
+         TCG-emulated: compare only within this table; nothing here is a hardware figure.\n\n\
+         fio through dm-crypt (XTS, AES-256, plain64; 128 MiB ramdisk): 4 KiB blocks, O_DIRECT, libaio with 8 in \
+         flight, two jobs; {seconds} s per run. With 512-byte sectors dm-crypt sends the cipher one request per \
+         sector (8 per 4 KiB block); with 4096-byte sectors, one per block.\n\n{}\n\
+         Script: `experiments/vm/dmcrypt-bench.sh`; every run's figures: `dmcrypt-bench.json`.\n",
+        String::from_utf8_lossy(&date.stdout).trim(),
+        kernel.release,
+        options.smp,
+        dmcrypt_table(&runs)
+    );
+    std::fs::write(root.join(DMCRYPT_MD), &md)?;
+    std::fs::write(root.join(DMCRYPT_JSON), serde_json::to_string_pretty(&runs)?)?;
+    println!("\n{md}\nwritten to {} and {}", DMCRYPT_MD, DMCRYPT_JSON);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real fio 3.33 JSON report (`testdata/`, from `fio --rw=randrw … --output-format=json`
+    /// on the host), as the script frames it, with a kernel line in the middle: the
+    /// bandwidth is fio's read.bw_bytes + write.bw_bytes (63715100 + 63608711, read off the
+    /// file with Python), and the counters come from the END line.
+    #[test]
+    fn parses_the_scripts_fio_runs() {
+        let json = include_str!("../testdata/fio-3.33-randrw.json");
+        let mut lines = vec!["noise".to_string(), "BENCH-FIO-BEGIN xts-aes-sevault 512 randrw".to_string()];
+        let mut body: Vec<String> = json.lines().map(String::from).collect();
+        body.insert(3, "[   12.345678] sevault: a kernel line in the middle".to_string());
+        lines.extend(body);
+        lines.push("BENCH-FIO-END 37224 40170 17694720".to_string());
+        let runs = parse_fio_runs(&lines).unwrap();
+        assert_eq!(
+            runs,
+            [FioRun {
+                cipher: "xts-aes-sevault".into(),
+                sector: 512,
+                pattern: "randrw".into(),
+                bytes_per_s: 63_715_100.0 + 63_608_711.0,
+                vault_requests: 37224,
+                vault_vmruns: 40170,
+                vault_bytes: 17_694_720,
+            }]
+        );
+        lines.pop();
+        assert!(parse_fio_runs(&lines).is_err(), "a run without its END line");
+    }
 }

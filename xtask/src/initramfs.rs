@@ -104,6 +104,8 @@ pub struct Spec {
     pub scripts: Vec<PathBuf>,
     /// More host files to copy: (source, path in the image).
     pub extra_files: Vec<(PathBuf, String)>,
+    /// More host binaries (absolute paths), with their libraries, as [`HOST_BINARIES`].
+    pub extra_binaries: Vec<String>,
 }
 
 /// The module files (relative to `lib/modules/<release>`) that `wanted` needs, from the text of
@@ -292,7 +294,7 @@ pub fn entries(spec: &Spec) -> Result<Vec<Entry>> {
     add(&mut entries, Entry::File { path: format!("{base}/modules.alias"), data: alias.into_bytes(), mode: 0o644 });
 
     let mut libraries = BTreeSet::new();
-    for binary in HOST_BINARIES {
+    for binary in HOST_BINARIES.iter().copied().chain(spec.extra_binaries.iter().map(String::as_str)) {
         let path = Path::new(binary);
         add(&mut entries, Entry::File { path: binary.trim_start_matches('/').into(), data: read(path)?, mode: 0o755 });
         let out = Command::new("ldd").arg(path).output().context("cannot run ldd")?;

@@ -147,6 +147,15 @@ impl DebianKernel {
     }
 }
 
+/// Installs those of `packages` that are missing (a benchmark's own tools, such as fio).
+pub fn ensure_packages(packages: &[&str], line: KernelLine) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    install(&missing, line)
+}
+
 /// Installs what is missing for `line` (packages, headers, the kernel image), then checks
 /// that kernel and headers match.
 pub fn setup(root: &Path, line: KernelLine) -> Result<DebianKernel> {

@@ -103,6 +103,8 @@ pub struct Options {
     pub kernel: KernelLine,
     /// More kernel command-line arguments.
     pub kernel_args: Vec<String>,
+    /// Host binaries to add to the image with their libraries (e.g. `/usr/bin/fio`).
+    pub extra_binaries: Vec<String>,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             qemu_extra: Vec::new(),
             kernel: KernelLine::V6_1,
             kernel_args: Vec::new(),
+            extra_binaries: Vec::new(),
         }
     }
 }
@@ -322,6 +325,7 @@ pub fn run(root: &Path, kernel: &DebianKernel, options: &Options) -> Result<Outc
             .map(|k| (k.clone(), "usr/bin/sevault-kcheck".to_string()))
             .chain(initramfs::REPO_FILES.iter().map(|(source, path)| (root.join(source), path.to_string())))
             .collect(),
+        extra_binaries: options.extra_binaries.clone(),
     };
     let entries = initramfs::entries(&spec)?;
     let dir = root.join("target").join("sevault").join("vm");
