@@ -9,7 +9,7 @@ SECONDS_PER_CELL=${SECONDS_PER_CELL:-2}
 # Sum of a statistics column over all CPUs (3 = requests, 4 = bytes, 5 = vmruns).
 total() { tail -n +3 /sys/kernel/debug/sevault/stats | awk -v c="$1" '{ s += $c } END { print s + 0 }'; }
 
-for size in 4096 65536; do
+for size in 512 4096 65536; do
     r0=$(total 2); b0=$(total 3); v0=$(total 4)
     sevault-kcheck bench --drivers cbc-aes-sevault --sizes "$size" --seconds "$SECONDS_PER_CELL" > /dev/null || exit 1
     r1=$(total 2); b1=$(total 3); v1=$(total 4)
@@ -18,7 +18,20 @@ for size in 4096 65536; do
 done
 
 echo "BENCH throughput (TCG-emulated; ratios only)"
-sevault-kcheck bench --drivers cbc-aes-sevault,cbc-aes-aesni,'cbc(aes-generic)' --sizes 4096,65536 --seconds "$SECONDS_PER_CELL" || exit 1
-sevault-kcheck bench --drivers ecb-aes-sevault,ecb-aes-aesni,'ecb(aes-generic)' --sizes 4096,65536 --seconds "$SECONDS_PER_CELL" || exit 1
+sevault-kcheck bench --drivers cbc-aes-sevault,cbc-aes-aesni,'cbc(aes-generic)' --sizes 512,4096,16384,65536 --seconds "$SECONDS_PER_CELL" || exit 1
+sevault-kcheck bench --drivers ecb-aes-sevault,ecb-aes-aesni,'ecb(aes-generic)' --sizes 512,4096,16384,65536 --seconds "$SECONDS_PER_CELL" || exit 1
+
+# Scaling from one CPU to two: the same 4 KiB CBC load on CPU 0 alone, then on CPUs 0 and 1
+# at once (one process each, pinned), for the vault and for AES-NI.
+mbps() { awk '$1 == 4096 && $2 == d { print $3 }' d="$1"; }
+for driver in cbc-aes-sevault cbc-aes-aesni; do
+    one=$(taskset 1 sevault-kcheck bench --drivers "$driver" --sizes 4096 --seconds "$SECONDS_PER_CELL" | mbps "$driver")
+    taskset 1 sevault-kcheck bench --drivers "$driver" --sizes 4096 --seconds "$SECONDS_PER_CELL" > /tmp/cpu0 &
+    taskset 2 sevault-kcheck bench --drivers "$driver" --sizes 4096 --seconds "$SECONDS_PER_CELL" > /tmp/cpu1
+    wait
+    a=$(mbps "$driver" < /tmp/cpu0); b=$(mbps "$driver" < /tmp/cpu1)
+    awk -v d="$driver" -v one="$one" -v a="$a" -v b="$b" 'BEGIN {
+        printf "BENCH scaling %s 4096 B: 1 CPU %.2f MB/s, 2 CPUs %.2f + %.2f = %.2f MB/s (x%.2f)\n", d, one, a, b, a + b, (a + b) / one }'
+done
 cat /sys/kernel/debug/sevault/stats
 rmmod sevault

@@ -22,6 +22,9 @@ pub fn bench_aes(root: &Path, args: &[String]) -> Result<()> {
     // `--help` only prints the benchmark's usage.
     if !args.iter().any(|arg| arg == "-h" || arg == "--help") {
         println!("AES benchmark results: {} and {}", md.display(), json.display());
+        for plot in crate::plots::aes_bench(root)? {
+            println!("plot: {plot}");
+        }
     }
     Ok(())
 }
@@ -134,6 +137,9 @@ pub fn bench_vm(root: &Path, args: &[String]) -> Result<()> {
     let out = root.join(VM_OUT);
     std::fs::write(&out, &text)?;
     println!("\n{text}\nwritten to {}", out.display());
+    for plot in crate::plots::vm_bench(root)? {
+        println!("plot: {plot}");
+    }
     Ok(())
 }
 
@@ -178,7 +184,8 @@ pub fn parse_fio_runs(lines: &[String]) -> Result<Vec<FioRun>> {
             .map(|p| i + p)
             .with_context(|| format!("no BENCH-FIO-END after {}", lines[i]))?;
         // fio's JSON, without the kernel's log lines that may interleave with it.
-        let json: String = lines[i + 1..end].iter().filter(|l| !l.starts_with('[')).cloned().collect::<Vec<_>>().join("\n");
+        let json: String =
+            lines[i + 1..end].iter().filter(|l| !l.starts_with('[')).cloned().collect::<Vec<_>>().join("\n");
         let doc: serde_json::Value =
             serde_json::from_str(&json).with_context(|| format!("fio's JSON for {cipher} {sector} {pattern}"))?;
         let job = &doc["jobs"][0];
@@ -212,9 +219,11 @@ pub fn dmcrypt_table(runs: &[FioRun]) -> String {
     );
     for sector in [512, 4096] {
         for pattern in ["write", "read", "randwrite", "randread"] {
-            let (Some(v), Some(a), Some(g)) =
-                (mb("xts-aes-sevault", sector, pattern), mb("xts-aes-aesni", sector, pattern), mb("xts(ecb(aes-generic))", sector, pattern))
-            else {
+            let (Some(v), Some(a), Some(g)) = (
+                mb("xts-aes-sevault", sector, pattern),
+                mb("xts-aes-aesni", sector, pattern),
+                mb("xts(ecb(aes-generic))", sector, pattern),
+            ) else {
                 continue;
             };
             let per = |x: u64, y: u64| if y == 0 { 0.0 } else { x as f64 / y as f64 };
@@ -284,6 +293,9 @@ pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
     std::fs::write(root.join(DMCRYPT_MD), &md)?;
     std::fs::write(root.join(DMCRYPT_JSON), serde_json::to_string_pretty(&runs)?)?;
     println!("\n{md}\nwritten to {} and {}", DMCRYPT_MD, DMCRYPT_JSON);
+    for plot in crate::plots::dmcrypt_bench(root)? {
+        println!("plot: {plot}");
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod guest;
 mod initramfs;
 mod module;
 mod nmi;
+mod plots;
 mod setup;
 mod sevmeasure;
 mod vc_check;
@@ -38,6 +39,7 @@ tasks:
   bench-vm [--seconds S] [--kernel K]  the vault in the nested VM: VMRUNs per request, throughput vs AES-NI/generic
   cost-model              the HV's host-side work per request (measured) and the predicted vault/AES-NI ratio on EPYC
   bench-dmcrypt [--seconds S] [--kernel K]  fio through dm-crypt on the vault, AES-NI and generic AES (nested VM)
+  plots                   the SVG plots of bench-aes, bench-vm and bench-dmcrypt, again from experiments/results/
   sev-crosscheck          the vault's SNP and SEV-ES launch digests (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
   sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
@@ -74,6 +76,7 @@ fn run() -> Result<()> {
         "bench-vm" => bench::bench_vm(&root, rest),
         "cost-model" => bench::cost_model(&root, rest),
         "bench-dmcrypt" => bench::bench_dmcrypt(&root, rest),
+        "plots" => plots::all(&root),
         "sev-crosscheck" => ensure_toolchain(&root).and_then(|()| sevmeasure::crosscheck(&root)),
         "sev-measurements" => ensure_toolchain(&root).and_then(|()| sevmeasure::measurements(&root)),
         "test" => {

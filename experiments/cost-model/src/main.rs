@@ -8,7 +8,6 @@
 
 mod host_work;
 mod model;
-mod plot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -356,10 +355,10 @@ fn main() -> ExitCode {
         let predictions = &report.predictions;
         for (w, _, _) in &report.workloads {
             let path = dir.join(format!("cost-model-{}.svg", w.name));
-            let series: Vec<plot::Series> = EXIT_COSTS
+            let series: Vec<sevault_plots::Series> = EXIT_COSTS
                 .iter()
                 .flat_map(|e| {
-                    BATCHES.iter().map(move |&k| plot::Series {
+                    BATCHES.iter().map(move |&k| sevault_plots::Series {
                         label: format!("{}, k = {k}", e.platform),
                         points: predictions
                             .iter()
@@ -370,7 +369,7 @@ fn main() -> ExitCode {
                 })
                 .collect();
             let title = format!("{} — predicted vault / AES-NI (cost model)", w.label);
-            if let Err(e) = plot::ratio_vs_size(&path, &title, "relative to AES-NI", &series) {
+            if let Err(e) = sevault_plots::against_size(&path, &title, "relative to AES-NI", &series) {
                 eprintln!("sevault-cost-model: {}: {e}", path.display());
                 failed = true;
             }

@@ -1,4 +1,5 @@
-//! SVG line plots of a ratio against request size (log2 axis), with `plotters`.
+//! SVG line charts of the experiments' results against request size (log axis), with
+//! `plotters`: the cost model's curves, bench-aes's and bench-vm's throughput.
 use std::path::Path;
 
 use plotters::prelude::*;
@@ -14,8 +15,9 @@ pub struct Series {
 /// Line colours, cycled; markers change every `PALETTE.len()` series.
 const PALETTE: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
 
-/// Writes `series` as one SVG chart: x = request bytes (log scale), y = ratio from 0.
-pub fn ratio_vs_size(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
+/// Writes `series` as one SVG chart: x = request bytes (log scale), y from 0 (at least to 1,
+/// so that ratios show where parity is).
+pub fn against_size(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
     if x_min >= x_max {
