@@ -237,10 +237,19 @@ pub mod npt_vcpu {
     pub const PDPT_WINDOW: usize = 1;
     /// First page of the pool for window PDs and PTs.
     pub const POOL_FIRST: usize = 2;
-    /// Pool size: enough for one block in the worst case — 16 one-byte pieces per side, each
-    /// in its own page, 2 MiB region and GiB (a PD and a PT each) — so every chunk makes
-    /// progress; the request translation ends a chunk when the pool is full.
-    pub const POOL_SIZE: usize = 2 * 2 * sevault_abi::AES_BLOCK;
+    /// Table pages one entry can need at most: an entry is one physically contiguous run per
+    /// side (blocks that straddle runs are bounced, `crate::translate`) of at most
+    /// `MAX_BYTES_PER_EXIT` bytes, which crosses at most one 2 MiB and one 1 GiB boundary —
+    /// two PTs and two PDs per side, counted for each side separately.
+    pub const WORST_ENTRY: usize = 2 * (2 + 2);
+    /// Pool size: the worst entry twice over, so that every chunk makes progress (an empty
+    /// pool always admits one entry) and a chunk of typical entries (one page per side, in
+    /// regions others already use) holds several; the request translation ends a chunk when
+    /// the pool is full. It was 64 pages (a bound from before blocks were bounced), 256 KiB
+    /// per vCPU.
+    pub const POOL_SIZE: usize = 2 * WORST_ENTRY;
+    const _: () =
+        assert!((sevault_abi::MAX_BYTES_PER_EXIT as u64) < super::TWO_MIB, "a run crosses one 2 MiB boundary at most");
     /// All of them.
     pub const COUNT: usize = POOL_FIRST + POOL_SIZE;
 }

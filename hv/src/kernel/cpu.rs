@@ -182,8 +182,9 @@ pub struct VmrunArgs {
     /// Physical address of the vCPU's VMCB.
     pub vmcb_pa: u64,
     /// Physical address of the page VMSAVE keeps the host's FS/GS/TR/LDTR/syscall state in:
-    /// a page of the HV's own (plain SVM), or the host save area itself (SEV-ES, whose
-    /// #VMEXIT restores that state from there).
+    /// the host save area itself (VM_HSAVE_PA), as KVM's `svm_prepare_switch_to_guest` does
+    /// — VMRUN's own host save and VMSAVE's fields do not overlap, and under SEV-ES the
+    /// #VMEXIT restores that state from there.
     pub host_vmsave_pa: u64,
     /// Nonzero: set host RFLAGS.IF inside the CLGI window before VMRUN, so that physical
     /// interrupts end the run with an INTR exit (AMD APM Vol. 2 §15.21.1: with
@@ -333,7 +334,7 @@ global_asm!(
     sevault_vmrun_es:
         sevault_enter
         clgi
-        // host_vmsave_pa is the host save area itself under SEV-ES (KVM: vmsave of
+        // host_vmsave_pa is the host save area itself (KVM: vmsave of
         // sd->save_area before an SEV-ES guest runs).
         mov rax, [rdi + {host_vmsave}]
         vmsave rax

@@ -53,6 +53,12 @@ const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
 const MAX_BLOCKS: usize = 1024;
 /// Pages of a vCPU's stack.
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
+/// The vCPU's pages of its own (`build`): its home page (the `Vcpu`), [`VCPU_CONTROL_PAGES`],
+/// the stack and the nested tables; the bounce page (outside the arena) and, under SEV-ES,
+/// the VMSA come on top.
+const VCPU_PAGES: usize = 1 + VCPU_CONTROL_PAGES + STACK_PAGES + npt_vcpu::COUNT;
+/// VMCB, host save area, comm block, GHCB, TLB-flush VMCB.
+const VCPU_CONTROL_PAGES: usize = 5;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
 const ASID: u32 = 1;
 /// KiB of host memory per block of key slots.
@@ -73,8 +79,9 @@ struct Private {
 struct Vcpu {
     index: VcpuIndex,
     vmcb: PageRef,
+    /// The host save area (VM_HSAVE_PA), which the trampoline also VMSAVEs the host's
+    /// FS/GS/TR/LDTR/syscall state into, as KVM does with its per-CPU save area.
     hsave: PageRef,
-    host_vmsave: PageRef,
     comm: PageRef,
     ghcb: PageRef,
     /// SEV-ES only: the VMSA page (launched by the PSP).
@@ -419,7 +426,7 @@ pub fn init(sev_mode: u32) -> i32 {
     KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
         Ok(()) => {
-            let per_vcpu = (1 + 10 + npt_vcpu::COUNT) * 4;
+            let per_vcpu = VCPU_PAGES * 4;
             klog!(
                 Level::Info,
                 "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {} KiB shared + {} KiB \
@@ -480,14 +487,9 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         // all-zero `Vcpu` is valid (integers, arrays of integers, PageRefs).
         let vcpu = unsafe { &mut *(home.virt as *mut Vcpu) };
         vcpu.index = index;
-        for page in [
-            &mut vcpu.vmcb,
-            &mut vcpu.hsave,
-            &mut vcpu.host_vmsave,
-            &mut vcpu.comm,
-            &mut vcpu.ghcb,
-            &mut vcpu.flush_vmcb,
-        ] {
+        let control: [&mut PageRef; VCPU_CONTROL_PAGES] =
+            [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.comm, &mut vcpu.ghcb, &mut vcpu.flush_vmcb];
+        for page in control {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
         for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
@@ -512,7 +514,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         }
         vcpu.generation = GENERATION.load(Ordering::Relaxed);
         vcpu.switch.vmcb_pa = vcpu.vmcb.phys;
-        vcpu.switch.host_vmsave_pa = if sev.is_some_and(|s| s.es) { vcpu.hsave.phys } else { vcpu.host_vmsave.phys };
+        vcpu.switch.host_vmsave_pa = vcpu.hsave.phys;
         vcpu.switch.regs = GuestRegisters::INITIAL;
         state.vcpus[i as usize] = vcpu;
     }

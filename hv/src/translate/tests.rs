@@ -321,3 +321,25 @@ fn window_admission() {
     assert!(admitted > 0 && admitted < 63, "the pool ends the chunk: {admitted} entries admitted");
     assert_eq!(admission.admit(&entry(0x40_1000, 0x40_1000)), Ok(true), "pages under tables already planned still fit");
 }
+
+/// The worst entry the translator can make — one 64 KiB run per side, each crossing a 1 GiB
+/// (and so a 2 MiB) boundary — fits an empty nested window, so every chunk makes progress;
+/// with the pool at its size, two such entries fit and a third does not.
+#[test]
+fn the_worst_entry_fits_an_empty_window() {
+    let gib = 1u64 << 30;
+    let run = |base: u64| base - 32 * 1024;
+    let worst = |i: u64| SgEntry {
+        src: run((2 * i + 1) * gib),
+        dst: run((2 * i + 2) * gib),
+        len: sevault_abi::MAX_BYTES_PER_EXIT,
+        reserved_0x14: 0,
+    };
+    let plan = NptWindow::new();
+    let needed = plan.pages_needed(worst(0).src, u64::from(worst(0).len)) * 2;
+    assert_eq!(needed, crate::paging::npt_vcpu::WORST_ENTRY);
+    let mut admission = WindowAdmission { forbidden: |_: u64, _: u64| false, plan };
+    assert_eq!(admission.admit(&worst(0)), Ok(true));
+    assert_eq!(admission.admit(&worst(1)), Ok(true));
+    assert_eq!(admission.admit(&worst(2)), Ok(false), "the pool is full after two");
+}
