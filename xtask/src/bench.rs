@@ -78,6 +78,25 @@ fn run_release(
     Ok(())
 }
 
+/// The `--seconds S` of a nested-VM benchmark (`default` without it).
+fn seconds_arg(args: &[String], default: &str, command: &str) -> Result<String> {
+    match args {
+        [] => Ok(default.to_string()),
+        [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => Ok(value.clone()),
+        _ => bail!("usage: cargo xtask {command} [--seconds S] [--kernel 6.1|6.12]"),
+    }
+}
+
+/// A copy of `experiments/vm/NAME.sh` that sets `variable=value` first (the scripts read
+/// their run length from it), in `target/sevault/vm/NAME-run.sh`.
+fn script_with(root: &Path, name: &str, variable: &str, value: &str) -> Result<std::path::PathBuf> {
+    let script = std::fs::read_to_string(root.join(format!("experiments/vm/{name}.sh")))?;
+    let run = root.join(format!("target/sevault/vm/{name}-run.sh"));
+    std::fs::create_dir_all(run.parent().context("no parent")?)?;
+    std::fs::write(&run, format!("{variable}={value}\n{script}"))?;
+    Ok(run)
+}
+
 /// The nested-VM measurement's results, relative to the workspace root.
 const VM_OUT: &str = "experiments/results/vm-bench.txt";
 
@@ -88,19 +107,11 @@ const VM_OUT: &str = "experiments/results/vm-bench.txt";
 /// with the command and date in `experiments/results/vm-bench.txt`.
 pub fn bench_vm(root: &Path, args: &[String]) -> Result<()> {
     let (line, args) = crate::setup::take_one_kernel(args)?;
-    let seconds = match &args[..] {
-        [] => "2".to_string(),
-        [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => value.clone(),
-        _ => bail!("usage: cargo xtask bench-vm [--seconds S] [--kernel 6.1|6.12]"),
-    };
+    let seconds = seconds_arg(&args, "2", "bench-vm")?;
     let kernel = crate::setup::setup(root, line)?;
     let ko = crate::module::build(root, &kernel)?;
     let kcheck = crate::build_kcheck(root)?;
-    // The script reads SECONDS_PER_CELL: run a copy that sets it first.
-    let script = std::fs::read_to_string(root.join("experiments/vm/vm-bench.sh"))?;
-    let run = root.join("target/sevault/vm/vm-bench-run.sh");
-    std::fs::create_dir_all(run.parent().context("no parent")?)?;
-    std::fs::write(&run, format!("SECONDS_PER_CELL={seconds}\n{script}"))?;
+    let run = script_with(root, "vm-bench", "SECONDS_PER_CELL", &seconds)?;
     let options = crate::vm::Options {
         scripts: vec![run],
         ko: Some(ko),
@@ -248,18 +259,11 @@ pub fn dmcrypt_table(runs: &[FioRun]) -> String {
 /// `experiments/results/dmcrypt-bench.md` and `.json`.
 pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
     let (line, args) = crate::setup::take_one_kernel(args)?;
-    let seconds = match &args[..] {
-        [] => "3".to_string(),
-        [flag, value] if flag == "--seconds" && value.parse::<f64>().is_ok() => value.clone(),
-        _ => bail!("usage: cargo xtask bench-dmcrypt [--seconds S] [--kernel 6.1|6.12]"),
-    };
+    let seconds = seconds_arg(&args, "3", "bench-dmcrypt")?;
     let kernel = crate::setup::setup(root, line)?;
     crate::setup::ensure_packages(&["fio"], line)?;
     let ko = crate::module::build(root, &kernel)?;
-    let script = std::fs::read_to_string(root.join("experiments/vm/dmcrypt-bench.sh"))?;
-    let run = root.join("target/sevault/vm/dmcrypt-bench-run.sh");
-    std::fs::create_dir_all(run.parent().context("no parent")?)?;
-    std::fs::write(&run, format!("SECONDS_PER_RUN={seconds}\n{script}"))?;
+    let run = script_with(root, "dmcrypt-bench", "SECONDS_PER_RUN", &seconds)?;
     let options = crate::vm::Options {
         scripts: vec![run],
         ko: Some(ko),
