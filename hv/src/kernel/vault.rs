@@ -427,17 +427,25 @@ pub fn init(sev_mode: u32) -> i32 {
     match build(features, nr, sev_launch) {
         Ok(()) => {
             let per_vcpu = VCPU_PAGES * 4;
+            // Shared: image, guest page tables, the shared nested tables (of which those of
+            // the key-slot range), I/O and MSR permission maps (3 + 2 pages); then the slots.
+            let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
+            let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
             klog!(
                 Level::Info,
-                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {} KiB shared + {} KiB \
-                 per vCPU + {SLOT_BLOCK_KIB} KiB per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first \
-                 {LAUNCH_KEY_SLOTS}{}",
+                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {shared} KiB shared \
+                 + {} KiB per vCPU + key slots {} KiB with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB \
+                 more per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first {LAUNCH_KEY_SLOTS}){}",
                 GUEST_IMAGE.len(),
                 if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
                 if state().is_some_and(|s| s.tlb.flush_by_asid) { "yes" } else { "no (whole TLB)" },
-                (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 + slots::blocks() * SLOT_BLOCK_KIB,
                 per_vcpu,
-                if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
+                slots::blocks() * SLOT_BLOCK_KIB,
+                if kvm_amd {
+                    "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID"
+                } else {
+                    ""
+                }
             );
             0
         }
