@@ -187,10 +187,11 @@ if [ $load = 1 ]; then
             say ""
             say "Self-tests (/proc/crypto):"
             say '```'
-            say "$(awk -v RS= '/driver *: .*-aes-sevault/ { print }' /proc/crypto | grep -E '^(driver|selftest)')"
+            entries=$(awk -v RS= '/driver *: .*-aes-sevault/ { print }' /proc/crypto)
+            say "$(echo "$entries" | grep -E '^(driver|selftest)')"
             say '```'
-            awk -v RS= '/driver *: .*-aes-sevault/ { print }' /proc/crypto | grep -q '^selftest *: passed' || failures=$((failures + 1))
-            awk -v RS= '/driver *: .*-aes-sevault/ { print }' /proc/crypto | grep -q '^selftest *: \(failed\|unknown\)' && failures=$((failures + 1))
+            echo "$entries" | grep -q '^selftest *: passed' || failures=$((failures + 1))
+            echo "$entries" | grep -q '^selftest *: \(failed\|unknown\)' && failures=$((failures + 1))
             [ -r /sys/kernel/debug/sevault/stats ] && { say "Statistics:"; say '```'; say "$(cat /sys/kernel/debug/sevault/stats)"; say '```'; }
             rmmod sevault 2>/dev/null || { sleep 2; rmmod sevault; } || failures=$((failures + 1))
             since | grep -q 'the ASID is free for its next user' || failures=$((failures + 1))

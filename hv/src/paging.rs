@@ -13,6 +13,7 @@ use sevault_abi::memory_map::{
     VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, IMAGE_BASE, KEY_SLOTS_BASE,
     KEY_SLOTS_SIZE, KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, VAULT_END,
 };
+use sevault_abi::SgEntry;
 
 /// One page of 512 entries.
 #[derive(Clone, Debug)]
@@ -370,6 +371,19 @@ impl NptWindow {
         let pt_phys = pages.phys(pt);
         pages.table(pd).0[(mib2 % 512) as usize] = pt_phys | table_bits;
         pages.table(pt).0[((hpa / PAGE_SIZE) % 512) as usize] = (hpa & ADDR) | P | RW | US | A | D | NX;
+        Ok(())
+    }
+
+    /// Maps every host page an entry's source and destination touch: what the vault needs to
+    /// reach for it. `Err` on the first page that cannot be mapped (the rest stay unmapped).
+    pub fn map_entry(&mut self, pages: &mut impl Pages, entry: &SgEntry) -> Result<(), MapError> {
+        for addr in [entry.src, entry.dst] {
+            let mut page = addr & !(PAGE_SIZE - 1);
+            while page < addr + u64::from(entry.len) {
+                self.map(pages, page)?;
+                page += PAGE_SIZE;
+            }
+        }
         Ok(())
     }
 

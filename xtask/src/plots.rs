@@ -87,7 +87,6 @@ pub fn vm_bench(root: &Path) -> Result<Vec<String>> {
     let mut written = Vec::new();
     for mode in ["cbc", "ecb"] {
         let mut drivers: Vec<&str> = rows.iter().map(|r| r.0.as_str()).filter(|d| d.starts_with(mode)).collect();
-        drivers.dedup();
         drivers.sort_unstable();
         drivers.dedup();
         let series: Vec<Series> = drivers

@@ -158,13 +158,7 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
             let mut mapped = true;
             let info = translator.next_chunk_with(&admission, bounce, &NoBounces, |i, entry| {
                 comm.write_entry(i, entry);
-                for addr in [entry.src, entry.dst] {
-                    let mut page = addr & !4095;
-                    while page < addr + u64::from(entry.len) {
-                        mapped &= win.map(tabs, page).is_ok();
-                        page += 4096;
-                    }
-                }
+                mapped &= win.map_entry(tabs, entry).is_ok();
             });
             let info = match info {
                 Ok(Some(info)) if mapped => info,

@@ -1240,13 +1240,7 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
         let mut mapped = true;
         let info = translator.next_chunk_with(&admission, bounce, &DirectMap, |i, entry| {
             comm.write_entry(i, entry);
-            for addr in [entry.src, entry.dst] {
-                let mut page = addr & !(PAGE_SIZE - 1);
-                while page < addr + u64::from(entry.len) {
-                    mapped &= window.map(&mut RefPages(npt), page).is_ok();
-                    page += PAGE_SIZE;
-                }
-            }
+            mapped &= window.map_entry(&mut RefPages(npt), entry).is_ok();
         });
         let info = match info {
             Ok(Some(info)) if mapped => info,
