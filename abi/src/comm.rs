@@ -1,22 +1,28 @@
 //! The per-vCPU communication block: one 4 KiB page shared between the HV and one vault vCPU.
 //!
-//! The HV writes a [`Header`] (magic, version, a fresh sequence number) and a [`Request`], then
-//! runs the vCPU. The vault takes a snapshot with [`CommBlockPtr::snapshot`] (each field read
-//! once, with volatile loads), validates the snapshot, executes it, wipes the key bytes a
-//! set-key request carried, writes a [`Response`] echoing the sequence number and exits.
+//! It carries a batch: up to [`MAX_BATCH`] requests, each with its own operation, key slot,
+//! mode, IV and run of entries in one shared entry pool, and its own response. The HV writes
+//! the requests, their entries and (for a set-key) the key, then the [`Header`] (magic,
+//! version, a fresh sequence number, the request count) last, and runs the vCPU once. The
+//! vault copies the HV's part of the page with [`CommBlockPtr::snapshot_into`] (every byte
+//! read once, with volatile loads), wipes the key bytes, validates and executes each request
+//! of the private copy in order, writes each one's [`Response`], then the [`BatchResponse`]
+//! echoing the sequence number, and exits.
 //!
 //! ```text
-//! 0x000 Header    magic, version, sequence
-//! 0x010 Response  status, bytes done, sequence echo, output IV
-//! 0x040 Request   op, mode, key slot, key length, entry count, XTS tweak block, total
-//!                 length, IV, key (64 bytes: an XTS pair of AES-256 keys),
-//! 0x0B0           entries[MAX_ENTRIES] of (src_phys, dst_phys, len)
-//! 0xFB0 reserved up to the end of the page
+//! 0x000 Header         magic, version, sequence, request count
+//! 0x018 key            64 bytes (a set-key's key; an XTS pair of AES-256 keys at most)
+//! 0x058 requests       [MAX_BATCH] of op, mode, key slot, key length, first entry, entry
+//!                      count, XTS tweak block, total length, IV
+//! 0x358 entries        [MAX_ENTRIES] of (src_phys, dst_phys, len), the batch's pool
+//! 0xDD8 BatchResponse  sequence echo, batch status, requests answered
+//! 0xDE8 responses      [MAX_BATCH] of status, bytes done, output IV
+//! 0xF68 reserved up to the end of the page
 //! ```
 use core::mem::{offset_of, size_of};
 use core::ptr::{addr_of, addr_of_mut, NonNull};
 
-use crate::{AES_BLOCK, MAX_ENTRIES, MAX_KEY_BYTES};
+use crate::{AES_BLOCK, MAX_BATCH, MAX_ENTRIES, MAX_KEY_BYTES};
 
 /// An operation the host asks of the vault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,8 +157,8 @@ impl SlotKey {
 }
 
 /// One scatter-list entry: `len` bytes from host-physical `src` to host-physical `dst`.
-/// `src == dst` is in-place. `len` need not be a multiple of the block size: blocks may
-/// straddle entries.
+/// `src == dst` is in-place. Every entry of a request but its last holds whole blocks (the HV
+/// bounces blocks that straddle its lists).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SgEntry {
@@ -166,7 +172,7 @@ pub struct SgEntry {
     pub reserved_0x14: u32,
 }
 
-/// Identifies the comm block and the request in flight.
+/// Identifies the comm block and the batch in flight. Written last by the HV.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Header {
@@ -174,30 +180,47 @@ pub struct Header {
     pub magic: u32,
     /// [`crate::ABI_VERSION`].
     pub version: u32,
-    /// A fresh number per request; the vault echoes it in [`Response::sequence`].
+    /// A fresh number per batch; the vault echoes it in [`BatchResponse::sequence`].
     pub sequence: u64,
+    /// Requests in the batch, `1 ..= MAX_BATCH` (64 bits: no reserved half to check).
+    pub count: u64,
 }
 
-/// The vault's answer.
+impl Header {
+    /// The header of batch `sequence` of `count` requests.
+    pub const fn new(sequence: u64, count: u64) -> Self {
+        Self { magic: crate::ABI_MAGIC, version: crate::ABI_VERSION, sequence, count }
+    }
+}
+
+/// The vault's answer to one request of the batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Response {
     /// A [`crate::Status`] code.
     pub status: u32,
-    /// Zero.
-    pub reserved_0x04: u32,
     /// Bytes processed (the request's total length on success, else 0).
-    pub bytes_done: u64,
-    /// Echo of [`Header::sequence`] of the request answered.
-    pub sequence: u64,
-    /// Zero.
-    pub reserved_0x18: u64,
-    /// CBC: the IV that continues the chain (the last ciphertext block). ECB: zeros.
+    pub bytes_done: u32,
+    /// CBC: the IV that continues the chain (the last ciphertext block); CTR: the next
+    /// counter block; ECB and XTS: zeros.
     pub iv_out: [u8; AES_BLOCK],
 }
 
-/// The request the host posts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The vault's answer to the batch, written after every request's [`Response`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct BatchResponse {
+    /// Echo of [`Header::sequence`] of the batch answered.
+    pub sequence: u64,
+    /// [`crate::Status::Ok`] when the header was valid and every request got a
+    /// [`Response`]; else why not (bad magic, version or count), and no request ran.
+    pub status: u32,
+    /// Requests answered: the header's count, or 0.
+    pub count: u32,
+}
+
+/// One request of the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Request {
     /// An [`Op`].
@@ -209,93 +232,77 @@ pub struct Request {
     /// A [`KeyLen`] in bytes: of the key (for an XTS pair, of each of its two keys) being
     /// set, or that the slot must hold.
     pub key_len: u32,
-    /// Valid entries in `entries` (encrypt/decrypt only).
+    /// Index of the request's first entry in the batch's pool (encrypt/decrypt only).
+    pub first_entry: u32,
+    /// Entries of the request, from `first_entry` on (encrypt/decrypt only).
     pub entry_count: u32,
     /// XTS: blocks of this data unit (this IV) processed by earlier requests, so that a data
     /// unit split over several requests continues its tweak sequence. Zero otherwise.
     pub tweak_block: u32,
-    /// Sum of the entries' lengths: a non-zero multiple of 16, at most `MAX_BYTES_PER_EXIT`.
-    pub total_len: u64,
+    /// Sum of the entries' lengths: non-zero, at most `MAX_BYTES_PER_EXIT`.
+    pub total_len: u32,
     /// CBC: the input IV; CTR: the first counter block; XTS: the data unit's tweak.
     pub iv: [u8; AES_BLOCK],
-    /// Set key: the key, first `key_len` bytes (an XTS pair: data key, then tweak key). Wiped
-    /// by the vault once taken.
+}
+
+/// The part of the page the HV writes, as the vault copies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Batch {
+    /// Magic, version, sequence, count.
+    pub header: Header,
+    /// Set key: the key, first bytes (an XTS pair: data key, then tweak key). Wiped by the
+    /// vault once taken.
     pub key: [u8; MAX_KEY_BYTES],
-    /// The scatter-list.
+    /// The requests (the first `header.count` of them).
+    pub requests: [Request; MAX_BATCH],
+    /// The entries the requests name.
     pub entries: [SgEntry; MAX_ENTRIES],
 }
 
-impl Request {
-    /// An all-zero request (which is invalid: op 0).
+impl Batch {
+    /// An all-zero batch (which is invalid: magic 0).
     pub const fn zeroed() -> Self {
         Self {
-            op: 0,
-            mode: 0,
-            key_slot: 0,
-            key_len: 0,
-            entry_count: 0,
-            tweak_block: 0,
-            total_len: 0,
-            iv: [0; AES_BLOCK],
+            header: Header { magic: 0, version: 0, sequence: 0, count: 0 },
             key: [0; MAX_KEY_BYTES],
+            requests: [Request {
+                op: 0,
+                mode: 0,
+                key_slot: 0,
+                key_len: 0,
+                first_entry: 0,
+                entry_count: 0,
+                tweak_block: 0,
+                total_len: 0,
+                iv: [0; AES_BLOCK],
+            }; MAX_BATCH],
             entries: [SgEntry { src: 0, dst: 0, len: 0, reserved_0x14: 0 }; MAX_ENTRIES],
         }
     }
-}
-
-/// A request's fields as the HV posts them ([`CommBlockPtr::post_parts`]).
-#[derive(Clone, Copy, Debug)]
-pub struct RequestParts<'a> {
-    /// An [`Op`].
-    pub op: u32,
-    /// A [`Mode`].
-    pub mode: u32,
-    /// Key slot.
-    pub key_slot: u32,
-    /// Key length in bytes.
-    pub key_len: u32,
-    /// XTS: blocks of the data unit done by earlier requests.
-    pub tweak_block: u32,
-    /// CBC input IV, CTR counter, XTS tweak.
-    pub iv: [u8; AES_BLOCK],
-    /// Set key: the key bytes (at most [`MAX_KEY_BYTES`]), else empty.
-    pub key: &'a [u8],
-    /// The entries (at most `MAX_ENTRIES` are written).
-    pub entries: &'a [SgEntry],
-    /// What `entry_count` says (normally `entries.len()`).
-    pub entry_count: u32,
-    /// What `total_len` says (normally the entries' sum).
-    pub total_len: u64,
 }
 
 /// The whole shared page.
 #[repr(C, align(4096))]
 pub struct CommBlock {
     /// Written by the HV.
-    pub header: Header,
+    pub batch: Batch,
+    /// Written by the vault, after `responses`.
+    pub batch_response: BatchResponse,
     /// Written by the vault.
-    pub response: Response,
-    /// Written by the HV.
-    pub request: Request,
+    pub responses: [Response; MAX_BATCH],
     /// Zero.
-    pub reserved_0xfb0: [u8; 0x50],
+    pub reserved_0xf68: [u8; 0x98],
 }
 
 impl CommBlock {
     /// An all-zero comm block.
     pub const fn zeroed() -> Self {
         Self {
-            header: Header { magic: 0, version: 0, sequence: 0 },
-            response: Response {
-                status: 0,
-                reserved_0x04: 0,
-                bytes_done: 0,
-                sequence: 0,
-                reserved_0x18: 0,
-                iv_out: [0; AES_BLOCK],
-            },
-            request: Request::zeroed(),
-            reserved_0xfb0: [0; 0x50],
+            batch: Batch::zeroed(),
+            batch_response: BatchResponse { sequence: 0, status: 0, count: 0 },
+            responses: [Response { status: 0, bytes_done: 0, iv_out: [0; AES_BLOCK] }; MAX_BATCH],
+            reserved_0xf68: [0; 0x98],
         }
     }
 }
@@ -308,36 +315,44 @@ const _: () = {
     assert!(offset_of!(SgEntry, len) == 0x10);
     assert!(offset_of!(SgEntry, reserved_0x14) == 0x14);
 
-    assert!(size_of::<Header>() == 0x10);
+    assert!(size_of::<Header>() == 0x18);
     assert!(offset_of!(Header, magic) == 0x00);
     assert!(offset_of!(Header, version) == 0x04);
     assert!(offset_of!(Header, sequence) == 0x08);
+    assert!(offset_of!(Header, count) == 0x10);
 
-    assert!(size_of::<Response>() == 0x30);
+    assert!(size_of::<Response>() == 0x18);
     assert!(offset_of!(Response, status) == 0x00);
-    assert!(offset_of!(Response, reserved_0x04) == 0x04);
-    assert!(offset_of!(Response, bytes_done) == 0x08);
-    assert!(offset_of!(Response, sequence) == 0x10);
-    assert!(offset_of!(Response, reserved_0x18) == 0x18);
-    assert!(offset_of!(Response, iv_out) == 0x20);
+    assert!(offset_of!(Response, bytes_done) == 0x04);
+    assert!(offset_of!(Response, iv_out) == 0x08);
 
+    assert!(size_of::<BatchResponse>() == 0x10);
+    assert!(offset_of!(BatchResponse, sequence) == 0x00);
+    assert!(offset_of!(BatchResponse, status) == 0x08);
+    assert!(offset_of!(BatchResponse, count) == 0x0C);
+
+    assert!(size_of::<Request>() == 0x30);
     assert!(offset_of!(Request, op) == 0x00);
     assert!(offset_of!(Request, mode) == 0x04);
     assert!(offset_of!(Request, key_slot) == 0x08);
     assert!(offset_of!(Request, key_len) == 0x0C);
-    assert!(offset_of!(Request, entry_count) == 0x10);
-    assert!(offset_of!(Request, tweak_block) == 0x14);
-    assert!(offset_of!(Request, total_len) == 0x18);
+    assert!(offset_of!(Request, first_entry) == 0x10);
+    assert!(offset_of!(Request, entry_count) == 0x14);
+    assert!(offset_of!(Request, tweak_block) == 0x18);
+    assert!(offset_of!(Request, total_len) == 0x1C);
     assert!(offset_of!(Request, iv) == 0x20);
-    assert!(offset_of!(Request, key) == 0x30);
-    assert!(offset_of!(Request, entries) == 0x70);
-    assert!(size_of::<Request>() == 0x70 + 24 * MAX_ENTRIES);
-    assert!(size_of::<Request>().is_multiple_of(8) && core::mem::align_of::<Request>() == 8);
 
-    assert!(offset_of!(CommBlock, header) == 0x000);
-    assert!(offset_of!(CommBlock, response) == 0x010);
-    assert!(offset_of!(CommBlock, request) == 0x040);
-    assert!(offset_of!(CommBlock, reserved_0xfb0) == 0xFB0);
+    assert!(offset_of!(Batch, header) == 0x000);
+    assert!(offset_of!(Batch, key) == 0x018);
+    assert!(offset_of!(Batch, requests) == 0x058);
+    assert!(offset_of!(Batch, entries) == 0x358);
+    assert!(size_of::<Batch>() == 0xDD8);
+    assert!(size_of::<Batch>().is_multiple_of(8) && core::mem::align_of::<Batch>() == 8);
+
+    assert!(offset_of!(CommBlock, batch) == 0x000);
+    assert!(offset_of!(CommBlock, batch_response) == 0xDD8);
+    assert!(offset_of!(CommBlock, responses) == 0xDE8);
+    assert!(offset_of!(CommBlock, reserved_0xf68) == 0xF68);
     // The comm block fits its page exactly.
     assert!(size_of::<CommBlock>() == 4096);
 };
@@ -351,62 +366,18 @@ pub struct CommBlockPtr(NonNull<CommBlock>);
 
 /// Reads one field of the shared page exactly once.
 macro_rules! read_field {
-    ($base:expr, $($field:tt).+) => {
+    ($base:expr, $($field:tt)+) => {
         // SAFETY: `CommBlockPtr::new`'s contract: the page is mapped, aligned and readable;
         // the field pointer is derived without creating a reference.
-        unsafe { addr_of!((*$base).$($field).+).read_volatile() }
+        unsafe { addr_of!((*$base).$($field)+).read_volatile() }
     };
 }
 
 /// Writes one field of the shared page.
 macro_rules! write_field {
-    ($base:expr, $($field:tt).+, $value:expr) => {
+    ($base:expr, $value:expr, $($field:tt)+) => {
         // SAFETY: as for `read_field!`, and the page is writable.
-        unsafe { addr_of_mut!((*$base).$($field).+).write_volatile($value) }
-    };
-}
-
-/// Volatile copy of a byte array out of shared memory, 8 bytes per load: byte-wise volatile
-/// loads would cost the vault image hundreds of bytes.
-///
-/// # Safety
-/// `src` must be valid for reads and 8-byte aligned; `N` a multiple of 8.
-unsafe fn read_bytes<const N: usize>(src: *const [u8; N]) -> [u8; N] {
-    let mut out = [0u8; N];
-    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-        // SAFETY: `i < N / 8`: in bounds of `src`, aligned per the contract.
-        let word = unsafe { src.cast::<u64>().add(i).read_volatile() };
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    out
-}
-
-/// Volatile copy of a byte array into shared memory, 8 bytes per store.
-///
-/// # Safety
-/// `dst` must be valid for writes and 8-byte aligned; `N` a multiple of 8.
-unsafe fn write_bytes<const N: usize>(dst: *mut [u8; N], bytes: &[u8; N]) {
-    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-        let word = u64::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
-        // SAFETY: `i < N / 8`: in bounds of `dst`, aligned per the contract.
-        unsafe { dst.cast::<u64>().add(i).write_volatile(word) };
-    }
-}
-
-/// Reads a byte-array field of the shared page.
-macro_rules! read_array {
-    ($base:expr, $($field:tt).+) => {
-        // SAFETY: the page is mapped (see `CommBlockPtr::new`); every array field sits at an
-        // 8-byte aligned offset (layout asserts above) and has a length multiple of 8.
-        unsafe { read_bytes(addr_of!((*$base).$($field).+)) }
-    };
-}
-
-/// Writes a byte-array field of the shared page.
-macro_rules! write_array {
-    ($base:expr, $($field:tt).+, $value:expr) => {
-        // SAFETY: as for `read_array!`, and the page is writable.
-        unsafe { write_bytes(addr_of_mut!((*$base).$($field).+), $value) }
+        unsafe { addr_of_mut!((*$base).$($field)+).write_volatile($value) }
     };
 }
 
@@ -425,40 +396,29 @@ impl CommBlockPtr {
         self.0.as_ptr()
     }
 
-    /// Vault side: copies header and request out of the shared page, every byte exactly once
-    /// (8-byte volatile loads). Everything after the copy works on the private value.
-    pub fn snapshot(self) -> (Header, Request) {
-        let mut request = core::mem::MaybeUninit::<Request>::uninit();
-        let (header, request) = self.snapshot_into(&mut request);
-        (header, *request)
-    }
-
-    /// [`Self::snapshot`] into the caller's memory (the vault's: no second copy of 4 KiB).
-    pub fn snapshot_into(self, out: &mut core::mem::MaybeUninit<Request>) -> (Header, &mut Request) {
-        let base = self.raw();
-        let header = Header {
-            magic: read_field!(base, header.magic),
-            version: read_field!(base, header.version),
-            sequence: read_field!(base, header.sequence),
-        };
+    /// Vault side: copies the HV's part of the page (header, key, requests, entries) into
+    /// the caller's memory, every byte exactly once (8-byte volatile loads: byte-wise ones
+    /// would cost the vault image hundreds of bytes). Everything after the copy works on the
+    /// private value.
+    pub fn snapshot_into(self, out: &mut core::mem::MaybeUninit<Batch>) -> &mut Batch {
         let words = out.as_mut_ptr().cast::<u64>();
-        // SAFETY: the page is mapped (`new`'s contract); `Request` sits at an 8-aligned offset.
-        let shared = unsafe { addr_of!((*base).request).cast::<u64>() };
-        for i in 0..size_of::<Request>() / 8 {
-            // SAFETY: `i` words stay within `Request` on both sides (its size is a multiple
-            // of 8, asserted above); the source is read once, volatile.
+        // SAFETY: the page is mapped (`new`'s contract); `Batch` starts the page.
+        let shared = unsafe { addr_of!((*self.raw()).batch).cast::<u64>() };
+        for i in 0..size_of::<Batch>() / 8 {
+            // SAFETY: `i` words stay within `Batch` on both sides (its size is a multiple of
+            // 8, asserted above); the source is read once, volatile.
             unsafe { words.add(i).write(shared.add(i).read_volatile()) };
         }
-        // SAFETY: every byte was written, and `Request` holds only integers and byte arrays,
+        // SAFETY: every byte was written, and `Batch` holds only integers and byte arrays,
         // for which every bit pattern is valid.
-        (header, unsafe { out.assume_init_mut() })
+        unsafe { out.assume_init_mut() }
     }
 
-    /// Vault side: overwrites the key bytes of the shared request with zeros.
+    /// Vault side: overwrites the key bytes of the shared page with zeros.
     pub fn wipe_key(self) {
         // SAFETY: the field pointer is derived without creating a reference; the page is
         // mapped (`new`'s contract).
-        let key = unsafe { addr_of_mut!((*self.raw()).request.key) }.cast::<u64>();
+        let key = unsafe { addr_of_mut!((*self.raw()).batch.key) }.cast::<u64>();
         for i in 0..MAX_KEY_BYTES / 8 {
             // SAFETY: `i < MAX_KEY_BYTES / 8`: inside the key field, which sits at an 8-aligned
             // offset (layout asserts above); the page is writable.
@@ -466,83 +426,91 @@ impl CommBlockPtr {
         }
     }
 
-    /// Vault side: publishes the response.
-    pub fn write_response(self, response: &Response) {
-        let base = self.raw();
-        write_field!(base, response.status, response.status);
-        write_field!(base, response.reserved_0x04, 0);
-        write_field!(base, response.bytes_done, response.bytes_done);
-        write_field!(base, response.sequence, response.sequence);
-        write_field!(base, response.reserved_0x18, 0);
-        write_array!(base, response.iv_out, &response.iv_out);
+    /// Vault side: publishes request `index`'s response (ignored beyond `MAX_BATCH`).
+    pub fn write_response(self, index: usize, response: &Response) {
+        if index < MAX_BATCH {
+            write_field!(self.raw(), *response, responses[index]);
+        }
     }
 
-    /// HV side: posts a request (header last). Equivalent to [`CommBlockPtr::post_parts`]
-    /// with the request's fields.
-    pub fn post(self, header: &Header, request: &Request) {
-        let count = (request.entry_count as usize).min(MAX_ENTRIES);
-        let parts = RequestParts {
-            op: request.op,
-            mode: request.mode,
-            key_slot: request.key_slot,
-            key_len: request.key_len,
-            tweak_block: request.tweak_block,
-            iv: request.iv,
-            key: &request.key,
-            entries: &request.entries[..count],
-            entry_count: request.entry_count,
-            total_len: request.total_len,
-        };
-        self.post_parts(header, &parts);
+    /// Vault side: publishes the batch's answer (after every request's).
+    pub fn write_batch_response(self, response: &BatchResponse) {
+        write_field!(self.raw(), *response, batch_response);
     }
 
-    /// HV side: writes a request straight into the shared page, field by field — the HV
-    /// never builds a 4 KiB request on the kernel stack, and a key goes from the caller's
-    /// buffer to the page without a copy in between. The header goes last.
-    pub fn post_parts(self, header: &Header, parts: &RequestParts<'_>) {
-        let base = self.raw();
-        write_field!(base, response, Response::default());
-        write_field!(base, request.op, parts.op);
-        write_field!(base, request.mode, parts.mode);
-        write_field!(base, request.key_slot, parts.key_slot);
-        write_field!(base, request.key_len, parts.key_len);
-        write_field!(base, request.entry_count, parts.entry_count);
-        write_field!(base, request.tweak_block, parts.tweak_block);
-        write_field!(base, request.total_len, parts.total_len);
-        write_array!(base, request.iv, &parts.iv);
-        let mut key = [0u8; MAX_KEY_BYTES];
-        for (dst, src) in key.iter_mut().zip(parts.key) {
-            *dst = *src;
+    /// HV side: writes the key field (zero-padded; `key` at most [`MAX_KEY_BYTES`]) straight
+    /// from the caller's buffer, 8 bytes per store. The HV never builds the key elsewhere.
+    pub fn write_key(self, key: &[u8]) {
+        // SAFETY: the field pointer is derived without creating a reference; the page is
+        // mapped and writable (`new`'s contract).
+        let words = unsafe { addr_of_mut!((*self.raw()).batch.key) }.cast::<u64>();
+        for i in 0..MAX_KEY_BYTES / 8 {
+            let mut word = [0u8; 8];
+            for (j, byte) in word.iter_mut().enumerate() {
+                *byte = key.get(8 * i + j).copied().unwrap_or(0);
+            }
+            // SAFETY: `i < MAX_KEY_BYTES / 8`: inside the key field, at an 8-aligned offset
+            // (layout asserts above).
+            unsafe { words.add(i).write_volatile(u64::from_ne_bytes(word)) };
+            // The stack copy of the key word is wiped.
+            // SAFETY: a live local.
+            unsafe { core::ptr::write_volatile(&mut word, [0; 8]) };
         }
-        write_array!(base, request.key, &key);
-        for (i, entry) in parts.entries.iter().enumerate().take(MAX_ENTRIES) {
-            // SAFETY: `i < MAX_ENTRIES`, inside the page; the page is writable.
-            unsafe { addr_of_mut!((*base).request.entries).cast::<SgEntry>().add(i).write_volatile(*entry) };
-        }
-        // The stack copy of the key is wiped the way the vault wipes its own.
-        for byte in key.iter_mut() {
-            // SAFETY: a byte of a live local array.
-            unsafe { core::ptr::write_volatile(byte, 0) };
-        }
-        write_field!(base, header, *header);
     }
 
-    /// HV side: writes entry `index` (< `MAX_ENTRIES`, else ignored) of the request.
+    /// HV side: writes request `index` (ignored beyond `MAX_BATCH`) and clears its response.
+    pub fn write_request(self, index: usize, request: &Request) {
+        if index < MAX_BATCH {
+            write_field!(self.raw(), *request, batch.requests[index]);
+            write_field!(self.raw(), Response::default(), responses[index]);
+        }
+    }
+
+    /// HV side: writes entry `index` of the pool (ignored beyond `MAX_ENTRIES`).
     pub fn write_entry(self, index: usize, entry: &SgEntry) {
         if index < MAX_ENTRIES {
-            // SAFETY: `index < MAX_ENTRIES`: inside the page; the page is writable.
-            unsafe { addr_of_mut!((*self.raw()).request.entries).cast::<SgEntry>().add(index).write_volatile(*entry) };
+            write_field!(self.raw(), *entry, batch.entries[index]);
         }
     }
 
-    /// HV side: reads the response once.
-    pub fn read_response(self) -> Response {
-        read_field!(self.raw(), response)
+    /// HV side: posts the batch written so far: clears the batch's answer, then writes the
+    /// header.
+    pub fn write_header(self, header: &Header) {
+        write_field!(self.raw(), BatchResponse::default(), batch_response);
+        write_field!(self.raw(), *header, batch.header);
+    }
+
+    /// Tests and tools: posts a whole batch (every request slot, whatever the count, and its
+    /// cleared response; entries; key; header last).
+    pub fn post(self, batch: &Batch) {
+        for (i, request) in batch.requests.iter().enumerate() {
+            self.write_request(i, request);
+        }
+        for (i, entry) in batch.entries.iter().enumerate() {
+            self.write_entry(i, entry);
+        }
+        self.write_key(&batch.key);
+        self.write_header(&batch.header);
+    }
+
+    /// HV side: reads the batch's answer once.
+    pub fn read_batch_response(self) -> BatchResponse {
+        read_field!(self.raw(), batch_response)
+    }
+
+    /// HV side: reads request `index`'s response once (`index < MAX_BATCH`, else a zero
+    /// response, which is no status).
+    pub fn read_response(self, index: usize) -> Response {
+        if index < MAX_BATCH {
+            read_field!(self.raw(), responses[index])
+        } else {
+            Response::default()
+        }
     }
 
     /// HV side: reads back the key bytes, to check that the vault wiped them.
     pub fn read_key(self) -> [u8; MAX_KEY_BYTES] {
-        read_array!(self.raw(), request.key)
+        read_field!(self.raw(), batch.key)
     }
 }
 
@@ -601,39 +569,59 @@ mod tests {
         let mut page = Box::new(CommBlock::zeroed());
         // SAFETY: the box is a live, aligned page for the whole test.
         let comm = unsafe { CommBlockPtr::new(NonNull::from(&mut *page)) };
-        let mut request = Request::zeroed();
-        request.op = Op::Encrypt as u32;
-        request.entry_count = 2;
-        request.entries[0] = SgEntry { src: 0x1000, dst: 0x2000, len: 5, reserved_0x14: 0 };
-        request.entries[1] = SgEntry { src: 0x3000, dst: 0x3000, len: 11, reserved_0x14: 0 };
-        request.entries[2] = SgEntry { src: 9, dst: 9, len: 9, reserved_0x14: 0 };
-        request.key = [0xAA; MAX_KEY_BYTES];
-        request.tweak_block = 9;
-        let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 7 };
-        comm.post(&header, &request);
-        let (got_header, got) = comm.snapshot();
-        assert_eq!(got_header, header);
-        // Entries beyond the count are not posted.
-        request.entries[2] = SgEntry::default();
-        assert_eq!(got, request);
+        let mut batch = Batch::zeroed();
+        batch.header = Header::new(7, 2);
+        batch.requests[0] =
+            Request { op: Op::Encrypt as u32, first_entry: 0, entry_count: 2, tweak_block: 9, ..Default::default() };
+        batch.requests[1] = Request { op: Op::Decrypt as u32, first_entry: 2, entry_count: 1, ..Default::default() };
+        batch.entries[0] = SgEntry { src: 0x1000, dst: 0x2000, len: 5, reserved_0x14: 0 };
+        batch.entries[1] = SgEntry { src: 0x3000, dst: 0x3000, len: 11, reserved_0x14: 0 };
+        batch.entries[2] = SgEntry { src: 9, dst: 9, len: 9, reserved_0x14: 0 };
+        batch.key = [0xAA; MAX_KEY_BYTES];
+        comm.post(&batch);
+        assert_eq!(page.batch.key, [0xAA; MAX_KEY_BYTES]);
+        assert_eq!((page.batch.header.magic, page.batch.header.version), (ABI_MAGIC, ABI_VERSION));
+        let mut copy = core::mem::MaybeUninit::uninit();
+        assert_eq!(*comm.snapshot_into(&mut copy), batch);
         comm.wipe_key();
         assert_eq!(comm.read_key(), [0; MAX_KEY_BYTES]);
-        let response = Response { status: 0, bytes_done: 16, sequence: 7, ..Default::default() };
-        comm.write_response(&response);
-        assert_eq!(comm.read_response(), response);
+        let response = Response { status: 1, bytes_done: 16, iv_out: [3; 16] };
+        comm.write_response(1, &response);
+        comm.write_batch_response(&BatchResponse { sequence: 7, status: 1, count: 2 });
+        assert_eq!(comm.read_response(1), response);
+        assert_eq!(comm.read_response(0), Response::default());
+        assert_eq!(comm.read_batch_response(), BatchResponse { sequence: 7, status: 1, count: 2 });
+        // Offsets from the layout in the module documentation, read as raw bytes.
+        // SAFETY: the page is a live 4096-byte allocation.
+        let bytes = unsafe { core::slice::from_raw_parts((&*page as *const CommBlock).cast::<u8>(), 4096) };
+        assert_eq!(bytes[0x10], 2, "count at 0x10");
+        assert!(bytes[0x18..0x58].iter().all(|&b| b == 0), "the key at 0x18..0x58, wiped");
+        assert_eq!(bytes[0x58], Op::Encrypt as u8, "request 0 at 0x058");
+        assert_eq!(bytes[0x58 + 0x30 + 0x10], 2, "request 1's first entry at 0x058 + 0x30 + 0x10");
+        assert_eq!(bytes[0x358 + 24 + 1], 0x30, "entry 1's source at 0x358 + 24");
+        assert_eq!(bytes[0xDD8], 7, "batch response at 0xDD8");
+        assert_eq!(bytes[0xDE8 + 0x18 + 4], 16, "response 1's bytes done at 0xDE8 + 0x18 + 4");
+        // A new post clears the answers it replaces.
+        comm.post(&batch);
+        assert_eq!(comm.read_batch_response(), BatchResponse::default());
+        assert_eq!(comm.read_response(1), Response::default());
     }
 
     #[test]
     fn snapshot_copies_what_the_page_holds_whatever_the_count() {
         let mut page = Box::new(CommBlock::zeroed());
-        page.request.entry_count = u32::MAX;
-        page.request.entries[MAX_ENTRIES - 1].len = 1;
-        page.request.key[63] = 0x5A;
+        page.batch.header.count = u64::MAX;
+        page.batch.requests[MAX_BATCH - 1].entry_count = u32::MAX;
+        page.batch.entries[MAX_ENTRIES - 1].len = 1;
+        page.batch.key[63] = 0x5A;
         // SAFETY: the box is a live, aligned page for the whole test.
         let comm = unsafe { CommBlockPtr::new(NonNull::from(&mut *page)) };
-        let (_, got) = comm.snapshot();
-        assert_eq!(got.entry_count, u32::MAX);
+        let mut copy = core::mem::MaybeUninit::uninit();
+        let got = comm.snapshot_into(&mut copy);
+        assert_eq!(got.header.count, u64::MAX);
+        assert_eq!(got.requests[MAX_BATCH - 1].entry_count, u32::MAX);
         assert_eq!(got.entries[MAX_ENTRIES - 1].len, 1);
         assert_eq!(got.key[63], 0x5A);
+        assert_eq!(comm.read_response(MAX_BATCH), Response::default());
     }
 }

@@ -5,7 +5,7 @@
 //!   regions and the window through which the vault reaches host memory;
 //! - [`vcpu_state`]: the register state a vault vCPU starts in;
 //! - [`comm`]: the per-vCPU communication block, one 4 KiB page shared with the host, through
-//!   which the host posts a request and the vault answers;
+//!   which the host posts a batch of requests and the vault answers each;
 //! - [`status`]: the status codes the vault answers with;
 //! - [`validate`]: the pure function that turns a snapshot of a (hostile) request into a
 //!   validated one, or a status.
@@ -22,20 +22,23 @@ pub mod status;
 pub mod validate;
 pub mod vcpu_state;
 
-pub use comm::{CommBlock, KeyLen, Mode, Op, Request, Response, SgEntry, SlotKey};
+pub use comm::{Batch, BatchResponse, CommBlock, Header, KeyLen, Mode, Op, Request, Response, SgEntry, SlotKey};
 pub use status::Status;
 pub use validate::{validate, KeySlotIndex, ValidRequest};
 
 /// `"SVLT"` in little-endian: written by the HV when it sets a comm block up.
 pub const ABI_MAGIC: u32 = u32::from_le_bytes(*b"SVLT");
 /// Bumped whenever a layout or a meaning in this crate changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// Most key bytes a set-key request carries: an XTS pair of AES-256 keys.
 pub const MAX_KEY_BYTES: usize = 64;
 /// AES block size in bytes.
 pub const AES_BLOCK: usize = 16;
-/// Most scatter-list entries one request (one exit) can carry: as many as fit the comm page.
-pub const MAX_ENTRIES: usize = 160;
+/// Most requests one batch (one VMRUN) carries.
+pub const MAX_BATCH: usize = 16;
+/// Most scatter-list entries one batch can carry, all its requests together: as many as fit
+/// the comm page beside the requests and responses.
+pub const MAX_ENTRIES: usize = 112;
 /// Most bytes one request (one VMRUN) may process: bounds the time a vCPU runs per entry.
 /// Larger kernel requests are split by the HV and continue with the chained IV.
 pub const MAX_BYTES_PER_EXIT: u32 = 64 * 1024;

@@ -32,8 +32,8 @@ pub enum Status {
     UnalignedLength = 11,
     /// Total length exceeds [`crate::MAX_BYTES_PER_EXIT`].
     TooLarge = 12,
-    /// Entry count is zero (for encrypt/decrypt), above [`crate::MAX_ENTRIES`], or non-zero
-    /// for a key operation.
+    /// Entry count is zero (for encrypt/decrypt), the entries run past the batch's pool of
+    /// [`crate::MAX_ENTRIES`], or a key operation names entries.
     BadEntryCount = 13,
     /// An entry has length zero.
     EmptyEntry = 14,
@@ -52,6 +52,9 @@ pub enum Status {
     XtsTooShort = 19,
     /// An entry other than the last is not whole blocks.
     UnalignedEntry = 20,
+    /// The batch's request count is zero or above [`crate::MAX_BATCH`] (a
+    /// [`crate::BatchResponse`] status: no request ran).
+    BadBatchCount = 21,
 }
 
 impl Status {
@@ -78,11 +81,12 @@ impl Status {
             Self::SlotBusy => "key slot busy",
             Self::XtsTooShort => "XTS data shorter than 16 bytes or its tail split",
             Self::UnalignedEntry => "entry not whole blocks",
+            Self::BadBatchCount => "bad batch request count",
         }
     }
 
     /// Every status, for tests and tools.
-    pub const ALL: [Status; 20] = [
+    pub const ALL: [Status; 21] = [
         Self::Ok,
         Self::BadMagic,
         Self::BadVersion,
@@ -103,6 +107,7 @@ impl Status {
         Self::SlotBusy,
         Self::XtsTooShort,
         Self::UnalignedEntry,
+        Self::BadBatchCount,
     ];
 }
 
@@ -146,7 +151,7 @@ mod tests {
             assert_eq!(Status::try_from(u32::from(*status)), Ok(*status));
         }
         assert_eq!(Status::try_from(0), Err(UnknownStatus(0)));
-        assert_eq!(Status::try_from(21), Err(UnknownStatus(21)));
+        assert_eq!(Status::try_from(22), Err(UnknownStatus(22)));
         assert_eq!(Status::try_from(u32::MAX), Err(UnknownStatus(u32::MAX)));
     }
 }

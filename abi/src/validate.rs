@@ -1,11 +1,12 @@
-//! Validation of a request snapshot: the only way to a [`ValidRequest`].
+//! Validation of a batch snapshot: the only way to a [`ValidRequest`].
 //!
 //! Pure and total: any bit pattern the host can write yields either a validated request or a
 //! [`Status`], never a panic. The vault calls it on its private snapshot (see
-//! [`crate::comm::CommBlockPtr::snapshot`]), so nothing checked here can change afterwards.
-use crate::comm::{Header, KeyLen, Mode, Op, Request, SgEntry, SlotKey};
+//! [`crate::comm::CommBlockPtr::snapshot_into`]), so nothing checked here can change
+//! afterwards: [`validate_header`] once per batch, then [`validate`] per request.
+use crate::comm::{Batch, Header, KeyLen, Mode, Op, Request, SgEntry, SlotKey};
 use crate::memory_map::{touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END};
-use crate::{Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
+use crate::{Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 /// A key slot index below [`KEY_SLOT_COUNT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,35 +103,44 @@ pub enum ValidRequest<'r> {
     Crypt(CryptRequest<'r>),
 }
 
-/// Validates a snapshot of the shared request.
-// Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
-// into the request loop.
-#[inline(never)]
-pub fn validate<'r>(header: &Header, request: &'r Request) -> Result<ValidRequest<'r>, Status> {
+const MAX_BATCH_U64: u64 = MAX_BATCH as u64;
+
+/// Validates the header of a batch snapshot: the number of requests to serve, or why none.
+pub fn validate_header(header: &Header) -> Result<usize, Status> {
     if header.magic != ABI_MAGIC {
         return Err(Status::BadMagic);
     }
     if header.version != ABI_VERSION {
         return Err(Status::BadVersion);
     }
+    match header.count {
+        count @ 1..=MAX_BATCH_U64 => Ok(count as usize),
+        _ => Err(Status::BadBatchCount),
+    }
+}
+
+/// Validates one request of a batch snapshot (`batch`: its entries and key).
+// Not inlined: the vault image budget (4096 bytes) does not survive LLVM inlining this
+// into the request loop.
+#[inline(never)]
+pub fn validate<'r>(request: &Request, batch: &'r Batch) -> Result<ValidRequest<'r>, Status> {
     let op = Op::try_from(request.op).map_err(|_| Status::BadOp)?;
     let slot = KeySlotIndex::new(request.key_slot).ok_or(Status::BadSlot)?;
-    let no_entries = || {
-        if request.entry_count != 0 {
-            Err(Status::BadEntryCount)
-        } else if request.total_len != 0 {
-            Err(Status::LengthMismatch)
-        } else {
-            Ok(())
-        }
-    };
-    if op == Op::ClearKey {
-        no_entries()?;
-        return Ok(ValidRequest::ClearKey { slot });
-    }
     let xts = request.mode == Mode::Xts as u32;
     if request.tweak_block != 0 && !xts {
         return Err(Status::ReservedNotZero);
+    }
+    if matches!(op, Op::SetKey | Op::ClearKey) {
+        // Key operations name no entries (not even a first one).
+        if request.entry_count | request.first_entry != 0 {
+            return Err(Status::BadEntryCount);
+        }
+        if request.total_len != 0 {
+            return Err(Status::LengthMismatch);
+        }
+        if op == Op::ClearKey {
+            return Ok(ValidRequest::ClearKey { slot });
+        }
     }
     let len = KeyLen::try_from(request.key_len).map_err(|_| Status::BadKeyLen)?;
     let key = SlotKey { len, xts };
@@ -139,8 +149,7 @@ pub fn validate<'r>(header: &Header, request: &'r Request) -> Result<ValidReques
         if request.mode != 0 && !xts {
             return Err(Status::BadMode);
         }
-        no_entries()?;
-        return Ok(ValidRequest::SetKey { slot, key, bytes: &request.key[..key.bytes()] });
+        return Ok(ValidRequest::SetKey { slot, key, bytes: &batch.key[..key.bytes()] });
     }
     let direction = if op == Op::Encrypt { Direction::Encrypt } else { Direction::Decrypt };
     let mode = Mode::try_from(request.mode).map_err(|_| Status::BadMode)?;
@@ -150,7 +159,7 @@ pub fn validate<'r>(header: &Header, request: &'r Request) -> Result<ValidReques
         return Err(Status::TooLarge);
     }
     let total_len = validate_total(request.total_len, mode)?;
-    let entries = validate_entries(request, total_len, mode)?;
+    let entries = validate_entries(request, &batch.entries, total_len, mode)?;
     Ok(ValidRequest::Crypt(CryptRequest {
         direction,
         mode,
@@ -163,18 +172,18 @@ pub fn validate<'r>(header: &Header, request: &'r Request) -> Result<ValidReques
     }))
 }
 
-fn validate_total(total_len: u64, mode: Mode) -> Result<u32, Status> {
+fn validate_total(total_len: u32, mode: Mode) -> Result<u32, Status> {
     if total_len == 0 {
         return Err(Status::ZeroLength);
     }
     // (XTS under 16 bytes fails `validate_entries`' tail check.)
-    if matches!(mode, Mode::Ecb | Mode::Cbc) && !total_len.is_multiple_of(AES_BLOCK as u64) {
+    if matches!(mode, Mode::Ecb | Mode::Cbc) && !total_len.is_multiple_of(AES_BLOCK as u32) {
         return Err(Status::UnalignedLength);
     }
-    match u32::try_from(total_len) {
-        Ok(total) if total <= MAX_BYTES_PER_EXIT => Ok(total),
-        _ => Err(Status::TooLarge),
+    if total_len > MAX_BYTES_PER_EXIT {
+        return Err(Status::TooLarge);
     }
+    Ok(total_len)
 }
 
 /// The tail of a `total`-byte request in `mode`: the bytes at its end that are not whole
@@ -190,12 +199,18 @@ pub const fn tail_len(mode: Mode, total: usize) -> usize {
     }
 }
 
-fn validate_entries(request: &Request, total_len: u32, mode: Mode) -> Result<ValidEntries<'_>, Status> {
-    let count = request.entry_count as usize;
-    if count == 0 || count > MAX_ENTRIES {
-        return Err(Status::BadEntryCount);
-    }
-    let entries = &request.entries[..count];
+fn validate_entries<'r>(
+    request: &Request,
+    pool: &'r [SgEntry; MAX_ENTRIES],
+    total_len: u32,
+    mode: Mode,
+) -> Result<ValidEntries<'r>, Status> {
+    let (first, count) = (request.first_entry as usize, request.entry_count as usize);
+    // (Both below 2^32: the sum cannot wrap a 64-bit usize.)
+    let entries = match pool.get(first..first + count) {
+        Some(entries) if count > 0 => entries,
+        _ => return Err(Status::BadEntryCount),
+    };
     let mut sum: u64 = 0;
     for (index, entry) in entries.iter().enumerate() {
         if entry.reserved_0x14 != 0 {
@@ -250,8 +265,66 @@ mod tests {
     use crate::memory_map::host_window_gpa;
     use proptest::prelude::*;
 
-    fn header() -> Header {
-        Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 }
+    /// Where the test requests' entries start in the batch's pool (not 0, so that a
+    /// validator ignoring `first_entry` fails).
+    const FIRST: usize = 5;
+
+    /// A request with its entries and key, as the tests build them; [`R::batch`] places it as
+    /// request 0 of a batch, its entries from [`FIRST`] on.
+    #[derive(Clone, Debug)]
+    struct R {
+        op: u32,
+        mode: u32,
+        key_slot: u32,
+        key_len: u32,
+        entry_count: u32,
+        tweak_block: u32,
+        total_len: u32,
+        iv: [u8; 16],
+        key: [u8; 64],
+        entries: [SgEntry; 16],
+    }
+
+    impl R {
+        fn zeroed() -> Self {
+            Self {
+                op: 0,
+                mode: 0,
+                key_slot: 0,
+                key_len: 0,
+                entry_count: 0,
+                tweak_block: 0,
+                total_len: 0,
+                iv: [0; 16],
+                key: [0; 64],
+                entries: [SgEntry::default(); 16],
+            }
+        }
+
+        fn batch(&self) -> Batch {
+            let mut b = Batch::zeroed();
+            b.header = Header::new(1, 1);
+            b.key = self.key;
+            b.requests[0] = Request {
+                op: self.op,
+                mode: self.mode,
+                key_slot: self.key_slot,
+                key_len: self.key_len,
+                first_entry: if self.entry_count == 0 { 0 } else { FIRST as u32 },
+                entry_count: self.entry_count,
+                tweak_block: self.tweak_block,
+                total_len: self.total_len,
+                iv: self.iv,
+            };
+            b.entries[FIRST..FIRST + 16].copy_from_slice(&self.entries);
+            b
+        }
+    }
+
+    /// `validate` of `r` as request 0 of its batch, reduced to what the tests compare.
+    fn outcome(r: &R) -> Result<(), Status> {
+        let b = r.batch();
+        validate(&b.requests[0], &b).map(|_| ())
     }
 
     fn entry(src: u64, dst: u64, len: u32) -> SgEntry {
@@ -259,8 +332,8 @@ mod tests {
     }
 
     /// A valid CBC encrypt of 48 bytes in three entries (whole blocks) with slot 0.
-    fn crypt() -> Request {
-        let mut r = Request::zeroed();
+    fn crypt() -> R {
+        let mut r = R::zeroed();
         r.op = Op::Encrypt as u32;
         r.mode = Mode::Cbc as u32;
         r.key_slot = 0;
@@ -275,22 +348,23 @@ mod tests {
     }
 
     /// `r` as an XTS (or other `mode`) request of entries with these lengths.
-    fn with_lens(mut r: Request, mode: Mode, lens: &[u32]) -> Request {
+    fn with_lens(mut r: R, mode: Mode, lens: &[u32]) -> R {
         r.mode = mode as u32;
         r.entry_count = lens.len() as u32;
-        r.total_len = lens.iter().map(|&l| u64::from(l)).sum();
+        r.total_len = lens.iter().sum();
         for (i, &len) in lens.iter().enumerate() {
             r.entries[i] = entry(0x10_0000 * (i as u64 + 1), 0x10_0000 * (i as u64 + 1), len);
         }
         r
     }
 
-    fn rejects(r: &Request, status: Status) {
-        assert_eq!(validate(&header(), r), Err(status), "{r:?}");
+    fn rejects(r: &R, status: Status) {
+        assert_eq!(outcome(r), Err(status), "{r:?}");
     }
 
-    fn tail_len(r: &Request) -> usize {
-        match validate(&header(), r) {
+    fn tail_len(r: &R) -> usize {
+        let b = r.batch();
+        match validate(&b.requests[0], &b) {
             Ok(ValidRequest::Crypt(c)) => c.entries.tail_len(),
             other => panic!("rejected a valid request: {other:?}"),
         }
@@ -299,7 +373,8 @@ mod tests {
     #[test]
     fn accepts_a_valid_crypt_request() {
         let r = crypt();
-        let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) else {
+        let b = r.batch();
+        let Ok(ValidRequest::Crypt(c)) = validate(&b.requests[0], &b) else {
             panic!("rejected a valid request");
         };
         assert_eq!(c.direction, Direction::Encrypt);
@@ -313,35 +388,69 @@ mod tests {
 
     #[test]
     fn accepts_key_operations() {
-        let mut r = Request::zeroed();
-        r.op = Op::SetKey as u32;
-        r.key_slot = KEY_SLOT_COUNT - 1;
-        r.key_len = 24;
-        r.key = [3; 64];
+        let mut b = Batch::zeroed();
+        b.requests[3] = Request { op: Op::SetKey as u32, key_slot: KEY_SLOT_COUNT - 1, key_len: 24, ..Default::default() };
+        b.key = [3; 64];
         let slot = KeySlotIndex::new(KEY_SLOT_COUNT - 1).unwrap();
         let single = SlotKey { len: KeyLen::Aes192, xts: false };
-        assert_eq!(validate(&header(), &r), Ok(ValidRequest::SetKey { slot, key: single, bytes: &[3; 24] }));
+        let r = b.requests[3];
+        assert_eq!(validate(&r, &b), Ok(ValidRequest::SetKey { slot, key: single, bytes: &[3; 24] }));
         // An XTS pair: two keys of key_len bytes each (the kernel's 48-byte xts(aes) key).
-        r.mode = Mode::Xts as u32;
+        let r = Request { mode: Mode::Xts as u32, ..r };
         let pair = SlotKey { len: KeyLen::Aes192, xts: true };
-        assert_eq!(validate(&header(), &r), Ok(ValidRequest::SetKey { slot, key: pair, bytes: &[3; 48] }));
-        r.key_len = 32;
-        let Ok(ValidRequest::SetKey { bytes, .. }) = validate(&header(), &r) else { panic!("AES-256-XTS key refused") };
+        assert_eq!(validate(&r, &b), Ok(ValidRequest::SetKey { slot, key: pair, bytes: &[3; 48] }));
+        let r = Request { key_len: 32, ..r };
+        let Ok(ValidRequest::SetKey { bytes, .. }) = validate(&r, &b) else { panic!("AES-256-XTS key refused") };
         assert_eq!(bytes.len(), 64);
-        // Set-key names no other mode.
-        r.mode = Mode::Cbc as u32;
-        rejects(&r, Status::BadMode);
-        r.op = Op::ClearKey as u32;
-        assert_eq!(validate(&header(), &r), Ok(ValidRequest::ClearKey { slot }));
+        // Set-key names no other mode, and no entries (not even a first one).
+        assert_eq!(validate(&Request { mode: Mode::Cbc as u32, ..r }, &b), Err(Status::BadMode));
+        assert_eq!(validate(&Request { first_entry: 1, ..r }, &b), Err(Status::BadEntryCount));
+        let clear = Request { op: Op::ClearKey as u32, ..r };
+        assert_eq!(validate(&clear, &b), Ok(ValidRequest::ClearKey { slot }));
+        assert_eq!(validate(&Request { first_entry: 2, ..clear }, &b), Err(Status::BadEntryCount));
     }
 
     #[test]
-    fn rejects_bad_header() {
-        let r = crypt();
-        let bad_magic = Header { magic: 0, ..header() };
-        assert_eq!(validate(&bad_magic, &r), Err(Status::BadMagic));
-        let bad_version = Header { version: ABI_VERSION + 1, ..header() };
-        assert_eq!(validate(&bad_version, &r), Err(Status::BadVersion));
+    fn batch_headers_name_their_count() {
+        assert_eq!(validate_header(&Header::new(9, 1)), Ok(1));
+        assert_eq!(validate_header(&Header::new(9, MAX_BATCH as u64)), Ok(MAX_BATCH));
+        assert_eq!(validate_header(&Header::new(9, 0)), Err(Status::BadBatchCount));
+        assert_eq!(validate_header(&Header::new(9, MAX_BATCH as u64 + 1)), Err(Status::BadBatchCount));
+        assert_eq!(validate_header(&Header::new(9, 1 << 32 | 1)), Err(Status::BadBatchCount));
+        assert_eq!(validate_header(&Header::new(9, u64::MAX)), Err(Status::BadBatchCount));
+        let good = Header::new(9, 2);
+        assert_eq!(validate_header(&Header { magic: 0, ..good }), Err(Status::BadMagic));
+        assert_eq!(validate_header(&Header { version: ABI_VERSION + 1, ..good }), Err(Status::BadVersion));
+        assert_eq!(validate_header(&Header { version: 3, ..good }), Err(Status::BadVersion));
+        assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 4));
+    }
+
+    #[test]
+    fn each_request_takes_its_own_run_of_the_pool() {
+        // Two requests of one batch, one entry each, far apart in the pool.
+        let mut b = Batch::zeroed();
+        b.entries[0] = entry(0x1000, 0x1000, 32);
+        b.entries[MAX_ENTRIES - 1] = entry(0x2000, 0x3000, 48);
+        let first = Request {
+            op: Op::Encrypt as u32,
+            mode: Mode::Ecb as u32,
+            key_len: 16,
+            entry_count: 1,
+            total_len: 32,
+            ..Default::default()
+        };
+        let last = Request { first_entry: MAX_ENTRIES as u32 - 1, total_len: 48, ..first };
+        let Ok(ValidRequest::Crypt(c)) = validate(&first, &b) else { panic!("refused") };
+        assert_eq!(c.entries.as_slice(), &b.entries[..1]);
+        let Ok(ValidRequest::Crypt(c)) = validate(&last, &b) else { panic!("refused") };
+        assert_eq!(c.entries.as_slice(), &b.entries[MAX_ENTRIES - 1..]);
+        // A run past the end of the pool, or starting beyond it, is refused whole.
+        for (first_entry, entry_count) in
+            [(MAX_ENTRIES as u32 - 1, 2), (MAX_ENTRIES as u32, 1), (u32::MAX, 1), (u32::MAX, u32::MAX), (1, u32::MAX)]
+        {
+            let r = Request { first_entry, entry_count, ..last };
+            assert_eq!(validate(&r, &b), Err(Status::BadEntryCount), "{first_entry} + {entry_count}");
+        }
     }
 
     #[test]
@@ -383,9 +492,9 @@ mod tests {
         rejects(&r, Status::UnalignedLength);
         r.total_len = 64;
         rejects(&r, Status::LengthMismatch);
-        r.total_len = u64::from(MAX_BYTES_PER_EXIT) + 16;
+        r.total_len = MAX_BYTES_PER_EXIT + 16;
         rejects(&r, Status::TooLarge);
-        r.total_len = 1 << 36; // does not fit u32
+        r.total_len = u32::MAX & !15;
         rejects(&r, Status::TooLarge);
         let mut r = crypt();
         r.entries[1].len = 0;
@@ -419,7 +528,8 @@ mod tests {
     fn the_tweak_block_is_for_xts_only_and_bounded() {
         let mut r = with_lens(crypt(), Mode::Xts, &[32]);
         r.tweak_block = u32::MAX / 16;
-        let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) else { panic!("refused") };
+        let b = r.batch();
+        let Ok(ValidRequest::Crypt(c)) = validate(&b.requests[0], &b) else { panic!("refused") };
         assert_eq!(c.tweak_block, u32::MAX / 16);
         r.tweak_block += 1;
         rejects(&r, Status::TooLarge);
@@ -435,10 +545,12 @@ mod tests {
         rejects(&r, Status::BadEntryCount);
         r.entry_count = MAX_ENTRIES as u32 + 1;
         rejects(&r, Status::BadEntryCount);
+        r.entry_count = (MAX_ENTRIES - FIRST) as u32 + 1;
+        rejects(&r, Status::BadEntryCount);
         r.entry_count = u32::MAX;
         rejects(&r, Status::BadEntryCount);
         // Key operations carry no entries.
-        let mut r = Request::zeroed();
+        let mut r = R::zeroed();
         r.op = Op::ClearKey as u32;
         r.entry_count = 1;
         rejects(&r, Status::BadEntryCount);
@@ -465,7 +577,7 @@ mod tests {
         // The last bytes of the window are fine.
         let mut r = crypt();
         r.entries[0].src = HOST_WINDOW_SIZE - 16;
-        assert!(validate(&header(), &r).is_ok());
+        assert!(outcome(&r).is_ok());
     }
 
     #[test]
@@ -502,14 +614,20 @@ mod tests {
             tweak_block in prop_oneof![Just(0u32), any::<u32>()],
             count in 0u32..8, lens in prop::collection::vec(0u32..40, 8),
             addrs in prop::collection::vec(prop_oneof![0u64..1 << 20, Just(u64::MAX - 8), Just(HOST_WINDOW_SIZE - 20)], 16),
-            total in prop_oneof![0u64..300, Just(u64::MAX)],
+            total in prop_oneof![0u32..300, Just(u32::MAX)],
+            first in prop_oneof![Just(FIRST as u32), 0u32..4, Just(MAX_ENTRIES as u32 - 2), Just(u32::MAX)],
         ) {
-            let mut r = Request::zeroed();
+            let mut r = R::zeroed();
             r.op = op; r.mode = mode; r.key_slot = slot; r.key_len = key_len; r.tweak_block = tweak_block;
             r.entry_count = count; r.total_len = total;
             for i in 0..8 { r.entries[i] = entry(addrs[2 * i], addrs[2 * i + 1], lens[i]); }
-            if let Ok(ValidRequest::Crypt(c)) = validate(&header(), &r) {
+            let mut b = r.batch();
+            if count > 0 { b.requests[0].first_entry = first; }
+            if let Ok(ValidRequest::Crypt(c)) = validate(&b.requests[0], &b) {
                 let entries = c.entries.as_slice();
+                // The entries are the request's run of the pool, nothing else.
+                let at = first as usize;
+                prop_assert_eq!(entries, &b.entries[at..at + count as usize]);
                 let sum: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
                 prop_assert_eq!(sum, u64::from(c.total_len));
                 prop_assert!(c.total_len > 0);

@@ -135,9 +135,9 @@ pub fn random_block_splits(rng: &mut impl Rng, total: usize, tail_len: usize, ma
 pub fn vault_run(req: &VaultRun<'_>) -> VaultRunResult {
     use crate::aes::{expand_key, BlockCipher, KeySchedule};
     use crate::walk::{process, HostWindow};
-    use sevault_abi::comm::Header;
+    use sevault_abi::comm::{Batch, Header};
     use sevault_abi::validate::{validate, ValidRequest};
-    use sevault_abi::{KeyLen, Op, Request, SgEntry, ABI_MAGIC, ABI_VERSION};
+    use sevault_abi::{KeyLen, Op, SgEntry};
     require_aes_ni();
     let total = req.data.len();
     let src_base = 0x40;
@@ -147,16 +147,19 @@ pub fn vault_run(req: &VaultRun<'_>) -> VaultRunResult {
     let xts = req.op.mode == Mode::Xts;
     let aes_len = if xts { req.key.len() / 2 } else { req.key.len() };
     let len = KeyLen::try_from(aes_len as u32).unwrap();
-    let mut request = Request::zeroed();
+    let mut batch = Box::new(Batch::zeroed());
+    batch.header = Header::new(1, 1);
+    let request = &mut batch.requests[0];
     request.op = if req.op.direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt } as u32;
     request.mode = req.op.mode as u32;
     request.key_len = aes_len as u32;
     request.iv = req.iv;
     request.tweak_block = req.tweak_block;
     request.entry_count = req.pieces.len() as u32;
-    request.total_len = total as u64;
+    request.total_len = total as u32;
+    let request = *request;
     let mut offset = 0;
-    for (entry, &piece) in request.entries.iter_mut().zip(req.pieces) {
+    for (entry, &piece) in batch.entries.iter_mut().zip(req.pieces) {
         *entry = SgEntry {
             src: (src_base + offset) as u64,
             dst: (dst_base + offset) as u64,
@@ -165,8 +168,7 @@ pub fn vault_run(req: &VaultRun<'_>) -> VaultRunResult {
         };
         offset += piece;
     }
-    let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 };
-    let valid = match validate(&header, &request) {
+    let valid = match validate(&request, &batch) {
         Ok(ValidRequest::Crypt(valid)) => valid,
         other => panic!("invalid test request ({other:?}): pieces {:?}", req.pieces),
     };

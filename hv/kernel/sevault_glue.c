@@ -20,12 +20,15 @@
 #include <linux/mmzone.h>
 #include <linux/nodemask.h>
 #include <linux/cc_platform.h>
+#include <linux/workqueue.h>
+#include <linux/percpu.h>
 #include <asm/fpu/api.h>
 #include <asm/debugreg.h>
 #include <asm/mce.h>
 #include <crypto/aes.h>
 #include <crypto/internal/skcipher.h>
 #include <crypto/internal/simd.h>
+#include <crypto/algapi.h>
 #include <crypto/xts.h>
 #include "sevault_glue.h"
 
@@ -43,6 +46,11 @@ static unsigned int budget_ms = 1000;
 module_param(budget_ms, uint, 0644);
 MODULE_PARM_DESC(budget_ms,
 	"how long one vault request may run, in milliseconds, before the vault is stopped, the request fails with -EIO and the vault is rebuilt (default 1000; interrupts and NMIs preempt the vault meanwhile)");
+
+static unsigned int max_batch = 16;
+module_param(max_batch, uint, 0444);
+MODULE_PARM_DESC(max_batch,
+	"most crypto requests the vault serves per VMRUN, 1-16 (default 16): requests queue per CPU and a per-CPU worker serves them in batches, completing each through the crypto API's callback. 0: no queue; each request runs at once on the calling CPU (the simd helper's path, deferred to cryptd where the FPU is not usable)");
 
 /* sev= as a number for Rust: 0 off, 1 sev, 2 es; -1 unknown. */
 static int sevault_sev_mode(void)
@@ -154,6 +162,7 @@ u64 sevault_ram_end(void)
 
 u32 sevault_sme_active(void) { return cc_platform_has(CC_ATTR_HOST_MEM_ENCRYPT); }
 u32 sevault_budget_ms(void) { return max(READ_ONCE(budget_ms), 1U); }
+u32 sevault_max_batch(void) { return clamp(max_batch, 1U, 16U); }
 
 /* #VMEXIT leaves DR7 at 0x400 (AMD APM Vol. 2 §15.6): put the host's breakpoints back, as
  * KVM's vcpu_enter_guest does. */
@@ -249,15 +258,166 @@ static int sv_ctr_crypt(struct skcipher_request *req) { return sv_crypt(req, 0, 
 static int sv_xts_encrypt(struct skcipher_request *req) { return sv_crypt(req, 0, SV_XTS); }
 static int sv_xts_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1, SV_XTS); }
 
-#define SV_ALG(mode_name, bsize, keymin, keymax, iv, set, enc, dec) {			\
-	.base = {									\
-		.cra_name = "__" mode_name "(aes)",					\
-		.cra_driver_name = "__" mode_name "-aes-sevault",			\
-		.cra_flags = CRYPTO_ALG_INTERNAL,					\
+/*
+ * ---- Batching: a queue and a worker per CPU (max_batch >= 1) ----
+ *
+ * encrypt/decrypt queue the request on this CPU's queue and return -EINPROGRESS (or, with
+ * the queue full, -EBUSY having backlogged it if the caller set CRYPTO_TFM_REQ_MAY_BACKLOG,
+ * else -ENOSPC: crypto_enqueue_request, as the API defines). This CPU's worker takes up to
+ * max_batch requests at a time, the Rust core serves them in as few VMRUNs as the comm block
+ * allows, and each completes through its callback, with bottom halves off as cryptd does.
+ */
+#define SV_QUEUE_LEN 256
+#define SV_BATCH_MAX 16
+
+struct sv_reqctx {
+	u32 decrypt;
+	u32 mode;
+	u64 scratch[];		/* sevault_rust_job_scratch_bytes() */
+};
+
+struct sv_cpu_queue {
+	spinlock_t lock;
+	struct crypto_queue queue;
+	struct work_struct work;
+};
+
+static struct sv_cpu_queue __percpu *sv_queues;
+static struct workqueue_struct *sv_wq;
+
+static void sv_work(struct work_struct *work)
+{
+	struct sv_cpu_queue *q = container_of(work, struct sv_cpu_queue, work);
+	struct skcipher_request *reqs[SV_BATCH_MAX];
+	struct crypto_async_request *backlogs[SV_BATCH_MAX];
+	struct sevault_job jobs[SV_BATCH_MAX];
+	unsigned int i, n, backlogged, limit = sevault_max_batch();
+	unsigned long flags;
+
+	for (;;) {
+		n = backlogged = 0;
+		spin_lock_irqsave(&q->lock, flags);
+		while (n < limit) {
+			struct crypto_async_request *backlog = crypto_get_backlog(&q->queue);
+			struct crypto_async_request *base = crypto_dequeue_request(&q->queue);
+
+			if (!base)
+				break;
+			if (backlog)
+				backlogs[backlogged++] = backlog;
+			reqs[n++] = skcipher_request_cast(base);
+		}
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (!n)
+			return;
+		local_bh_disable();
+		for (i = 0; i < backlogged; i++)
+			crypto_request_complete(backlogs[i], -EINPROGRESS);
+		local_bh_enable();
+		for (i = 0; i < n; i++) {
+			struct skcipher_request *req = reqs[i];
+			struct sv_reqctx *rctx = skcipher_request_ctx(req);
+			struct sevault_ctx *ctx = crypto_skcipher_ctx(crypto_skcipher_reqtfm(req));
+
+			jobs[i] = (struct sevault_job){
+				.key = &ctx->key,
+				.request = {
+					.src = req->src,
+					.dst = req->dst,
+					.len = req->cryptlen,
+					.iv = rctx->mode == SV_ECB ? NULL : req->iv,
+				},
+				.decrypt = rctx->decrypt,
+				.mode = rctx->mode,
+				.scratch = rctx->scratch,
+			};
+		}
+		sevault_rust_crypt_batch(jobs, n);
+		local_bh_disable();
+		for (i = 0; i < n; i++)
+			skcipher_request_complete(reqs[i], jobs[i].result);
+		local_bh_enable();
+		cond_resched();
+	}
+}
+
+static int sv_enqueue(struct skcipher_request *req, u32 decrypt, u32 mode)
+{
+	struct sv_reqctx *rctx = skcipher_request_ctx(req);
+	struct sv_cpu_queue *q;
+	unsigned long flags;
+	int cpu, err;
+
+	rctx->decrypt = decrypt;
+	rctx->mode = mode;
+	cpu = get_cpu();
+	q = per_cpu_ptr(sv_queues, cpu);
+	spin_lock_irqsave(&q->lock, flags);
+	err = crypto_enqueue_request(&q->queue, &req->base);
+	spin_unlock_irqrestore(&q->lock, flags);
+	queue_work_on(cpu, sv_wq, &q->work);
+	put_cpu();
+	return err;
+}
+
+static int sv_async_init(struct crypto_skcipher *tfm)
+{
+	crypto_skcipher_set_reqsize(tfm, sizeof(struct sv_reqctx) + sevault_rust_job_scratch_bytes());
+	return 0;
+}
+
+static int sv_q_ecb_encrypt(struct skcipher_request *req) { return sv_enqueue(req, 0, SV_ECB); }
+static int sv_q_ecb_decrypt(struct skcipher_request *req) { return sv_enqueue(req, 1, SV_ECB); }
+static int sv_q_cbc_encrypt(struct skcipher_request *req) { return sv_enqueue(req, 0, SV_CBC); }
+static int sv_q_cbc_decrypt(struct skcipher_request *req) { return sv_enqueue(req, 1, SV_CBC); }
+static int sv_q_ctr_crypt(struct skcipher_request *req) { return sv_enqueue(req, 0, SV_CTR); }
+static int sv_q_xts_encrypt(struct skcipher_request *req) { return sv_enqueue(req, 0, SV_XTS); }
+static int sv_q_xts_decrypt(struct skcipher_request *req) { return sv_enqueue(req, 1, SV_XTS); }
+
+static int sevault_queues_init(void)
+{
+	int cpu;
+
+	sv_queues = alloc_percpu(struct sv_cpu_queue);
+	if (!sv_queues)
+		return -ENOMEM;
+	for_each_possible_cpu(cpu) {
+		struct sv_cpu_queue *q = per_cpu_ptr(sv_queues, cpu);
+
+		spin_lock_init(&q->lock);
+		crypto_init_queue(&q->queue, SV_QUEUE_LEN);
+		INIT_WORK(&q->work, sv_work);
+	}
+	/* Bound to its CPU (each CPU's vCPU serves its own queue); able to make progress
+	 * under memory pressure, as dm-crypt's writes of dirty pages need. */
+	sv_wq = alloc_workqueue("sevault", WQ_MEM_RECLAIM, 0);
+	if (!sv_wq) {
+		free_percpu(sv_queues);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* After the algorithms are gone: nothing can be queued, and the workers finish. */
+static void sevault_queues_exit(void)
+{
+	destroy_workqueue(sv_wq);
+	free_percpu(sv_queues);
+}
+
+/* An algorithm of both registrations: internal synchronous (the simd helper's, max_batch=0)
+ * and public asynchronous (the queue's). */
+#define SV_BASE(prefix, mode_name, bsize, flags) {						\
+		.cra_name = prefix mode_name "(aes)",					\
+		.cra_driver_name = prefix mode_name "-aes-sevault",			\
+		.cra_flags = flags,							\
 		.cra_blocksize = bsize,							\
 		.cra_ctxsize = sizeof(struct sevault_ctx),				\
 		.cra_module = THIS_MODULE,						\
-	},										\
+	}
+
+#define SV_ALG(mode_name, bsize, keymin, keymax, iv, set, enc, dec) {			\
+	.base = SV_BASE("__", mode_name, bsize, CRYPTO_ALG_INTERNAL),			\
 	.min_keysize = keymin,								\
 	.max_keysize = keymax,								\
 	.ivsize = iv,									\
@@ -268,11 +428,25 @@ static int sv_xts_decrypt(struct skcipher_request *req) { return sv_crypt(req, 1
 	.decrypt = dec,									\
 }
 
+#define SV_QALG(mode_name, bsize, keymin, keymax, iv, set, enc, dec) {			\
+	.base = SV_BASE("", mode_name, bsize, CRYPTO_ALG_ASYNC),			\
+	.min_keysize = keymin,								\
+	.max_keysize = keymax,								\
+	.ivsize = iv,									\
+	.chunksize = AES_BLOCK_SIZE,							\
+	.setkey = set,									\
+	.init = sv_async_init,								\
+	.exit = sv_exit,								\
+	.encrypt = enc,									\
+	.decrypt = dec,									\
+}
+
 /*
- * Internal synchronous algorithms; the simd helpers wrap each in the public ecb(aes)/
- * cbc(aes)/ctr(aes)/xts(aes) algorithm, which calls it directly where the FPU is usable and
- * defers to cryptd's per-CPU worker where it is not (hence CRYPTO_ALG_ASYNC on the public
- * one). CTR is a stream cipher to the API (block size 1, any length); XTS takes two keys.
+ * max_batch = 0: internal synchronous algorithms; the simd helpers wrap each in the public
+ * ecb(aes)/cbc(aes)/ctr(aes)/xts(aes) algorithm, which calls it directly where the FPU is
+ * usable and defers to cryptd's per-CPU worker where it is not (hence CRYPTO_ALG_ASYNC on
+ * the public one). CTR is a stream cipher to the API (block size 1, any length); XTS takes
+ * two keys.
  */
 static struct skcipher_alg sevault_algs[] = {
 	SV_ALG("ecb", AES_BLOCK_SIZE, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, 0, sv_setkey, sv_ecb_encrypt, sv_ecb_decrypt),
@@ -283,7 +457,49 @@ static struct skcipher_alg sevault_algs[] = {
 	       sv_xts_encrypt, sv_xts_decrypt),
 };
 
+/* max_batch >= 1: the public algorithms themselves, asynchronous, served by the queues. */
+static struct skcipher_alg sevault_queued_algs[] = {
+	SV_QALG("ecb", AES_BLOCK_SIZE, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, 0, sv_setkey, sv_q_ecb_encrypt,
+		sv_q_ecb_decrypt),
+	SV_QALG("cbc", AES_BLOCK_SIZE, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_setkey,
+		sv_q_cbc_encrypt, sv_q_cbc_decrypt),
+	SV_QALG("ctr", 1, AES_MIN_KEY_SIZE, AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_setkey, sv_q_ctr_crypt,
+		sv_q_ctr_crypt),
+	SV_QALG("xts", AES_BLOCK_SIZE, 2 * AES_MIN_KEY_SIZE, 2 * AES_MAX_KEY_SIZE, AES_BLOCK_SIZE, sv_xts_setkey,
+		sv_q_xts_encrypt, sv_q_xts_decrypt),
+};
+
 static struct simd_skcipher_alg *sevault_simd_algs[ARRAY_SIZE(sevault_algs)];
+
+static int sevault_register_algs(void)
+{
+	int i, err;
+
+	if (!max_batch) {
+		for (i = 0; i < ARRAY_SIZE(sevault_algs); i++)
+			sevault_algs[i].base.cra_priority = priority;
+		return simd_register_skciphers_compat(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+	}
+	err = sevault_queues_init();
+	if (err)
+		return err;
+	for (i = 0; i < ARRAY_SIZE(sevault_queued_algs); i++)
+		sevault_queued_algs[i].base.cra_priority = priority;
+	err = crypto_register_skciphers(sevault_queued_algs, ARRAY_SIZE(sevault_queued_algs));
+	if (err)
+		sevault_queues_exit();
+	return err;
+}
+
+static void sevault_unregister_algs(void)
+{
+	if (!max_batch) {
+		simd_unregister_skciphers(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+		return;
+	}
+	crypto_unregister_skciphers(sevault_queued_algs, ARRAY_SIZE(sevault_queued_algs));
+	sevault_queues_exit();
+}
 
 /* ---- debugfs ---- */
 
@@ -294,17 +510,17 @@ static int stats_show(struct seq_file *m, void *v)
 	struct sevault_stats s;
 	unsigned int cpu;
 
-	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu\n",
+	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu max_batch %u\n",
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
-		   sevault_rust_kvm_amd(), sevault_rust_key_slots());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used\n");
+		   sevault_rust_kvm_amd(), sevault_rust_key_slots(), max_batch ? sevault_max_batch() : 0);
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used batches\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu,
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu,
 			   s.requests, s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi,
 			   s.exits_intr, s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors,
-			   s.vmcb_repairs, s.emulation_recoveries, s.stack_used);
+			   s.vmcb_repairs, s.emulation_recoveries, s.stack_used, s.batches);
 	}
 	return 0;
 }
@@ -393,7 +609,7 @@ static int sevault_flush_selftest(void)
 
 static int __init sevault_init(void)
 {
-	int i, err, mode = sevault_sev_mode();
+	int err, mode = sevault_sev_mode();
 
 	if (mode < 0) {
 		pr_err("sevault: sev=%s: expected off, sev or es (snp needs a host kernel with SNP support)\n", sev);
@@ -418,9 +634,7 @@ static int __init sevault_init(void)
 		unregister_memory_notifier(&sevault_memory_nb);
 		return err;
 	}
-	for (i = 0; i < ARRAY_SIZE(sevault_algs); i++)
-		sevault_algs[i].base.cra_priority = priority;
-	err = simd_register_skciphers_compat(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+	err = sevault_register_algs();
 	if (err) {
 		sevault_rust_exit();
 		unregister_module_notifier(&sevault_module_nb);
@@ -436,7 +650,7 @@ static int __init sevault_init(void)
 static void __exit sevault_exit(void)
 {
 	debugfs_remove_recursive(sevault_debugfs);
-	simd_unregister_skciphers(sevault_algs, ARRAY_SIZE(sevault_algs), sevault_simd_algs);
+	sevault_unregister_algs();
 	sevault_rust_exit();
 	unregister_module_notifier(&sevault_module_nb);
 	unregister_memory_notifier(&sevault_memory_nb);

@@ -39,6 +39,17 @@ struct sevault_stats {
 	u64 vmcb_repairs;
 	u64 emulation_recoveries;
 	u64 stack_used;		/* bytes of its stack the vault has used (plain SVM) */
+	u64 batches;		/* comm blocks of requests served */
+};
+
+/* One queued crypto request of a batch (the per-CPU worker's). */
+struct sevault_job {
+	const struct sevault_key *key;
+	struct sevault_request request;
+	u32 decrypt;
+	u32 mode;		/* sevault_abi::Mode */
+	s32 result;		/* out: 0 or -errno */
+	void *scratch;		/* sevault_rust_job_scratch_bytes() of the request's context, 8-aligned */
 };
 
 /* ---- C glue, called by Rust ---- */
@@ -58,6 +69,7 @@ u32 sevault_fpu_usable(void);
 u64 sevault_irq_save(void);
 void sevault_irq_restore(u64 flags);
 u64 sevault_now_ns(void);		/* ktime_get_ns */
+u32 sevault_max_batch(void);		/* the max_batch parameter, 1..16 */
 u64 sevault_ram_end(void);		/* end of the highest node's physical span */
 u32 sevault_sme_active(void);		/* host memory encryption (SME) is on */
 u32 sevault_budget_ms(void);		/* module parameter budget_ms, at least 1 */
@@ -92,6 +104,8 @@ s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len, u32 x
 void sevault_rust_clear_key(struct sevault_key *key);
 s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_request *req,
 		       u32 decrypt, u32 mode);	/* mode: sevault_abi::Mode, 1 ECB 2 CBC 3 CTR 4 XTS */
+void sevault_rust_crypt_batch(struct sevault_job *jobs, u32 count);	/* count <= 16 */
+u32 sevault_rust_job_scratch_bytes(void);
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
 u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can reach */

@@ -11,12 +11,14 @@
 //! within 4096 bytes (thesis-notes/memory-map.md); the data is the host's own, so bouncing
 //! it through host memory shows the host nothing new.
 //!
-//! Entries go into a chunk until the chunk has `MAX_ENTRIES` entries, `MAX_BYTES_PER_EXIT`
-//! bytes, [`MAX_BOUNCES`] bounced blocks, or the vCPU's nested window cannot map more pages;
-//! the rest continues in the next chunk (one vault request each) with the chained IV, or for
-//! XTS with the next tweak block index.
+//! Entries go into a chunk until the chunk has as many entries as its batch has room for
+//! (`MAX_ENTRIES` in all), `MAX_BYTES_PER_EXIT` bytes, [`MAX_BOUNCES`] bounced blocks, or the
+//! vCPU's nested window cannot map more pages; the rest continues in the next chunk (one vault
+//! request each, in a later batch) with the chained IV, or for XTS with the next tweak block
+//! index. The requests of one batch share its entry pool, its nested window and its bounce
+//! page ([`MAX_BATCH`] areas of [`BOUNCE_BYTES`]).
 use sevault_abi::validate::tail_len;
-use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
+use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 use crate::paging::NptWindow;
 
@@ -104,10 +106,12 @@ impl TailRule {
     }
 }
 
-/// Most blocks bounced per chunk (the records sit in the translator, on the kernel stack).
-pub const MAX_BOUNCES: usize = 32;
-/// Bytes of the bounce page a chunk can use: its blocks, then the tail (≤ 31 bytes).
+/// Most blocks bounced per chunk (the records sit in the translator).
+pub const MAX_BOUNCES: usize = 14;
+/// Bytes of the bounce page a chunk can use: its blocks, then the tail (≤ 31 bytes). Each
+/// request of a batch has its own area of the vCPU's bounce page.
 pub const BOUNCE_BYTES: usize = (MAX_BOUNCES + 2) * AES_BLOCK;
+const _: () = assert!(BOUNCE_BYTES * MAX_BATCH <= 4096, "a batch's bounce areas fit one page");
 
 /// The vCPU's bounce area: host memory the vault may be given, written by the HV.
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +120,15 @@ pub struct Bounce {
     pub phys: u64,
     /// The HV's pointer to it.
     pub virt: *mut u8,
+}
+
+impl Bounce {
+    /// Area `index` (below `MAX_BATCH`) of a bounce page: the one of the batch's request
+    /// `index`.
+    pub fn area(self, index: usize) -> Self {
+        let offset = index.min(MAX_BATCH - 1) * BOUNCE_BYTES;
+        Self { phys: self.phys + offset as u64, virt: self.virt.wrapping_add(offset) }
+    }
 }
 
 /// A bounced range of the chunk: `len` bytes at `offset` into the chunk went to the bounce
@@ -198,13 +211,16 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         self.bulk + u64::from(self.tail)
     }
 
-    /// The next chunk, `None` when done: `emit(i, entry)` receives its entries in order, and
-    /// bounced bytes are gathered into `bounce` from `memory`. After the vault answered,
-    /// [`Self::scatter`] puts the bounced results in place. `admission` starts fresh for
-    /// each chunk.
+    /// The next chunk, `None` when done: at most `max_entries` entries (and `MAX_ENTRIES`),
+    /// which `emit(i, entry)` receives in order; bounced bytes are gathered into `bounce` from
+    /// `memory`. After the vault answered, [`Self::scatter`] puts the bounced results in
+    /// place. `admission` carries over from chunk to chunk: the requests of one batch share
+    /// one nested window. `NoProgress` when not even one entry fits: nothing changed, the
+    /// request can go into a later batch.
     pub fn next_chunk_with<A: Admission>(
         &mut self,
-        admission: &A,
+        admission: &mut A,
+        max_entries: usize,
         bounce: Bounce,
         memory: &impl HostMemory,
         mut emit: impl FnMut(usize, &SgEntry),
@@ -212,7 +228,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         if self.remaining() == 0 {
             return Ok(None);
         }
-        let mut admission = admission.clone();
+        let max_entries = max_entries.min(MAX_ENTRIES);
         self.chunk_dst = self.dst.clone();
         self.bounce_count = 0;
         let first_block = (self.done / AES_BLOCK as u64) as u32;
@@ -220,7 +236,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         // Room for the tail when this chunk can end the bulk (the vault takes at most
         // MAX_BYTES_PER_EXIT in all).
         let cap = MAX_BYTES_PER_EXIT - if self.tail > 0 { 2 * AES_BLOCK as u32 } else { 0 };
-        while chunk.count < MAX_ENTRIES {
+        while chunk.count < max_entries {
             let remaining_bulk = self.bulk.min(u64::from(cap - chunk.bytes)) as u32;
             let piece = if remaining_bulk >= AES_BLOCK as u32 {
                 let run = self.common_run()?.min(remaining_bulk);
@@ -308,7 +324,8 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         }
     }
 
-    /// [`Translator::next_chunk_with`], collecting the entries.
+    /// [`Translator::next_chunk_with`] of a chunk alone in its batch (a fresh copy of
+    /// `admission`, every entry of the pool), collecting the entries.
     #[cfg(test)]
     pub fn next_chunk<A: Admission>(
         &mut self,
@@ -317,7 +334,8 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         memory: &impl HostMemory,
     ) -> Result<Option<Chunk>, TranslateError> {
         let mut entries = Vec::new();
-        let info = self.next_chunk_with(admission, bounce, memory, |_, e| entries.push(*e))?;
+        let info =
+            self.next_chunk_with(&mut admission.clone(), MAX_ENTRIES, bounce, memory, |_, e| entries.push(*e))?;
         Ok(info.map(|info| Chunk { entries, info }))
     }
 }

@@ -7,7 +7,7 @@
 //!   `Arena` of 64-page blocks as the module's, room in the nested window);
 //! - each entry written into a comm block, each of its pages mapped into the vCPU's nested
 //!   window (`NptWindow::map` on real page tables);
-//! - the request posted (`post_parts`), the answer read (`read_response`), the window
+//! - the request posted (`write_request`, `write_header`), the answer read (`read_batch_response`, `read_response`), the window
 //!   cleared.
 //!
 //! Not included (they are not the HV's Rust code, or cannot run outside the kernel): the
@@ -18,8 +18,8 @@ use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, RequestParts};
-use sevault_abi::{Mode, Op, ABI_MAGIC, ABI_VERSION};
+use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request};
+use sevault_abi::{Mode, Op, MAX_ENTRIES};
 use sevault_hv::arena::{Arena, Block};
 use sevault_hv::paging::{npt_vcpu, NptWindow, PageTable, Pages};
 use sevault_hv::translate::{Bounce, HostMemory, Segment, SliceCursor, TailRule, Translator, WindowAdmission};
@@ -153,10 +153,10 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
                 .map_err(|e| format!("the HV refuses a {len}-byte request: {e:?}"))?;
         let mut chunks = 0;
         loop {
-            let admission = WindowAdmission { forbidden, plan: NptWindow::new() };
+            let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
             let (win, tabs) = (&mut window, &mut tables);
             let mut mapped = true;
-            let info = translator.next_chunk_with(&admission, bounce, &NoBounces, |i, entry| {
+            let info = translator.next_chunk_with(&mut admission, MAX_ENTRIES, bounce, &NoBounces, |i, entry| {
                 comm.write_entry(i, entry);
                 mapped &= win.map_entry(tabs, entry).is_ok();
             });
@@ -166,20 +166,21 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
                 other => return Err(format!("the HV would refuse a chunk of a {len}-byte request: {other:?}")),
             };
             sequence += 1;
-            let parts = RequestParts {
+            let request = Request {
                 op: Op::Encrypt as u32,
                 mode: Mode::Xts as u32,
                 key_slot: 7,
                 key_len: 32,
-                tweak_block: info.first_block,
-                iv: [0x5A; 16],
-                key: &[],
-                entries: &[],
+                first_entry: 0,
                 entry_count: info.count as u32,
-                total_len: u64::from(info.bytes),
+                tweak_block: info.first_block,
+                total_len: info.bytes,
+                iv: [0x5A; 16],
             };
-            comm.post_parts(&Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence }, &parts);
-            black_box(comm.read_response());
+            comm.write_request(0, &request);
+            comm.write_header(&Header::new(sequence, 1));
+            black_box(comm.read_batch_response());
+            black_box(comm.read_response(0));
             window.clear(&mut tables);
             chunks += 1;
         }

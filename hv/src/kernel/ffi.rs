@@ -27,6 +27,26 @@ pub struct Request {
     pub iv: *mut u8,
 }
 
+/// `struct sevault_job`: one crypto request of a batch the glue's per-CPU worker took from
+/// its queue.
+#[derive(Debug)]
+#[repr(C)]
+pub struct Job {
+    /// The transform's key (`struct sevault_key *`).
+    pub key: *const Key,
+    /// The request.
+    pub request: Request,
+    /// 1: decrypt.
+    pub decrypt: u32,
+    /// A `sevault_abi::Mode`.
+    pub mode: u32,
+    /// Out: 0 or a negative errno.
+    pub result: i32,
+    /// `sevault_rust_job_scratch_bytes()` of 8-aligned memory for this request alone (its
+    /// request context).
+    pub scratch: *mut c_void,
+}
+
 /// `struct sevault_stats`.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
@@ -62,6 +82,9 @@ pub struct Stats {
     /// Bytes of its stack the vault has used so far (plain SVM; 0 under SEV, where the HV
     /// cannot read it): `crate::stack`.
     pub stack_used: u64,
+    /// Batches served (one comm block of requests each; a batch takes several VMRUNs when
+    /// host events interrupt it).
+    pub batches: u64,
 }
 
 extern "C" {
@@ -109,6 +132,8 @@ extern "C" {
     pub fn sevault_sme_active() -> u32;
     /// The `budget_ms` module parameter (at least 1).
     pub fn sevault_budget_ms() -> u32;
+    /// The `max_batch` module parameter: most requests per batch (1 ..= 16).
+    pub fn sevault_max_batch() -> u32;
     /// After #VMEXIT: `hw_breakpoint_restore()` where the host has breakpoints armed.
     pub fn sevault_host_debug_restore();
     /// A #MC exit: the host's machine-check handler, as KVM's `kvm_machine_check`.

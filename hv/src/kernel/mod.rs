@@ -8,7 +8,7 @@ pub mod psp;
 pub mod slots;
 pub mod vault;
 
-use ffi::{Key, Request, Stats};
+use ffi::{Job, Key, Request, Stats};
 
 /// Module init: 0 or a negative errno. `sev_mode`: 0 off, 1 SEV, 2 SEV-ES (`sev=`).
 #[no_mangle]
@@ -52,6 +52,30 @@ pub unsafe extern "C" fn sevault_rust_crypt(key: *const Key, request: *const Req
     // SAFETY: the glue passes live structures.
     let (key, request) = unsafe { (&*key, &*request) };
     vault::crypt(key, request, decrypt != 0, mode)
+}
+
+/// Serves `count` (at most 16) queued crypto requests together, in as few VMRUNs as the
+/// comm block allows; sets each job's `result`.
+///
+/// # Safety
+/// `jobs` points to `count` live jobs whose key, scatterlists, IV and scratch stay valid for
+/// the call; preemption may be on (the vault runs inside `kernel_fpu_begin`/`end`).
+#[no_mangle]
+pub unsafe extern "C" fn sevault_rust_crypt_batch(jobs: *mut Job, count: u32) {
+    if jobs.is_null() || count == 0 {
+        return;
+    }
+    // SAFETY: the glue passes `count` live jobs.
+    let jobs = unsafe { core::slice::from_raw_parts_mut(jobs, count as usize) };
+    vault::crypt_batch(jobs);
+}
+
+/// Bytes of request context a queued request needs for its state between batches
+/// (`vault::JobScratch`; 8-aligned).
+#[no_mangle]
+pub extern "C" fn sevault_rust_job_scratch_bytes() -> u32 {
+    const _: () = assert!(core::mem::align_of::<vault::JobScratch>() <= 8);
+    core::mem::size_of::<vault::JobScratch>() as u32
 }
 
 /// Per-CPU statistics for debugfs: 1 and `*out` filled if `cpu` has a vCPU.

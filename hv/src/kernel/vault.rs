@@ -12,19 +12,19 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, RequestParts};
+use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request as WireRequest};
 use sevault_abi::memory_map::{
     VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE,
     KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, SPIN_GPA,
 };
 use sevault_abi::{
-    Mode, Op, SlotKey, Status, ABI_MAGIC, ABI_VERSION, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT,
-    LAUNCH_KEY_SLOTS, MAX_VCPUS,
+    Mode, Op, SlotKey, Status, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS,
+    MAX_BATCH, MAX_ENTRIES, MAX_VCPUS,
 };
 use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
 
 use super::cpu::{self, SvmFeatures, SvmOn, VmrunArgs};
-use super::ffi::{self, Key, Request, Stats};
+use super::ffi::{self, Job, Key, Request, Stats};
 use super::log::{klog, log_ratelimited, Level};
 use super::psp::KernelPsp;
 use super::slots;
@@ -743,7 +743,7 @@ impl Vcpu {
         let scrubbed =
             regs.gprs.iter().enumerate().all(|(i, &v)| v == 0 || i == Gpr::Rax as usize || i == Gpr::Rsp as usize)
                 && regs.fx.xmm.iter().all(|x| *x == [0; 16]);
-        let finished = self.comm().read_response().sequence == self.sequence
+        let finished = self.comm().read_batch_response().sequence == self.sequence
             && matches!(self.ghcb().read_vmmcall_event(), Ok(event) if event.rax == HYPERCALL_REQUEST_DONE);
         LostExitEvidence {
             first_run,
@@ -1199,81 +1199,160 @@ impl HostMemory for DirectMap {
 
 const _: () = assert!(BOUNCE_BYTES as u64 <= PAGE_SIZE);
 
-/// What one vault request carries besides its entries.
+/// The vault's answer to one request of a batch.
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    status: Status,
+    bytes_done: u32,
+    iv_out: [u8; 16],
+}
+
+/// One vault request of a batch as the HV builds it.
 struct Call<'a> {
-    parts: RequestParts<'a>,
+    /// Op, mode, key slot, key length and IV; entries, lengths and the XTS tweak block are
+    /// filled in per chunk.
+    request: WireRequest,
+    /// Set key: the key bytes (a batch carries one key: key operations go alone).
+    key: &'a [u8],
     /// Encrypt/decrypt: the translator whose next chunk this request takes.
     chunk_of: Option<&'a mut Translator<SgCursor, SgCursor>>,
     /// Count the kernel request on this vCPU (its first vault request).
     first: bool,
+    /// Set once the call was in a batch that ran (or could not be posted): the vault's
+    /// answer or an errno. `None`: it did not fit this batch; post it again.
+    answer: Option<Result<Answer, i32>>,
 }
 
-/// Runs one vault request on this CPU's vCPU, inside `kernel_fpu_begin`/`end`. Returns the
-/// answer's `(status, bytes_done, iv_out)` — or `None` status-wise when a translator had
-/// nothing left.
-fn call(state: &State, call: &mut Call<'_>) -> Result<Option<(Status, u64, [u8; 16])>, i32> {
-    // SAFETY: FFI; the FPU is usable here (simd wrapper, or checked by setkey/clear_key).
+impl<'a> Call<'a> {
+    fn new(request: WireRequest, key: &'a [u8], chunk_of: Option<&'a mut Translator<SgCursor, SgCursor>>) -> Self {
+        Self { request, key, chunk_of, first: true, answer: None }
+    }
+}
+
+/// Most requests per batch (module parameter `max_batch`, 1 ..= `MAX_BATCH`).
+fn max_batch() -> usize {
+    // SAFETY: FFI, no arguments.
+    (unsafe { ffi::sevault_max_batch() } as usize).clamp(1, MAX_BATCH)
+}
+
+/// Runs one batch of `calls` on this CPU's vCPU, inside `kernel_fpu_begin`/`end`: as many
+/// of them, in order, as fit one comm block (`max_batch`, the entry pool, the nested window),
+/// each answered in its `answer`; those that did not fit keep `answer: None`.
+fn call(state: &State, calls: &mut [Call<'_>]) {
+    // SAFETY: FFI; the FPU is usable here (worker, simd wrapper, or checked by setkey/clear_key).
     unsafe { ffi::sevault_fpu_begin() };
-    let outcome = call_on_this_cpu(state, call);
+    call_on_this_cpu(state, calls);
     // SAFETY: pairs with the begin above.
     unsafe { ffi::sevault_fpu_end() };
-    outcome
 }
 
-fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status, u64, [u8; 16])>, i32> {
+fn translate_errno(error: TranslateError) -> i32 {
+    match error {
+        TranslateError::Forbidden => {
+            log_ratelimited(format_args!("request names pages of the vault itself: refused"));
+            errno::EINVAL
+        }
+        TranslateError::OutsideWindow => {
+            log_ratelimited(format_args!("request names memory above the 512 GiB host window: refused"));
+            errno::EINVAL
+        }
+        TranslateError::UnalignedLength | TranslateError::ShortScatterlist => errno::EINVAL,
+        _ => errno::EIO,
+    }
+}
+
+fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     // SAFETY: FFI; preemption is off (kernel_fpu_begin).
     let cpu = unsafe { ffi::sevault_cpu_id() };
-    let Some(vcpu) = state.vcpu(cpu) else { return Err(errno::EIO) };
+    let Some(vcpu) = state.vcpu(cpu) else {
+        calls.iter_mut().for_each(|c| c.answer = Some(Err(errno::EIO)));
+        return;
+    };
     // From here until its answer is read this CPU counts as inside the vault: a rebuild
     // waits for it, and it waits for a rebuild in progress.
     let in_vault = InVault::enter();
     vcpu.sync_generation();
     let generation = vcpu.generation;
-    if let Some(translator) = call.chunk_of.as_mut() {
-        // The entries go straight into the comm block; their pages into the nested window.
+    let comm = vcpu.comm();
+    // The batch: which call each posted request is, and its bounce area.
+    let mut posted: [usize; MAX_BATCH] = [0; MAX_BATCH];
+    let mut count = 0;
+    let mut pool = 0;
+    let limit = max_batch();
+    {
+        // The entries go straight into the comm block; their pages into the nested window,
+        // which all requests of the batch share.
         let arena = &state.arena;
         let forbidden = |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len);
-        let admission = WindowAdmission { forbidden, plan: NptWindow::new() };
-        let comm = vcpu.comm();
-        let bounce = vcpu.bounce_area();
+        let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
+        let bounce_page = vcpu.bounce_area();
         let (window, npt) = (&mut vcpu.window, &vcpu.npt);
-        let mut mapped = true;
-        let info = translator.next_chunk_with(&admission, bounce, &DirectMap, |i, entry| {
-            comm.write_entry(i, entry);
-            mapped &= window.map_entry(&mut RefPages(npt), entry).is_ok();
-        });
-        let info = match info {
-            Ok(Some(info)) if mapped => info,
-            Ok(None) => return Ok(None),
-            other => {
-                vcpu.window.clear(&mut RefPages(&vcpu.npt));
-                return Err(match other {
-                    Err(TranslateError::Forbidden) => {
-                        log_ratelimited(format_args!("request names pages of the vault itself: refused"));
-                        errno::EINVAL
-                    }
-                    Err(TranslateError::OutsideWindow) => {
-                        log_ratelimited(format_args!("request names memory above the 512 GiB host window: refused"));
-                        errno::EINVAL
-                    }
-                    Err(TranslateError::UnalignedLength | TranslateError::ShortScatterlist) => errno::EINVAL,
-                    _ => errno::EIO,
-                });
+        for (index, call) in calls.iter_mut().enumerate() {
+            if count == limit || call.answer.is_some() {
+                continue;
             }
-        };
-        call.parts.entry_count = info.count as u32;
-        call.parts.total_len = u64::from(info.bytes);
-        if call.parts.mode == Mode::Xts as u32 {
-            call.parts.tweak_block = info.first_block;
+            let mut request = call.request;
+            if let Some(translator) = call.chunk_of.as_mut() {
+                let base = pool;
+                let mut mapped = true;
+                let info = translator.next_chunk_with(
+                    &mut admission,
+                    MAX_ENTRIES - pool,
+                    bounce_page.area(count),
+                    &DirectMap,
+                    |i, entry| {
+                        comm.write_entry(base + i, entry);
+                        mapped &= window.map_entry(&mut RefPages(npt), entry).is_ok();
+                    },
+                );
+                match info {
+                    Ok(Some(info)) if mapped => {
+                        pool += info.count;
+                        request.first_entry = base as u32;
+                        request.entry_count = info.count as u32;
+                        request.total_len = info.bytes;
+                        if request.mode == Mode::Xts as u32 {
+                            request.tweak_block = info.first_block;
+                        }
+                    }
+                    // Does not fit beside the requests already in: the next batch.
+                    Err(TranslateError::NoProgress) if count > 0 => continue,
+                    Ok(Some(_)) | Ok(None) => {
+                        call.answer = Some(Err(errno::EIO));
+                        continue;
+                    }
+                    Err(error) => {
+                        call.answer = Some(Err(translate_errno(error)));
+                        continue;
+                    }
+                }
+            } else {
+                if count > 0 {
+                    continue;
+                }
+                comm.write_key(call.key);
+            }
+            comm.write_request(count, &request);
+            if core::mem::take(&mut call.first) {
+                vcpu.stats.requests += 1;
+            }
+            posted[count] = index;
+            count += 1;
+            if call.chunk_of.is_none() {
+                // A key operation goes alone (the batch has one key field).
+                break;
+            }
         }
     }
-    if call.first {
-        vcpu.stats.requests += 1;
+    if count == 0 {
+        vcpu.window.clear(&mut RefPages(&vcpu.npt));
+        return;
     }
+    vcpu.stats.batches += 1;
     vcpu.sequence += 1;
-    let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: vcpu.sequence };
-    vcpu.comm().post_parts(&header, &call.parts);
-    // A stale "done" event must not pass for this request's.
+    let header = Header::new(vcpu.sequence, count as u64);
+    comm.write_header(&header);
+    // A stale "done" event must not pass for this batch's.
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
     match InjectedFault::take_for(cpu) {
         // The null page is unmapped in the vault: a #PF the HV intercepts.
@@ -1289,42 +1368,58 @@ fn call_on_this_cpu(state: &State, call: &mut Call<'_>) -> Result<Option<(Status
     {
         vcpu.stats.tlb_flush_failures += 1;
     }
+    let posted = &posted[..count];
+    let answer_all = |calls: &mut [Call<'_>], answer: Result<Answer, i32>| {
+        for &index in posted {
+            calls[index].answer = Some(answer);
+        }
+    };
     // A vault that did not answer as it must: count it, rebuild (once this CPU is out of
-    // the vault), fail the request.
-    let fail = |vcpu: &mut Vcpu, in_vault: InVault, fault: Fault| {
-        vcpu.stats.errors += 1;
+    // the vault), fail the batch.
+    let fault = match ran {
+        Err(fault) => Some(fault),
+        Ok(()) => {
+            let batch = comm.read_batch_response();
+            let complete = batch.sequence == header.sequence
+                && batch.status == Status::Ok as u32
+                && batch.count as usize == count
+                && (0..count).all(|k| Status::try_from(comm.read_response(k).status).is_ok());
+            (!complete).then_some(Fault::Answer { status: batch.status })
+        }
+    };
+    if let Some(fault) = fault {
+        vcpu.stats.errors += count as u64;
         drop(in_vault);
         rebuild(state, cpu, fault);
         vcpu.sync_generation();
-        Err(errno::EIO)
-    };
-    if let Err(fault) = ran {
-        return fail(vcpu, in_vault, fault);
+        answer_all(calls, Err(errno::EIO));
+        return;
     }
-    let response = vcpu.comm().read_response();
-    let status = match Status::try_from(response.status) {
-        Ok(status) if response.sequence == header.sequence => status,
-        _ => return fail(vcpu, in_vault, Fault::Answer { status: response.status }),
-    };
     drop(in_vault);
     // Cannot happen while rebuilds quiesce the vault; kept as a check that the output of a
     // request never outlives the keys it was computed with.
     if GENERATION.load(Ordering::Acquire) != generation {
-        vcpu.stats.errors += 1;
-        return Err(errno::ENOKEY);
+        vcpu.stats.errors += count as u64;
+        answer_all(calls, Err(errno::ENOKEY));
+        return;
     }
-    if status == Status::Ok {
-        vcpu.stats.bytes += response.bytes_done;
+    for (k, &index) in posted.iter().enumerate() {
+        let response = comm.read_response(k);
+        let status = Status::try_from(response.status).unwrap_or(Status::BadOp);
+        let call = &mut calls[index];
+        call.answer = Some(Ok(Answer { status, bytes_done: response.bytes_done, iv_out: response.iv_out }));
+        if status != Status::Ok {
+            vcpu.stats.errors += 1;
+            continue;
+        }
+        vcpu.stats.bytes += u64::from(response.bytes_done);
         if let Some(translator) = call.chunk_of.as_ref() {
-            if translator.scatter(vcpu.bounce_area(), &DirectMap).is_err() {
+            if translator.scatter(vcpu.bounce_area().area(k), &DirectMap).is_err() {
                 vcpu.stats.errors += 1;
-                return Err(errno::EIO);
+                call.answer = Some(Err(errno::EIO));
             }
         }
-    } else {
-        vcpu.stats.errors += 1;
     }
-    Ok(Some((status, response.bytes_done, response.iv_out)))
 }
 
 /// A free key slot, backing one more block of them when all are taken (plain SVM only).
@@ -1382,28 +1477,25 @@ pub fn setkey(key: &mut Key, bytes: &[u8], xts: bool) -> i32 {
     };
     key.slot = slot + 1;
     key.key = 0;
-    let parts = RequestParts {
+    let request = WireRequest {
         op: Op::SetKey as u32,
         mode: if xts { Mode::Xts as u32 } else { 0 },
         key_slot: slot,
         key_len: aes_len as u32,
-        tweak_block: 0,
-        iv: [0; 16],
-        key: bytes,
-        entries: &[],
-        entry_count: 0,
-        total_len: 0,
+        ..WireRequest::default()
     };
     let generation = GENERATION.load(Ordering::Acquire);
-    match call(state, &mut Call { parts, chunk_of: None, first: true }) {
-        Ok(Some((Status::Ok, ..))) => {
+    let mut calls = [Call::new(request, bytes, None)];
+    call(state, &mut calls);
+    match calls[0].answer {
+        Some(Ok(Answer { status: Status::Ok, .. })) => {
             key.key = slot_key.to_raw();
             key.generation = generation;
             0
         }
-        Ok(Some((status, ..))) => -status_errno(status),
-        Ok(None) => -errno::EIO,
-        Err(e) => -e,
+        Some(Ok(Answer { status, .. })) => -status_errno(status),
+        Some(Err(e)) => -e,
+        None => -errno::EIO,
     }
 }
 
@@ -1415,19 +1507,10 @@ pub fn clear_key(key: &mut Key) {
     }
     let slot = key.slot - 1;
     if key.key != 0 && key.generation == GENERATION.load(Ordering::Acquire) && fpu_usable() {
-        let parts = RequestParts {
-            op: Op::ClearKey as u32,
-            mode: 0,
-            key_slot: slot,
-            key_len: 0,
-            tweak_block: 0,
-            iv: [0; 16],
-            key: &[],
-            entries: &[],
-            entry_count: 0,
-            total_len: 0,
-        };
-        if !matches!(call(state, &mut Call { parts, chunk_of: None, first: true }), Ok(Some((Status::Ok, ..)))) {
+        let request = WireRequest { op: Op::ClearKey as u32, key_slot: slot, ..WireRequest::default() };
+        let mut calls = [Call::new(request, &[], None)];
+        call(state, &mut calls);
+        if !matches!(calls[0].answer, Some(Ok(Answer { status: Status::Ok, .. }))) {
             klog!(Level::Warn, "clearing key slot {slot} failed");
         }
     }
@@ -1435,75 +1518,182 @@ pub fn clear_key(key: &mut Key) {
     slots::release(slot);
 }
 
-/// encrypt/decrypt in `mode` (a `sevault_abi::Mode`), with the errnos of the kernel's
-/// generic implementations for lengths the mode cannot take.
-pub fn crypt(key: &Key, request: &Request, decrypt: bool, mode: u32) -> i32 {
-    let Some(state) = state() else { return -errno::EIO };
+/// What a kernel request keeps between the batches that serve its chunks: the glue gives
+/// each request this much room in its request context (`sevault_rust_job_scratch_bytes`).
+pub struct JobScratch {
+    translator: Translator<SgCursor, SgCursor>,
+    /// The request's template (op, mode, slot, key length) and the IV of its next chunk.
+    request: WireRequest,
+    /// The kernel's IV buffer, null for ECB.
+    iv_out: *mut u8,
+    /// Counted in the statistics' `requests` (its first chunk was posted).
+    counted: bool,
+}
+
+/// Checks a kernel request and sets up its translator in `scratch`: `Ok(None)` if there is
+/// nothing to do (a zero-length request of a mode that allows it).
+fn prepare(job: &Job) -> Result<Option<JobScratch>, i32> {
     if SEV_DEAD.load(Ordering::Acquire) {
-        return -errno::EIO;
+        return Err(errno::EIO);
     }
-    let Ok(mode) = Mode::try_from(mode) else { return -errno::EINVAL };
+    // SAFETY: the glue passes live structures for the job's lifetime.
+    let (key, request) = unsafe { (&*job.key, &job.request) };
+    let Ok(mode) = Mode::try_from(job.mode) else { return Err(errno::EINVAL) };
     // crypto/xts.c refuses less than a block, even none; the other modes do nothing then.
     if request.len == 0 && mode != Mode::Xts {
-        return 0;
+        return Ok(None);
     }
-    let Ok(mut translator) = Translator::new(
+    let translator = Translator::new(
         SgCursor { sg: request.src, offset: 0, remaining: request.len },
         SgCursor { sg: request.dst, offset: 0, remaining: request.len },
         request.len,
         TailRule::of(mode),
-    ) else {
-        return -errno::EINVAL;
-    };
-    let Some(slot_key) = SlotKey::from_raw(key.key) else { return -errno::ENOKEY };
+    )
+    .map_err(|_| errno::EINVAL)?;
+    let slot_key = SlotKey::from_raw(key.key).ok_or(errno::ENOKEY)?;
     if key.slot == 0 || key.generation != GENERATION.load(Ordering::Acquire) || slot_key.xts != (mode == Mode::Xts) {
-        return -errno::ENOKEY;
+        return Err(errno::ENOKEY);
     }
     let mut iv = [0u8; 16];
-    let has_iv = mode != Mode::Ecb && !request.iv.is_null();
-    if has_iv {
+    let iv_out = if mode != Mode::Ecb { request.iv } else { core::ptr::null_mut() };
+    if !iv_out.is_null() {
         // SAFETY: the crypto API gives CBC, CTR and XTS requests a 16-byte IV buffer.
-        unsafe { core::ptr::copy_nonoverlapping(request.iv, iv.as_mut_ptr(), 16) };
+        unsafe { core::ptr::copy_nonoverlapping(iv_out, iv.as_mut_ptr(), 16) };
     }
-    let op = if decrypt { Op::Decrypt } else { Op::Encrypt };
-    let mut first = true;
-    while translator.remaining() > 0 {
-        let parts = RequestParts {
-            op: op as u32,
-            mode: mode as u32,
-            key_slot: key.slot - 1,
-            key_len: slot_key.len as u32,
-            // Set per chunk (XTS) by `call_on_this_cpu`, which learns where the chunk starts.
-            tweak_block: 0,
-            iv,
-            key: &[],
-            entries: &[],
-            entry_count: 0,
-            total_len: 0,
+    let op = if job.decrypt != 0 { Op::Decrypt } else { Op::Encrypt };
+    let request = WireRequest {
+        op: op as u32,
+        mode: mode as u32,
+        key_slot: key.slot - 1,
+        key_len: slot_key.len as u32,
+        iv,
+        // Entries, lengths and (XTS) the tweak block are set per chunk by `call_on_this_cpu`.
+        ..WireRequest::default()
+    };
+    Ok(Some(JobScratch { translator, request, iv_out, counted: false }))
+}
+
+/// Serves up to `MAX_BATCH` kernel requests together: each one's chunks go into as few
+/// batches (VMRUNs) as the comm block allows, one chunk of each per batch. Sets every job's
+/// `result` (0 or -errno).
+pub fn crypt_batch(jobs: &mut [Job]) {
+    let Some(state) = state() else {
+        jobs.iter_mut().for_each(|job| job.result = -errno::EIO);
+        return;
+    };
+    let count = jobs.len().min(MAX_BATCH);
+    let jobs = &mut jobs[..count];
+    // Pending jobs: their scratch holds a live `JobScratch`.
+    let mut pending = [false; MAX_BATCH];
+    for (job, pending) in jobs.iter_mut().zip(pending.iter_mut()) {
+        job.result = match prepare(job) {
+            Ok(Some(scratch)) => {
+                // SAFETY: the glue's scratch is `sevault_rust_job_scratch_bytes` of 8-aligned
+                // request context, this job's alone until it completes.
+                unsafe { job.scratch.cast::<JobScratch>().write(scratch) };
+                *pending = true;
+                0
+            }
+            Ok(None) => 0,
+            Err(e) => -e,
         };
-        let expected = translator.remaining();
-        let answer = call(state, &mut Call { parts, chunk_of: Some(&mut translator), first });
-        first = false;
-        let done_now = expected - translator.remaining();
-        match answer {
-            // XTS keeps its IV: the tweak stays in the vault, the next chunk names its block.
-            Ok(Some((Status::Ok, done, iv_out))) if done == done_now => {
-                if mode != Mode::Xts {
-                    iv = iv_out;
+    }
+    while pending.iter().any(|&p| p) {
+        // This round's batch: the pending jobs, in order.
+        let mut index_of = [0usize; MAX_BATCH];
+        let mut n = 0;
+        for (i, &p) in pending.iter().enumerate() {
+            if p {
+                index_of[n] = i;
+                n += 1;
+            }
+        }
+        let mut expected = [0u64; MAX_BATCH];
+        let mut outcome: [(Option<Result<Answer, i32>>, u64, bool); MAX_BATCH] = [(None, 0, false); MAX_BATCH];
+        {
+            let mut calls: [Call<'_>; MAX_BATCH] = core::array::from_fn(|k| {
+                if k >= n {
+                    return Call::new(WireRequest::default(), &[], None);
+                }
+                // SAFETY: pending: the scratch holds this job's `JobScratch`, and nothing
+                // else refers to it while the calls live.
+                let scratch = unsafe { &mut *jobs[index_of[k]].scratch.cast::<JobScratch>() };
+                expected[k] = scratch.translator.remaining();
+                let first = !scratch.counted;
+                Call { first, ..Call::new(scratch.request, &[], Some(&mut scratch.translator)) }
+            });
+            call(state, &mut calls[..n]);
+            for (k, call) in calls[..n].iter().enumerate() {
+                let remaining = call.chunk_of.as_ref().map_or(0, |t| t.remaining());
+                outcome[k] = (call.answer, remaining, !call.first);
+            }
+        }
+        let mut progress = false;
+        for (k, &(answer, remaining, counted)) in outcome[..n].iter().enumerate() {
+            let job = &mut jobs[index_of[k]];
+            // SAFETY: as above; the calls are gone.
+            let scratch = unsafe { &mut *job.scratch.cast::<JobScratch>() };
+            scratch.counted |= counted;
+            let Some(answer) = answer else { continue };
+            progress = true;
+            let done_now = expected[k] - remaining;
+            let result = match answer {
+                // XTS keeps its IV: the tweak stays in the vault, the next chunk names its block.
+                Ok(Answer { status: Status::Ok, bytes_done, iv_out }) if u64::from(bytes_done) == done_now => {
+                    Ok(iv_out)
+                }
+                Ok(Answer { status: Status::Ok, .. }) => Err(errno::EIO),
+                Ok(Answer { status, .. }) => Err(status_errno(status)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(iv_out) => {
+                    if scratch.request.mode != Mode::Xts as u32 {
+                        scratch.request.iv = iv_out;
+                    }
+                    if remaining == 0 {
+                        pending[index_of[k]] = false;
+                        // CBC: the last ciphertext block; CTR: the next counter
+                        // (crypto/ctr.c); XTS: unchanged, as crypto/xts.c leaves it.
+                        if !scratch.iv_out.is_null() && scratch.request.mode != Mode::Xts as u32 {
+                            // SAFETY: the kernel's 16-byte IV buffer (see `prepare`).
+                            unsafe { core::ptr::copy_nonoverlapping(scratch.request.iv.as_ptr(), scratch.iv_out, 16) };
+                        }
+                    }
+                }
+                Err(e) => {
+                    pending[index_of[k]] = false;
+                    job.result = -e;
                 }
             }
-            Ok(Some((Status::Ok, ..)) | None) => return -errno::EIO,
-            Ok(Some((status, ..))) => return -status_errno(status),
-            Err(e) => return -e,
+        }
+        if !progress {
+            // Cannot happen (a batch's first request always fits an empty window): fail
+            // rather than spin.
+            for (i, job) in jobs.iter_mut().enumerate() {
+                if core::mem::take(&mut pending[i]) {
+                    job.result = -errno::EIO;
+                }
+            }
         }
     }
-    // CBC: the last ciphertext block; CTR: the next counter (crypto/ctr.c); XTS: unchanged,
-    // as crypto/xts.c leaves it.
-    if has_iv && mode != Mode::Xts {
-        // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(iv.as_ptr(), request.iv, 16) };
-    }
-    0
+}
+
+/// encrypt/decrypt in `mode` (a `sevault_abi::Mode`), with the errnos of the kernel's
+/// generic implementations for lengths the mode cannot take: one request, on this CPU now
+/// (the simd wrapper's synchronous path).
+pub fn crypt(key: &Key, request: &Request, decrypt: bool, mode: u32) -> i32 {
+    let mut scratch = core::mem::MaybeUninit::<JobScratch>::uninit();
+    let mut job = Job {
+        key,
+        request: Request { src: request.src, dst: request.dst, len: request.len, iv: request.iv },
+        decrypt: decrypt as u32,
+        mode,
+        result: 0,
+        scratch: scratch.as_mut_ptr().cast(),
+    };
+    crypt_batch(core::slice::from_mut(&mut job));
+    job.result
 }
 
 /// The glue's module notifier: kvm_amd is coming (`true`) or going.

@@ -117,9 +117,9 @@ fn run_request(
     dst: &[Segment],
     admission: &impl Admission,
 ) -> Vec<Chunk> {
-    use sevault_abi::comm::Header;
+    use sevault_abi::comm::{Batch, Header};
     use sevault_abi::validate::{validate, ValidRequest};
-    use sevault_abi::{KeyLen, Op, Request, ABI_MAGIC, ABI_VERSION};
+    use sevault_abi::{KeyLen, Op};
     use sevault_guest::aes::{expand_key, BlockCipher, KeySchedule};
     use sevault_guest::walk::{process, HostWindow};
     let total: u64 = src.iter().map(|s| u64::from(s.len)).sum();
@@ -132,17 +132,19 @@ fn run_request(
     let mut iv_now = iv;
     let mut chunks = Vec::new();
     while let Some(chunk) = t.next_chunk(admission, memory.bounce(), memory).unwrap() {
-        let mut request = Request::zeroed();
+        let mut batch = Box::new(Batch::zeroed());
+        batch.header = Header::new(1, 1);
+        let request = &mut batch.requests[0];
         request.op = if op.direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt } as u32;
         request.mode = op.mode as u32;
         request.key_len = aes_len as u32;
         request.iv = iv_now;
         request.tweak_block = if xts { chunk.info.first_block } else { 0 };
         request.entry_count = chunk.entries().len() as u32;
-        request.total_len = u64::from(chunk.bytes());
-        request.entries[..chunk.entries().len()].copy_from_slice(chunk.entries());
-        let header = Header { magic: ABI_MAGIC, version: ABI_VERSION, sequence: 1 };
-        let valid = match validate(&header, &request) {
+        request.total_len = chunk.bytes();
+        let request = *request;
+        batch.entries[..chunk.entries().len()].copy_from_slice(chunk.entries());
+        let valid = match validate(&request, &batch) {
             Ok(ValidRequest::Crypt(valid)) => valid,
             other => panic!("the vault would refuse this chunk ({other:?}): {:?}", chunk.entries()),
         };
@@ -293,7 +295,9 @@ fn many_straddles_end_the_chunk_at_the_bounce_limit() {
     memory.fill(&tiny, &plaintext);
     sevault_guest::testutil::require_aes_ni();
     let chunks = run_request(&memory, op, &[7; 16], [1; 16], &tiny, &tiny, &Unlimited);
-    assert_eq!(chunks.iter().map(Chunk::bytes).collect::<Vec<_>>(), [16 * MAX_BOUNCES as u32, 16 * 8]);
+    // 40 blocks, MAX_BOUNCES to a chunk.
+    let expected: Vec<u32> = (0..40).step_by(MAX_BOUNCES).map(|b| 16 * (40 - b).min(MAX_BOUNCES) as u32).collect();
+    assert_eq!(chunks.iter().map(Chunk::bytes).collect::<Vec<_>>(), expected);
     assert_eq!(memory.bytes(&tiny), reference_crypt(op, &[7; 16], [1; 16], &plaintext).0);
 }
 
