@@ -296,6 +296,14 @@ static void sv_work(struct work_struct *work)
 
 	for (;;) {
 		n = backlogged = 0;
+		/*
+		 * Fewer than a full batch waiting: let whatever else is runnable on this CPU run
+		 * first, once — typically the submitters (dm-crypt's kcryptd workers) whose first
+		 * request woke this worker and would add more. With nothing else runnable, yield()
+		 * returns at once: a lone synchronous caller waits for nothing.
+		 */
+		if (READ_ONCE(q->queue.qlen) < limit)
+			yield();
 		spin_lock_irqsave(&q->lock, flags);
 		while (n < limit) {
 			struct crypto_async_request *backlog = crypto_get_backlog(&q->queue);

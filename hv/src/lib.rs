@@ -2,7 +2,8 @@
 //! staticlib, next to the thin C glue in `hv/kernel/`.
 //!
 //! The pure parts — VMCB layout and builder ([`vmcb`]), guest and nested page tables
-//! ([`paging`]), scatterlist-to-entries translation ([`translate`]) — are host-tested; the
+//! ([`paging`]), scatterlist-to-entries translation ([`translate`]), batches of requests
+//! ([`batch`]) — are host-tested; the
 //! kernel-facing part (SVM bring-up, the world switch, the crypto callbacks) is in
 //! [`kernel`], built only for the kernel target.
 #![cfg_attr(not(test), no_std)]
@@ -10,6 +11,7 @@
 
 pub mod arena;
 pub mod asid;
+pub mod batch;
 pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;

@@ -466,4 +466,4 @@ impl SegmentCursor for SliceCursor<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

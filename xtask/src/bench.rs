@@ -162,20 +162,56 @@ const DMCRYPT_JSON: &str = "experiments/results/dmcrypt-bench.json";
 /// One fio run through dm-crypt, as the script reported it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FioRun {
+    /// `matrix` (every cipher, sector size and pattern), `sweep` (the vault over
+    /// `max_batch`), `depth` (the vault over fio's queue depth) or `block` (larger fio
+    /// blocks).
+    pub series: String,
     /// `xts-aes-sevault`, `xts-aes-aesni` or `xts(ecb(aes-generic))`.
     pub cipher: String,
+    /// The vault's `max_batch` for the run (0: unbatched, or not the vault).
+    pub max_batch: u32,
     /// dm-crypt sector size.
     pub sector: u32,
     /// fio's `rw`.
     pub pattern: String,
+    /// fio's `iodepth` (per job; two jobs).
+    pub iodepth: u32,
+    /// fio's block size in bytes.
+    pub block: u32,
     /// Bytes per second, reads and writes together.
     pub bytes_per_s: f64,
-    /// The vault's requests, VMRUNs and bytes over the run.
+    /// The vault's requests, VMRUNs, bytes and batches over the run.
     pub vault_requests: u64,
     /// See `vault_requests`.
     pub vault_vmruns: u64,
     /// See `vault_requests`.
     pub vault_bytes: u64,
+    /// See `vault_requests`.
+    pub vault_batches: u64,
+}
+
+impl FioRun {
+    fn per_request(&self, x: u64) -> f64 {
+        if self.vault_requests == 0 {
+            0.0
+        } else {
+            x as f64 / self.vault_requests as f64
+        }
+    }
+
+    /// VMRUNs per request (0 when the vault served none).
+    pub fn vmruns_per_request(&self) -> f64 {
+        self.per_request(self.vault_vmruns)
+    }
+
+    /// Requests per batch (0 when the vault served none).
+    pub fn requests_per_batch(&self) -> f64 {
+        if self.vault_batches == 0 {
+            0.0
+        } else {
+            self.vault_requests as f64 / self.vault_batches as f64
+        }
+    }
 }
 
 /// The runs in the console lines of `experiments/vm/dmcrypt-bench.sh`.
@@ -188,7 +224,9 @@ pub fn parse_fio_runs(lines: &[String]) -> Result<Vec<FioRun>> {
             continue;
         };
         let fields: Vec<&str> = head.split_whitespace().collect();
-        let [cipher, sector, pattern] = fields[..] else { bail!("bad line: {}", lines[i]) };
+        let [series, cipher, sector, pattern, max_batch, iodepth, block] = fields[..] else {
+            bail!("bad line: {}", lines[i])
+        };
         let end = lines[i..]
             .iter()
             .position(|l| l.starts_with("BENCH-FIO-END "))
@@ -203,51 +241,132 @@ pub fn parse_fio_runs(lines: &[String]) -> Result<Vec<FioRun>> {
         let bw = |side: &str| job[side]["bw_bytes"].as_f64().unwrap_or(0.0);
         let counters: Vec<u64> =
             lines[end]["BENCH-FIO-END ".len()..].split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
-        let [requests, vmruns, bytes] = counters[..] else { bail!("bad line: {}", lines[end]) };
+        let [requests, vmruns, bytes, batches] = counters[..] else { bail!("bad line: {}", lines[end]) };
         runs.push(FioRun {
+            series: series.to_string(),
             cipher: cipher.to_string(),
+            max_batch: max_batch.parse()?,
             sector: sector.parse()?,
             pattern: pattern.to_string(),
+            iodepth: iodepth.parse()?,
+            block: block.parse()?,
             bytes_per_s: bw("read") + bw("write"),
             vault_requests: requests,
             vault_vmruns: vmruns,
             vault_bytes: bytes,
+            vault_batches: batches,
         });
         i = end + 1;
     }
     Ok(runs)
 }
 
-/// The results table: per sector size and pattern, each cipher's MB/s, the vault's ratios
-/// and its VMRUNs per request.
+/// The matrix run of `cipher` (with `max_batch`) at `sector` and `pattern`.
+fn matrix_run<'a>(runs: &'a [FioRun], cipher: &str, max_batch: u32, sector: u32, pattern: &str) -> Option<&'a FioRun> {
+    runs.iter().find(|r| {
+        r.series == "matrix"
+            && r.block == 4096
+            && r.cipher == cipher
+            && r.max_batch == max_batch
+            && r.sector == sector
+            && r.pattern == pattern
+    })
+}
+
+/// The results tables: per sector size and pattern, each cipher's MB/s, the vault's ratios
+/// (batched and not) and its VMRUNs per request; then the vault over `max_batch`.
 pub fn dmcrypt_table(runs: &[FioRun]) -> String {
-    let mb = |cipher: &str, sector: u32, pattern: &str| {
-        runs.iter().find(|r| r.cipher == cipher && r.sector == sector && r.pattern == pattern)
-    };
     let mut md = String::from(
-        "| sector | pattern | vault MB/s | AES-NI MB/s | generic MB/s | vault / AES-NI | vault / generic | vault requests | VMRUNs per request | bytes per VMRUN |\n\
-         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        "| sector | pattern | vault MB/s | vault unbatched MB/s | AES-NI MB/s | generic MB/s | vault / AES-NI | unbatched / AES-NI | vault / generic | vault requests | VMRUNs per request | unbatched VMRUNs per request | requests per batch |\n\
+         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for sector in [512, 4096] {
         for pattern in ["write", "read", "randwrite", "randread"] {
-            let (Some(v), Some(a), Some(g)) = (
-                mb("xts-aes-sevault", sector, pattern),
-                mb("xts-aes-aesni", sector, pattern),
-                mb("xts(ecb(aes-generic))", sector, pattern),
+            let (Some(v), Some(u), Some(a), Some(g)) = (
+                matrix_run(runs, "xts-aes-sevault", 16, sector, pattern),
+                matrix_run(runs, "xts-aes-sevault", 0, sector, pattern),
+                matrix_run(runs, "xts-aes-aesni", 0, sector, pattern),
+                matrix_run(runs, "xts(ecb(aes-generic))", 0, sector, pattern),
             ) else {
                 continue;
             };
-            let per = |x: u64, y: u64| if y == 0 { 0.0 } else { x as f64 / y as f64 };
             md += &format!(
-                "| {sector} | {pattern} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.3} | {:.0} |\n",
+                "| {sector} | {pattern} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.1} |\n",
                 v.bytes_per_s / 1e6,
+                u.bytes_per_s / 1e6,
                 a.bytes_per_s / 1e6,
                 g.bytes_per_s / 1e6,
                 v.bytes_per_s / a.bytes_per_s,
+                u.bytes_per_s / a.bytes_per_s,
                 v.bytes_per_s / g.bytes_per_s,
                 v.vault_requests,
-                per(v.vault_vmruns, v.vault_requests),
-                per(v.vault_bytes, v.vault_vmruns),
+                v.vmruns_per_request(),
+                u.vmruns_per_request(),
+                v.requests_per_batch(),
+            );
+        }
+    }
+    md += "\nThe vault over `max_batch` (4096-byte sectors; AES-NI from the table above):\n\n\
+           | max_batch | pattern | vault MB/s | vault / AES-NI | vault requests | VMRUNs per request | requests per batch |\n\
+           |--:|---|--:|--:|--:|--:|--:|\n";
+    for run in runs.iter().filter(|r| r.series == "sweep") {
+        let aesni = matrix_run(runs, "xts-aes-aesni", 0, run.sector, &run.pattern).map_or(f64::NAN, |a| a.bytes_per_s);
+        md += &format!(
+            "| {} | {} | {:.1} | {:.2} | {} | {:.3} | {:.1} |\n",
+            run.max_batch,
+            run.pattern,
+            run.bytes_per_s / 1e6,
+            run.bytes_per_s / aesni,
+            run.vault_requests,
+            run.vmruns_per_request(),
+            run.requests_per_batch(),
+        );
+    }
+    md += "\nThe vault (`max_batch` 16) over fio's queue depth per job (two jobs; 4096-byte sectors, random writes; \
+           the tables above are depth 8):\n\n\
+           | iodepth | vault MB/s | vault requests | VMRUNs per request | requests per batch |\n\
+           |--:|--:|--:|--:|--:|\n";
+    let mut depth: Vec<&FioRun> = runs.iter().filter(|r| r.series == "depth").collect();
+    if let Some(eight) = matrix_run(runs, "xts-aes-sevault", 16, 4096, "randwrite") {
+        depth.push(eight);
+    }
+    depth.sort_by_key(|r| r.iodepth);
+    for run in depth {
+        md += &format!(
+            "| {} | {:.1} | {} | {:.3} | {:.1} |\n",
+            run.iodepth,
+            run.bytes_per_s / 1e6,
+            run.vault_requests,
+            run.vmruns_per_request(),
+            run.requests_per_batch(),
+        );
+    }
+    md += "\nThe vault (`max_batch` 16) and AES-NI over fio's block size (4096-byte sectors: dm-crypt sends one request \
+           per 4 KiB of each block, a block's requests at once; depth 8):\n\n\
+           | block | pattern | vault MB/s | AES-NI MB/s | vault / AES-NI | vault requests | VMRUNs per request | requests per batch |\n\
+           |--:|---|--:|--:|--:|--:|--:|--:|\n";
+    for block in [4096u32, 16384, 65536] {
+        for pattern in ["write", "randwrite"] {
+            let find = |cipher: &str, batch: u32| {
+                runs.iter().find(|r| {
+                    (r.series == "block" || r.series == "matrix")
+                        && r.cipher == cipher
+                        && r.max_batch == batch
+                        && r.sector == 4096
+                        && r.block == block
+                        && r.pattern == pattern
+                })
+            };
+            let (Some(v), Some(a)) = (find("xts-aes-sevault", 16), find("xts-aes-aesni", 0)) else { continue };
+            md += &format!(
+                "| {} KiB | {pattern} | {:.1} | {:.1} | {:.2} | {} | {:.3} | {:.1} |\n",
+                block / 1024,
+                v.bytes_per_s / 1e6,
+                a.bytes_per_s / 1e6,
+                v.bytes_per_s / a.bytes_per_s,
+                v.vault_requests,
+                v.vmruns_per_request(),
+                v.requests_per_batch(),
             );
         }
     }
@@ -279,15 +398,18 @@ pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
         bail!("the dm-crypt benchmark failed");
     }
     let runs = parse_fio_runs(&outcome.console.lines)?;
-    ensure!(runs.len() == 3 * 2 * 4, "expected 24 fio runs, the script reported {}", runs.len());
+    ensure!(runs.len() == 4 * 2 * 4 + 2 * 2 * 2 + 5 * 2 + 4, "expected 54 fio runs, the script reported {}", runs.len());
     let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
     let md = format!(
         "# dm-crypt on the vault, AES-NI and generic AES (nested VM, QEMU TCG)\n\n\
          `cargo xtask bench-dmcrypt --seconds {seconds}`, {} on Debian {} ({} vCPUs, emulated EPYC-v3). \
          TCG-emulated: compare only within this table; nothing here is a hardware figure.\n\n\
          fio through dm-crypt (XTS, AES-256, plain64; 128 MiB ramdisk): 4 KiB blocks, O_DIRECT, libaio with 8 in \
-         flight, two jobs; {seconds} s per run. With 512-byte sectors dm-crypt sends the cipher one request per \
-         sector (8 per 4 KiB block); with 4096-byte sectors, one per block.\n\n{}\n\
+         flight per job (except the depth table), two jobs; {seconds} s per run. With 512-byte sectors dm-crypt sends the cipher one request per \
+         sector (8 per 4 KiB block); with 4096-byte sectors, one per block. \"vault\" is the default, \
+         `max_batch=16` (requests queue per CPU and are served up to 16 per VMRUN); \"unbatched\" is \
+         `max_batch=0` (each request on its own VMRUN, the simd/cryptd path). VMRUNs count every entry into \
+         the vault, including re-entries after host interrupts.\n\n{}\n\
          Script: `experiments/vm/dmcrypt-bench.sh`; every run's figures: `dmcrypt-bench.json`.\n",
         String::from_utf8_lossy(&date.stdout).trim(),
         kernel.release,
@@ -314,22 +436,27 @@ mod tests {
     #[test]
     fn parses_the_scripts_fio_runs() {
         let json = include_str!("../testdata/fio-3.33-randrw.json");
-        let mut lines = vec!["noise".to_string(), "BENCH-FIO-BEGIN xts-aes-sevault 512 randrw".to_string()];
+        let mut lines = vec!["noise".to_string(), "BENCH-FIO-BEGIN sweep xts-aes-sevault 512 randrw 8 32 4096".to_string()];
         let mut body: Vec<String> = json.lines().map(String::from).collect();
         body.insert(3, "[   12.345678] sevault: a kernel line in the middle".to_string());
         lines.extend(body);
-        lines.push("BENCH-FIO-END 37224 40170 17694720".to_string());
+        lines.push("BENCH-FIO-END 37224 40170 17694720 4653".to_string());
         let runs = parse_fio_runs(&lines).unwrap();
         assert_eq!(
             runs,
             [FioRun {
+                series: "sweep".into(),
                 cipher: "xts-aes-sevault".into(),
+                max_batch: 8,
                 sector: 512,
                 pattern: "randrw".into(),
+                iodepth: 32,
+                block: 4096,
                 bytes_per_s: 63_715_100.0 + 63_608_711.0,
                 vault_requests: 37224,
                 vault_vmruns: 40170,
                 vault_bytes: 17_694_720,
+                vault_batches: 4653,
             }]
         );
         lines.pop();

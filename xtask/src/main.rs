@@ -43,7 +43,7 @@ tasks:
   sev-crosscheck          the vault's SNP and SEV-ES launch digests (sev-launch) against sev-snp-measure 0.0.13, 1/2/4 vCPUs
   sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
-VM OPTIONS: [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
+VM OPTIONS: [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
             [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
 
 fn main() {

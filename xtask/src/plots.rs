@@ -111,23 +111,99 @@ pub fn dmcrypt_bench(root: &Path) -> Result<Vec<String>> {
     let path = root.join(RESULTS).join("dmcrypt-bench.json");
     let runs: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&path)?).with_context(|| format!("{}", path.display()))?;
-    let bw = |cipher: &str, sector: u64, pattern: &str| {
-        runs.iter()
-            .find(|r| r["cipher"] == cipher && r["sector"].as_u64() == Some(sector) && r["pattern"] == pattern)
-            .and_then(|r| r["bytes_per_s"].as_f64())
+    let run = |series: &str, cipher: &str, batch: u64, sector: u64, pattern: &str| {
+        runs.iter().find(|r| {
+            r["series"] == series
+                && r["cipher"] == cipher
+                && r["max_batch"].as_u64() == Some(batch)
+                && r["sector"].as_u64() == Some(sector)
+                && r["pattern"] == pattern
+        })
+    };
+    let bw = |series, cipher, batch, sector, pattern| {
+        run(series, cipher, batch, sector, pattern).and_then(|r| r["bytes_per_s"].as_f64())
     };
     let mut series = Vec::new();
-    for (reference, name) in [("xts-aes-aesni", "AES-NI"), ("xts(ecb(aes-generic))", "generic")] {
-        for pattern in ["write", "read", "randwrite", "randread"] {
+    for (batch, which) in [(16, "vault"), (0, "unbatched")] {
+        for pattern in ["write", "randwrite", "randread"] {
             let points = [512u64, 4096]
                 .iter()
-                .filter_map(|&s| Some((s as f64, bw("xts-aes-sevault", s, pattern)? / bw(reference, s, pattern)?)))
+                .filter_map(|&s| {
+                    Some((s as f64, bw("matrix", "xts-aes-sevault", batch, s, pattern)? / bw("matrix", "xts-aes-aesni", 0, s, pattern)?))
+                })
                 .collect();
-            series.push(Series { label: format!("vault / {name}, {pattern}"), points });
+            series.push(Series { label: format!("{which} / AES-NI, {pattern}"), points });
         }
     }
-    let title = "bench-dmcrypt (nested VM, QEMU TCG): fio through XTS-256 dm-crypt, vault relative to";
-    Ok(vec![draw(root, "dmcrypt-bench.svg", title, "ratio (TCG)", &series)?])
+    let title = "bench-dmcrypt (nested VM, QEMU TCG): fio through XTS-256 dm-crypt, vault relative to AES-NI";
+    let mut written = vec![draw(root, "dmcrypt-bench.svg", title, "ratio (TCG)", &series)?];
+    // Batching against max_batch, 4096-byte sectors: throughput relative to AES-NI, and
+    // VMRUNs per request.
+    let batches = [1u64, 2, 4, 8, 16];
+    let mut ratio = Vec::new();
+    let mut vmruns = Vec::new();
+    for pattern in ["randwrite", "randread"] {
+        let aesni = bw("matrix", "xts-aes-aesni", 0, 4096, pattern);
+        ratio.push(Series {
+            label: format!("vault / AES-NI, {pattern}"),
+            points: batches
+                .iter()
+                .filter_map(|&b| Some((b as f64, bw("sweep", "xts-aes-sevault", b, 4096, pattern)? / aesni?)))
+                .collect(),
+        });
+        vmruns.push(Series {
+            label: format!("VMRUNs per request, {pattern}"),
+            points: batches
+                .iter()
+                .filter_map(|&b| {
+                    let r = run("sweep", "xts-aes-sevault", b, 4096, pattern)?;
+                    let requests = r["vault_requests"].as_f64().filter(|&n| n > 0.0)?;
+                    Some((b as f64, r["vault_vmruns"].as_f64()? / requests))
+                })
+                .collect(),
+        });
+    }
+    // Against fio's queue depth (max_batch 16, random writes).
+    let mut depth: Vec<(f64, f64, f64)> = runs
+        .iter()
+        .filter(|r| {
+            (r["series"] == "depth" || r["series"] == "matrix")
+                && r["cipher"] == "xts-aes-sevault"
+                && r["max_batch"].as_u64() == Some(16)
+                && r["sector"].as_u64() == Some(4096)
+                && r["pattern"] == "randwrite"
+        })
+        .filter_map(|r| {
+            let requests = r["vault_requests"].as_f64().filter(|&n| n > 0.0)?;
+            let batches = r["vault_batches"].as_f64().filter(|&n| n > 0.0)?;
+            Some((r["iodepth"].as_f64()?, r["vault_vmruns"].as_f64()? / requests, requests / batches))
+        })
+        .collect();
+    depth.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let depth_series = [
+        Series { label: "VMRUNs per request".into(), points: depth.iter().map(|d| (d.0, d.1)).collect() },
+        Series { label: "requests per batch / 16".into(), points: depth.iter().map(|d| (d.0, d.2 / 16.0)).collect() },
+    ];
+    let path = root.join(RESULTS).join("dmcrypt-depth.svg");
+    sevault_plots::chart(
+        &path,
+        "bench-dmcrypt (QEMU TCG): the vault's batching against fio's queue depth (max_batch 16, 4 KiB sectors, random writes)",
+        "fio iodepth per job (two jobs)",
+        "per request / per batch",
+        &depth_series,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    written.push(path.display().to_string());
+    for (file, title, y, series) in [
+        ("dmcrypt-batching.svg", "bench-dmcrypt (QEMU TCG): vault / AES-NI against max_batch, 4096-byte sectors", "ratio (TCG)", &ratio),
+        ("dmcrypt-vmruns.svg", "bench-dmcrypt (QEMU TCG): VMRUNs per request against max_batch, 4096-byte sectors", "VMRUNs per request", &vmruns),
+    ] {
+        let path = root.join(RESULTS).join(file);
+        sevault_plots::chart(&path, title, "max_batch (requests per VMRUN at most)", y, series)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ impl Default for Options {
 }
 
 /// Usage of `cargo xtask vm`.
-pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--ko FILE] [--smp N] [--mem MIB] \
+pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] \
 [--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
 
 /// Parses `cargo xtask vm` arguments.
@@ -139,6 +139,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
         match flag.as_str() {
             "--script" => options.scripts.push(value()?.into()),
             "--ko" => options.ko = Some(value()?.into()),
+            "--binary" => options.extra_binaries.push(value()?.clone()),
             "--smp" => options.smp = number(flag, value()?)?,
             "--mem" => options.mem_mib = parse_mem(value()?)?,
             "--timeout" => options.timeout = Duration::from_secs(number(flag, value()?)?.into()),

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 pub struct Series {
     /// Legend text.
     pub label: String,
-    /// (bytes, ratio), in increasing bytes.
+    /// (x, y), in increasing x (request bytes, or the chart's own x quantity).
     pub points: Vec<(f64, f64)>,
 }
 
@@ -18,6 +18,11 @@ const PALETTE: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), R
 /// Writes `series` as one SVG chart: x = request bytes (log scale), y from 0 (at least to 1,
 /// so that ratios show where parity is).
 pub fn against_size(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
+    chart(path, title, "request bytes", y_label, series)
+}
+
+/// [`against_size`] with another quantity on the (log) x axis: `x_label` names it.
+pub fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<(), String> {
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
     if x_min >= x_max {
@@ -36,7 +41,7 @@ pub fn against_size(path: &Path, title: &str, y_label: &str, series: &[Series]) 
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
-        .x_desc("request bytes")
+        .x_desc(x_label)
         .y_desc(y_label)
         .x_label_formatter(&|x| format!("{}", x.round() as u64))
         .draw()

@@ -19,7 +19,7 @@ use sevault_abi::memory_map::{
 };
 use sevault_abi::{
     Mode, Op, SlotKey, Status, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS,
-    MAX_BATCH, MAX_ENTRIES, MAX_VCPUS,
+    MAX_BATCH, MAX_VCPUS,
 };
 use sevault_ghcb::{GhcbPage, GhcbPtr, VMGEXIT_BYTES};
 
@@ -30,6 +30,7 @@ use super::psp::KernelPsp;
 use super::slots;
 use crate::arena::{Arena, Block, PageRef};
 use crate::asid::{AfterRequest, TlbCaps};
+use crate::batch::{self, Answer, CallError, JobError};
 use crate::exits::{
     errno, status_errno, ExitBucket, ExitKind, FaultKind, LostExit, LostExitEvidence, VMEXIT_NPF, VMGEXIT_LEN,
 };
@@ -1199,35 +1200,8 @@ impl HostMemory for DirectMap {
 
 const _: () = assert!(BOUNCE_BYTES as u64 <= PAGE_SIZE);
 
-/// The vault's answer to one request of a batch.
-#[derive(Clone, Copy, Debug)]
-struct Answer {
-    status: Status,
-    bytes_done: u32,
-    iv_out: [u8; 16],
-}
-
-/// One vault request of a batch as the HV builds it.
-struct Call<'a> {
-    /// Op, mode, key slot, key length and IV; entries, lengths and the XTS tweak block are
-    /// filled in per chunk.
-    request: WireRequest,
-    /// Set key: the key bytes (a batch carries one key: key operations go alone).
-    key: &'a [u8],
-    /// Encrypt/decrypt: the translator whose next chunk this request takes.
-    chunk_of: Option<&'a mut Translator<SgCursor, SgCursor>>,
-    /// Count the kernel request on this vCPU (its first vault request).
-    first: bool,
-    /// Set once the call was in a batch that ran (or could not be posted): the vault's
-    /// answer or an errno. `None`: it did not fit this batch; post it again.
-    answer: Option<Result<Answer, i32>>,
-}
-
-impl<'a> Call<'a> {
-    fn new(request: WireRequest, key: &'a [u8], chunk_of: Option<&'a mut Translator<SgCursor, SgCursor>>) -> Self {
-        Self { request, key, chunk_of, first: true, answer: None }
-    }
-}
+/// One vault request of a batch, over the kernel's scatterlists.
+type Call<'a> = batch::Call<'a, SgCursor, SgCursor>;
 
 /// Most requests per batch (module parameter `max_batch`, 1 ..= `MAX_BATCH`).
 fn max_batch() -> usize {
@@ -1236,8 +1210,8 @@ fn max_batch() -> usize {
 }
 
 /// Runs one batch of `calls` on this CPU's vCPU, inside `kernel_fpu_begin`/`end`: as many
-/// of them, in order, as fit one comm block (`max_batch`, the entry pool, the nested window),
-/// each answered in its `answer`; those that did not fit keep `answer: None`.
+/// of them, in order, as fit one comm block (`batch::post`), each answered in its `answer`;
+/// those that did not fit keep `answer: None`.
 fn call(state: &State, calls: &mut [Call<'_>]) {
     // SAFETY: FFI; the FPU is usable here (worker, simd wrapper, or checked by setkey/clear_key).
     unsafe { ffi::sevault_fpu_begin() };
@@ -1246,18 +1220,27 @@ fn call(state: &State, calls: &mut [Call<'_>]) {
     unsafe { ffi::sevault_fpu_end() };
 }
 
-fn translate_errno(error: TranslateError) -> i32 {
+fn call_errno(error: CallError) -> i32 {
     match error {
-        TranslateError::Forbidden => {
+        CallError::Translate(TranslateError::Forbidden) => {
             log_ratelimited(format_args!("request names pages of the vault itself: refused"));
             errno::EINVAL
         }
-        TranslateError::OutsideWindow => {
+        CallError::Translate(TranslateError::OutsideWindow) => {
             log_ratelimited(format_args!("request names memory above the 512 GiB host window: refused"));
             errno::EINVAL
         }
-        TranslateError::UnalignedLength | TranslateError::ShortScatterlist => errno::EINVAL,
+        CallError::Translate(TranslateError::UnalignedLength | TranslateError::ShortScatterlist) => errno::EINVAL,
+        CallError::StaleKeys => errno::ENOKEY,
         _ => errno::EIO,
+    }
+}
+
+fn job_errno(error: JobError) -> i32 {
+    match error {
+        JobError::Call(error) => call_errno(error),
+        JobError::Status(status) => status_errno(status),
+        JobError::ShortAnswer | JobError::Stuck => errno::EIO,
     }
 }
 
@@ -1265,7 +1248,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     // SAFETY: FFI; preemption is off (kernel_fpu_begin).
     let cpu = unsafe { ffi::sevault_cpu_id() };
     let Some(vcpu) = state.vcpu(cpu) else {
-        calls.iter_mut().for_each(|c| c.answer = Some(Err(errno::EIO)));
+        calls.iter_mut().for_each(|c| c.answer = Some(Err(CallError::Vault)));
         return;
     };
     // From here until its answer is read this CPU counts as inside the vault: a rebuild
@@ -1274,83 +1257,26 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     vcpu.sync_generation();
     let generation = vcpu.generation;
     let comm = vcpu.comm();
-    // The batch: which call each posted request is, and its bounce area.
-    let mut posted: [usize; MAX_BATCH] = [0; MAX_BATCH];
-    let mut count = 0;
-    let mut pool = 0;
-    let limit = max_batch();
-    {
+    let posted = {
         // The entries go straight into the comm block; their pages into the nested window,
         // which all requests of the batch share.
         let arena = &state.arena;
         let forbidden = |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len);
         let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
-        let bounce_page = vcpu.bounce_area();
+        let bounce = vcpu.bounce_area();
         let (window, npt) = (&mut vcpu.window, &vcpu.npt);
-        for (index, call) in calls.iter_mut().enumerate() {
-            if count == limit || call.answer.is_some() {
-                continue;
-            }
-            let mut request = call.request;
-            if let Some(translator) = call.chunk_of.as_mut() {
-                let base = pool;
-                let mut mapped = true;
-                let info = translator.next_chunk_with(
-                    &mut admission,
-                    MAX_ENTRIES - pool,
-                    bounce_page.area(count),
-                    &DirectMap,
-                    |i, entry| {
-                        comm.write_entry(base + i, entry);
-                        mapped &= window.map_entry(&mut RefPages(npt), entry).is_ok();
-                    },
-                );
-                match info {
-                    Ok(Some(info)) if mapped => {
-                        pool += info.count;
-                        request.first_entry = base as u32;
-                        request.entry_count = info.count as u32;
-                        request.total_len = info.bytes;
-                        if request.mode == Mode::Xts as u32 {
-                            request.tweak_block = info.first_block;
-                        }
-                    }
-                    // Does not fit beside the requests already in: the next batch.
-                    Err(TranslateError::NoProgress) if count > 0 => continue,
-                    Ok(Some(_)) | Ok(None) => {
-                        call.answer = Some(Err(errno::EIO));
-                        continue;
-                    }
-                    Err(error) => {
-                        call.answer = Some(Err(translate_errno(error)));
-                        continue;
-                    }
-                }
-            } else {
-                if count > 0 {
-                    continue;
-                }
-                comm.write_key(call.key);
-            }
-            comm.write_request(count, &request);
-            if core::mem::take(&mut call.first) {
-                vcpu.stats.requests += 1;
-            }
-            posted[count] = index;
-            count += 1;
-            if call.chunk_of.is_none() {
-                // A key operation goes alone (the batch has one key field).
-                break;
-            }
-        }
-    }
-    if count == 0 {
+        batch::post(calls, max_batch(), comm, &mut admission, bounce, &DirectMap, |entry| {
+            window.map_entry(&mut RefPages(npt), entry).is_ok()
+        })
+    };
+    vcpu.stats.requests += posted.first_chunks;
+    if posted.count() == 0 {
         vcpu.window.clear(&mut RefPages(&vcpu.npt));
         return;
     }
     vcpu.stats.batches += 1;
     vcpu.sequence += 1;
-    let header = Header::new(vcpu.sequence, count as u64);
+    let header = Header::new(vcpu.sequence, posted.count() as u64);
     comm.write_header(&header);
     // A stale "done" event must not pass for this batch's.
     vcpu.ghcb().set_valid_bitmap(sevault_ghcb::ValidBitmap::EMPTY);
@@ -1368,58 +1294,31 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     {
         vcpu.stats.tlb_flush_failures += 1;
     }
-    let posted = &posted[..count];
-    let answer_all = |calls: &mut [Call<'_>], answer: Result<Answer, i32>| {
-        for &index in posted {
-            calls[index].answer = Some(answer);
-        }
-    };
     // A vault that did not answer as it must: count it, rebuild (once this CPU is out of
     // the vault), fail the batch.
     let fault = match ran {
         Err(fault) => Some(fault),
-        Ok(()) => {
-            let batch = comm.read_batch_response();
-            let complete = batch.sequence == header.sequence
-                && batch.status == Status::Ok as u32
-                && batch.count as usize == count
-                && (0..count).all(|k| Status::try_from(comm.read_response(k).status).is_ok());
-            (!complete).then_some(Fault::Answer { status: batch.status })
-        }
+        Ok(()) => batch::check_answer(comm, &header, &posted).err().map(|status| Fault::Answer { status }),
     };
     if let Some(fault) = fault {
-        vcpu.stats.errors += count as u64;
+        vcpu.stats.errors += posted.count() as u64;
         drop(in_vault);
         rebuild(state, cpu, fault);
         vcpu.sync_generation();
-        answer_all(calls, Err(errno::EIO));
+        batch::fail(calls, &posted, CallError::Vault);
         return;
     }
     drop(in_vault);
     // Cannot happen while rebuilds quiesce the vault; kept as a check that the output of a
     // request never outlives the keys it was computed with.
     if GENERATION.load(Ordering::Acquire) != generation {
-        vcpu.stats.errors += count as u64;
-        answer_all(calls, Err(errno::ENOKEY));
+        vcpu.stats.errors += posted.count() as u64;
+        batch::fail(calls, &posted, CallError::StaleKeys);
         return;
     }
-    for (k, &index) in posted.iter().enumerate() {
-        let response = comm.read_response(k);
-        let status = Status::try_from(response.status).unwrap_or(Status::BadOp);
-        let call = &mut calls[index];
-        call.answer = Some(Ok(Answer { status, bytes_done: response.bytes_done, iv_out: response.iv_out }));
-        if status != Status::Ok {
-            vcpu.stats.errors += 1;
-            continue;
-        }
-        vcpu.stats.bytes += u64::from(response.bytes_done);
-        if let Some(translator) = call.chunk_of.as_ref() {
-            if translator.scatter(vcpu.bounce_area().area(k), &DirectMap).is_err() {
-                vcpu.stats.errors += 1;
-                call.answer = Some(Err(errno::EIO));
-            }
-        }
-    }
+    let tally = batch::read_answers(calls, &posted, comm, vcpu.bounce_area(), &DirectMap);
+    vcpu.stats.bytes += tally.bytes;
+    vcpu.stats.errors += tally.errors;
 }
 
 /// A free key slot, backing one more block of them when all are taken (plain SVM only).
@@ -1494,7 +1393,7 @@ pub fn setkey(key: &mut Key, bytes: &[u8], xts: bool) -> i32 {
             0
         }
         Some(Ok(Answer { status, .. })) => -status_errno(status),
-        Some(Err(e)) => -e,
+        Some(Err(e)) => -call_errno(e),
         None => -errno::EIO,
     }
 }
@@ -1521,17 +1420,13 @@ pub fn clear_key(key: &mut Key) {
 /// What a kernel request keeps between the batches that serve its chunks: the glue gives
 /// each request this much room in its request context (`sevault_rust_job_scratch_bytes`).
 pub struct JobScratch {
-    translator: Translator<SgCursor, SgCursor>,
-    /// The request's template (op, mode, slot, key length) and the IV of its next chunk.
-    request: WireRequest,
+    job: batch::Job<SgCursor, SgCursor>,
     /// The kernel's IV buffer, null for ECB.
     iv_out: *mut u8,
-    /// Counted in the statistics' `requests` (its first chunk was posted).
-    counted: bool,
 }
 
-/// Checks a kernel request and sets up its translator in `scratch`: `Ok(None)` if there is
-/// nothing to do (a zero-length request of a mode that allows it).
+/// Checks a kernel request and sets up its translator: `Ok(None)` if there is nothing to do
+/// (a zero-length request of a mode that allows it).
 fn prepare(job: &Job) -> Result<Option<JobScratch>, i32> {
     if SEV_DEAD.load(Ordering::Acquire) {
         return Err(errno::EIO);
@@ -1567,15 +1462,15 @@ fn prepare(job: &Job) -> Result<Option<JobScratch>, i32> {
         key_slot: key.slot - 1,
         key_len: slot_key.len as u32,
         iv,
-        // Entries, lengths and (XTS) the tweak block are set per chunk by `call_on_this_cpu`.
+        // Entries, lengths and (XTS) the tweak block are set per chunk by `batch::post`.
         ..WireRequest::default()
     };
-    Ok(Some(JobScratch { translator, request, iv_out, counted: false }))
+    Ok(Some(JobScratch { job: batch::Job { translator, request, counted: false }, iv_out }))
 }
 
 /// Serves up to `MAX_BATCH` kernel requests together: each one's chunks go into as few
-/// batches (VMRUNs) as the comm block allows, one chunk of each per batch. Sets every job's
-/// `result` (0 or -errno).
+/// batches (VMRUNs) as the comm block allows, one chunk of each per batch
+/// (`batch::serve_jobs`). Sets every job's `result` (0 or -errno).
 pub fn crypt_batch(jobs: &mut [Job]) {
     let Some(state) = state() else {
         jobs.iter_mut().for_each(|job| job.result = -errno::EIO);
@@ -1583,99 +1478,42 @@ pub fn crypt_batch(jobs: &mut [Job]) {
     };
     let count = jobs.len().min(MAX_BATCH);
     let jobs = &mut jobs[..count];
-    // Pending jobs: their scratch holds a live `JobScratch`.
-    let mut pending = [false; MAX_BATCH];
-    for (job, pending) in jobs.iter_mut().zip(pending.iter_mut()) {
+    // The jobs with work to do, at their own index: their scratch holds a live `JobScratch`.
+    let mut live: [Option<&mut batch::Job<SgCursor, SgCursor>>; MAX_BATCH] = Default::default();
+    let mut iv_outs = [core::ptr::null_mut::<u8>(); MAX_BATCH];
+    for (i, job) in jobs.iter_mut().enumerate() {
         job.result = match prepare(job) {
             Ok(Some(scratch)) => {
+                iv_outs[i] = scratch.iv_out;
+                let place = job.scratch.cast::<JobScratch>();
                 // SAFETY: the glue's scratch is `sevault_rust_job_scratch_bytes` of 8-aligned
-                // request context, this job's alone until it completes.
-                unsafe { job.scratch.cast::<JobScratch>().write(scratch) };
-                *pending = true;
+                // request context, this request's alone until it completes; written here,
+                // then only reached through this one reference.
+                live[i] = Some(unsafe {
+                    place.write(scratch);
+                    &mut (*place).job
+                });
                 0
             }
             Ok(None) => 0,
             Err(e) => -e,
         };
     }
-    while pending.iter().any(|&p| p) {
-        // This round's batch: the pending jobs, in order.
-        let mut index_of = [0usize; MAX_BATCH];
-        let mut n = 0;
-        for (i, &p) in pending.iter().enumerate() {
-            if p {
-                index_of[n] = i;
-                n += 1;
+    let results = batch::serve_jobs(&mut live, |calls| call(state, calls));
+    for (i, result) in results.iter().enumerate().take(count) {
+        let Some(result) = result else { continue };
+        jobs[i].result = match result {
+            Ok(iv) => {
+                // CBC: the last ciphertext block; CTR: the next counter (crypto/ctr.c); XTS:
+                // unchanged, as crypto/xts.c leaves it.
+                if !iv_outs[i].is_null() && jobs[i].mode != Mode::Xts as u32 {
+                    // SAFETY: the kernel's 16-byte IV buffer (see `prepare`).
+                    unsafe { core::ptr::copy_nonoverlapping(iv.as_ptr(), iv_outs[i], 16) };
+                }
+                0
             }
-        }
-        let mut expected = [0u64; MAX_BATCH];
-        let mut outcome: [(Option<Result<Answer, i32>>, u64, bool); MAX_BATCH] = [(None, 0, false); MAX_BATCH];
-        {
-            let mut calls: [Call<'_>; MAX_BATCH] = core::array::from_fn(|k| {
-                if k >= n {
-                    return Call::new(WireRequest::default(), &[], None);
-                }
-                // SAFETY: pending: the scratch holds this job's `JobScratch`, and nothing
-                // else refers to it while the calls live.
-                let scratch = unsafe { &mut *jobs[index_of[k]].scratch.cast::<JobScratch>() };
-                expected[k] = scratch.translator.remaining();
-                let first = !scratch.counted;
-                Call { first, ..Call::new(scratch.request, &[], Some(&mut scratch.translator)) }
-            });
-            call(state, &mut calls[..n]);
-            for (k, call) in calls[..n].iter().enumerate() {
-                let remaining = call.chunk_of.as_ref().map_or(0, |t| t.remaining());
-                outcome[k] = (call.answer, remaining, !call.first);
-            }
-        }
-        let mut progress = false;
-        for (k, &(answer, remaining, counted)) in outcome[..n].iter().enumerate() {
-            let job = &mut jobs[index_of[k]];
-            // SAFETY: as above; the calls are gone.
-            let scratch = unsafe { &mut *job.scratch.cast::<JobScratch>() };
-            scratch.counted |= counted;
-            let Some(answer) = answer else { continue };
-            progress = true;
-            let done_now = expected[k] - remaining;
-            let result = match answer {
-                // XTS keeps its IV: the tweak stays in the vault, the next chunk names its block.
-                Ok(Answer { status: Status::Ok, bytes_done, iv_out }) if u64::from(bytes_done) == done_now => {
-                    Ok(iv_out)
-                }
-                Ok(Answer { status: Status::Ok, .. }) => Err(errno::EIO),
-                Ok(Answer { status, .. }) => Err(status_errno(status)),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(iv_out) => {
-                    if scratch.request.mode != Mode::Xts as u32 {
-                        scratch.request.iv = iv_out;
-                    }
-                    if remaining == 0 {
-                        pending[index_of[k]] = false;
-                        // CBC: the last ciphertext block; CTR: the next counter
-                        // (crypto/ctr.c); XTS: unchanged, as crypto/xts.c leaves it.
-                        if !scratch.iv_out.is_null() && scratch.request.mode != Mode::Xts as u32 {
-                            // SAFETY: the kernel's 16-byte IV buffer (see `prepare`).
-                            unsafe { core::ptr::copy_nonoverlapping(scratch.request.iv.as_ptr(), scratch.iv_out, 16) };
-                        }
-                    }
-                }
-                Err(e) => {
-                    pending[index_of[k]] = false;
-                    job.result = -e;
-                }
-            }
-        }
-        if !progress {
-            // Cannot happen (a batch's first request always fits an empty window): fail
-            // rather than spin.
-            for (i, job) in jobs.iter_mut().enumerate() {
-                if core::mem::take(&mut pending[i]) {
-                    job.result = -errno::EIO;
-                }
-            }
-        }
+            Err(error) => -job_errno(*error),
+        };
     }
 }
 

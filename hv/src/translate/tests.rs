@@ -18,9 +18,9 @@ impl Admission for Unlimited {
     }
 }
 
-/// Admits `n` entries per chunk.
+/// Admits `n` entries per chunk (per batch, where the admission lives for the batch).
 #[derive(Clone)]
-struct AtMost(usize);
+pub(crate) struct AtMost(pub(crate) usize);
 impl Admission for AtMost {
     fn admit(&mut self, _: &SgEntry) -> Result<bool, TranslateError> {
         if self.0 == 0 {
@@ -32,17 +32,17 @@ impl Admission for AtMost {
 }
 
 /// Simulated host memory: host-physical `p` is byte `p` of the buffer.
-struct Memory(UnsafeCell<Vec<u8>>);
+pub(crate) struct Memory(UnsafeCell<Vec<u8>>);
 
 impl Memory {
-    fn new(size: usize) -> Self {
+    pub(crate) fn new(size: usize) -> Self {
         Self(UnsafeCell::new(vec![0; size]))
     }
-    fn base(&self) -> *mut u8 {
+    pub(crate) fn base(&self) -> *mut u8 {
         // SAFETY: the tests are single-threaded; no reference to the buffer outlives a call.
         unsafe { (*self.0.get()).as_mut_ptr() }
     }
-    fn bytes(&self, segments: &[Segment]) -> Vec<u8> {
+    pub(crate) fn bytes(&self, segments: &[Segment]) -> Vec<u8> {
         let mut out = Vec::new();
         for s in segments {
             let mut piece = vec![0; s.len as usize];
@@ -51,14 +51,14 @@ impl Memory {
         }
         out
     }
-    fn fill(&self, segments: &[Segment], data: &[u8]) {
+    pub(crate) fn fill(&self, segments: &[Segment], data: &[u8]) {
         let mut at = 0;
         for s in segments {
             self.write(s.phys, &data[at..at + s.len as usize]);
             at += s.len as usize;
         }
     }
-    fn bounce(&self) -> Bounce {
+    pub(crate) fn bounce(&self) -> Bounce {
         // SAFETY: BOUNCE_PHYS + BOUNCE_BYTES lies inside the buffer.
         Bounce { phys: BOUNCE_PHYS, virt: unsafe { self.base().add(BOUNCE_PHYS as usize) } }
     }
@@ -75,10 +75,10 @@ impl HostMemory for Memory {
     }
 }
 
-const MEMORY_SIZE: usize = 24 << 20;
+pub(crate) const MEMORY_SIZE: usize = 24 << 20;
 const SRC_BASE: u64 = 0x10_0000;
 const DST_BASE: u64 = 0x90_0000;
-const BOUNCE_PHYS: u64 = 0x170_0000;
+pub(crate) const BOUNCE_PHYS: u64 = 0x170_0000;
 
 /// Splits `total` bytes at random into segments placed at scattered addresses.
 fn random_list(rng: &mut SmallRng, total: u32, base: u64) -> Vec<Segment> {

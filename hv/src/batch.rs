@@ -1,0 +1,342 @@
+//! Batches of vault requests: which requests go into one comm block, and what their answers
+//! come to — the part of the HV's request path that needs no CPU. The kernel's request path
+//! (`kernel::vault`) runs it around each VMRUN; the host tests run it against the real vault
+//! (`guest`'s `Vault::serve`), so the batches the kernel builds are the ones tested.
+//!
+//! A kernel request becomes a [`Job`]: a translator over its scatterlists and the template
+//! of its vault requests. [`serve_jobs`] runs rounds until every job is done; in each round
+//! every pending job offers its next chunk as a [`Call`], [`post`] writes as many as fit into
+//! the comm block (in order: at most `max_batch`, the pool's `MAX_ENTRIES` entries, what the
+//! nested window can map; request `k` bounces its straddling blocks through area `k` of the
+//! bounce page), the caller runs the vault once, and [`read_answers`] takes each answer and
+//! scatters the bounced results. A chunk that does not fit waits for the next round; a
+//! request's chunks go one per round, each with the IV (or XTS tweak block) its predecessor
+//! left.
+use sevault_abi::comm::{CommBlockPtr, Header, Request};
+use sevault_abi::{Mode, SgEntry, Status, MAX_BATCH, MAX_ENTRIES};
+
+use crate::translate::{Admission, Bounce, HostMemory, SegmentCursor, TranslateError, Translator};
+
+/// The vault's answer to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// Its status.
+    pub status: Status,
+    /// Bytes processed.
+    pub bytes_done: u32,
+    /// CBC/CTR: the IV that continues the chain.
+    pub iv_out: [u8; 16],
+}
+
+/// Why a call has no answer from the vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// Its next chunk could not be made (or names memory the vault must not get).
+    Translate(TranslateError),
+    /// A page of the chunk could not be mapped although the window admitted it.
+    Unmapped,
+    /// The bounced results could not be written back.
+    Scatter,
+    /// The vault did not answer the batch as it must (the caller rebuilds it).
+    Vault,
+    /// The vault was rebuilt while the batch ran: its output is not trusted.
+    StaleKeys,
+}
+
+/// One vault request offered to a batch.
+pub struct Call<'a, S, D> {
+    /// Op, mode, key slot, key length and IV; [`post`] fills in entries, lengths and the XTS
+    /// tweak block.
+    pub request: Request,
+    /// Set key: the key bytes (a batch has one key field: key operations go alone).
+    pub key: &'a [u8],
+    /// Encrypt/decrypt: the translator whose next chunk this request takes.
+    pub chunk_of: Option<&'a mut Translator<S, D>>,
+    /// Not yet counted as a kernel request (its first chunk); [`post`] clears it.
+    pub first: bool,
+    /// Set once the call was in a batch that ran, or could not be posted. `None`: it did not
+    /// fit this batch; offer it again.
+    pub answer: Option<Result<Answer, CallError>>,
+}
+
+impl<'a, S, D> Call<'a, S, D> {
+    /// A call not yet posted.
+    pub fn new(request: Request, key: &'a [u8], chunk_of: Option<&'a mut Translator<S, D>>) -> Self {
+        Self { request, key, chunk_of, first: true, answer: None }
+    }
+}
+
+/// The calls one batch holds, in comm-block order.
+#[derive(Clone, Copy, Debug)]
+pub struct Posted {
+    calls: [usize; MAX_BATCH],
+    count: usize,
+    /// Calls posted with `first` set (kernel requests begun).
+    pub first_chunks: u64,
+}
+
+impl Posted {
+    /// Indices into the calls, request 0 first.
+    pub fn calls(&self) -> &[usize] {
+        &self.calls[..self.count]
+    }
+
+    /// Requests in the batch.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Writes into `comm` as many of the unanswered `calls` as fit, in order (the header is the
+/// caller's, last): at most `limit` requests, the pool's entries, what `admission` admits;
+/// request `k`'s bounced blocks go through `bounce.area(k)`, from `memory`; `map(entry)` maps
+/// an entry's pages for the vault (false: it could not). A call that cannot be posted gets
+/// its error; one that does not fit beside those already in stays unanswered.
+pub fn post<S: SegmentCursor, D: SegmentCursor, A: Admission>(
+    calls: &mut [Call<'_, S, D>],
+    limit: usize,
+    comm: CommBlockPtr,
+    admission: &mut A,
+    bounce: Bounce,
+    memory: &impl HostMemory,
+    mut map: impl FnMut(&SgEntry) -> bool,
+) -> Posted {
+    let mut posted = Posted { calls: [0; MAX_BATCH], count: 0, first_chunks: 0 };
+    let limit = limit.clamp(1, MAX_BATCH);
+    let mut pool = 0;
+    for (index, call) in calls.iter_mut().enumerate() {
+        if posted.count == limit {
+            break;
+        }
+        if call.answer.is_some() {
+            continue;
+        }
+        let mut request = call.request;
+        if let Some(translator) = call.chunk_of.as_mut() {
+            let base = pool;
+            let mut mapped = true;
+            let info = translator.next_chunk_with(
+                admission,
+                MAX_ENTRIES - pool,
+                bounce.area(posted.count),
+                memory,
+                |i, entry| {
+                    comm.write_entry(base + i, entry);
+                    mapped &= map(entry);
+                },
+            );
+            match info {
+                Ok(Some(info)) if mapped => {
+                    pool += info.count;
+                    request.first_entry = base as u32;
+                    request.entry_count = info.count as u32;
+                    request.total_len = info.bytes;
+                    if request.mode == Mode::Xts as u32 {
+                        request.tweak_block = info.first_block;
+                    }
+                }
+                // Does not fit beside the requests already in: a later batch.
+                Err(TranslateError::NoProgress) if posted.count > 0 => continue,
+                Ok(Some(_)) => {
+                    call.answer = Some(Err(CallError::Unmapped));
+                    continue;
+                }
+                Ok(None) => {
+                    call.answer = Some(Err(CallError::Translate(TranslateError::NoProgress)));
+                    continue;
+                }
+                Err(error) => {
+                    call.answer = Some(Err(CallError::Translate(error)));
+                    continue;
+                }
+            }
+        } else {
+            if posted.count > 0 {
+                continue;
+            }
+            comm.write_key(call.key);
+        }
+        comm.write_request(posted.count, &request);
+        if core::mem::take(&mut call.first) {
+            posted.first_chunks += 1;
+        }
+        posted.calls[posted.count] = index;
+        posted.count += 1;
+        if call.chunk_of.is_none() {
+            // A key operation goes alone.
+            break;
+        }
+    }
+    posted
+}
+
+/// After the vault ran batch `header`: `Err(status)` unless it answered the whole batch —
+/// the sequence echoed, the batch status Ok, every posted request answered with a known
+/// status. (Anything else is a vault that broke the protocol.)
+pub fn check_answer(comm: CommBlockPtr, header: &Header, posted: &Posted) -> Result<(), u32> {
+    let batch = comm.read_batch_response();
+    let complete = batch.sequence == header.sequence
+        && batch.status == Status::Ok as u32
+        && batch.count as usize == posted.count
+        && (0..posted.count).all(|k| Status::try_from(comm.read_response(k).status).is_ok());
+    if complete {
+        Ok(())
+    } else {
+        Err(batch.status)
+    }
+}
+
+/// Gives every posted call `error`.
+pub fn fail<S, D>(calls: &mut [Call<'_, S, D>], posted: &Posted, error: CallError) {
+    for &index in posted.calls() {
+        calls[index].answer = Some(Err(error));
+    }
+}
+
+/// What a batch's answers came to, for the statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Bytes the vault processed.
+    pub bytes: u64,
+    /// Requests that failed.
+    pub errors: u64,
+}
+
+/// After [`check_answer`] passed: each posted call's answer, and its bounced results
+/// scattered from `bounce.area(k)` to `memory`.
+pub fn read_answers<S: SegmentCursor, D: SegmentCursor>(
+    calls: &mut [Call<'_, S, D>],
+    posted: &Posted,
+    comm: CommBlockPtr,
+    bounce: Bounce,
+    memory: &impl HostMemory,
+) -> Tally {
+    let mut tally = Tally::default();
+    for (k, &index) in posted.calls().iter().enumerate() {
+        let response = comm.read_response(k);
+        let call = &mut calls[index];
+        let Ok(status) = Status::try_from(response.status) else {
+            // `check_answer` let no unknown status through.
+            call.answer = Some(Err(CallError::Vault));
+            tally.errors += 1;
+            continue;
+        };
+        call.answer = Some(Ok(Answer { status, bytes_done: response.bytes_done, iv_out: response.iv_out }));
+        if status != Status::Ok {
+            tally.errors += 1;
+            continue;
+        }
+        tally.bytes += u64::from(response.bytes_done);
+        if let Some(translator) = call.chunk_of.as_ref() {
+            if translator.scatter(bounce.area(k), memory).is_err() {
+                tally.errors += 1;
+                call.answer = Some(Err(CallError::Scatter));
+            }
+        }
+    }
+    tally
+}
+
+/// A kernel request between the rounds that serve its chunks.
+pub struct Job<S, D> {
+    /// Its scatterlists.
+    pub translator: Translator<S, D>,
+    /// Op, mode, key slot and key length of its vault requests, and the IV of the next one.
+    pub request: Request,
+    /// Its first chunk has been posted.
+    pub counted: bool,
+}
+
+/// How a job failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobError {
+    /// One of its calls got no answer.
+    Call(CallError),
+    /// The vault refused one of its requests.
+    Status(Status),
+    /// The vault said it processed other than the chunk's bytes.
+    ShortAnswer,
+    /// A round made no progress at all (cannot happen: the first request of a batch always
+    /// fits an empty window).
+    Stuck,
+}
+
+/// Serves `jobs` (the `Some` places; `None` is no job) to the end: `round(calls)` must run
+/// one batch of the calls it is given ([`post`], the vault, [`check_answer`],
+/// [`read_answers`]). Returns, for each job, the IV its last chunk left (CBC, CTR; XTS keeps
+/// its own) or why it failed; `None` for the places without a job.
+pub fn serve_jobs<S: SegmentCursor, D: SegmentCursor, const N: usize>(
+    jobs: &mut [Option<&mut Job<S, D>>; N],
+    mut round: impl FnMut(&mut [Call<'_, S, D>]),
+) -> [Option<Result<[u8; 16], JobError>>; N] {
+    let mut results: [Option<Result<[u8; 16], JobError>>; N] = [None; N];
+    loop {
+        // This round: the pending jobs, in order.
+        let mut index_of = [0usize; N];
+        let mut n = 0;
+        for (i, job) in jobs.iter().enumerate() {
+            if job.is_some() && results[i].is_none() {
+                index_of[n] = i;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return results;
+        }
+        let mut expected = [0u64; N];
+        let mut outcome: [(Option<Result<Answer, CallError>>, u64, bool); N] = [(None, 0, false); N];
+        {
+            let mut pending = jobs
+                .iter_mut()
+                .zip(results.iter())
+                .filter(|(_, result)| result.is_none())
+                .filter_map(|(job, _)| job.as_deref_mut());
+            // The places beyond `n` stay unused (never handed to `round`).
+            let mut calls: [Call<'_, S, D>; N] = core::array::from_fn(|k| match pending.next() {
+                Some(job) => {
+                    expected[k] = job.translator.remaining();
+                    let first = !job.counted;
+                    Call { first, ..Call::new(job.request, &[], Some(&mut job.translator)) }
+                }
+                None => Call::new(Request::default(), &[], None),
+            });
+            round(&mut calls[..n]);
+            for (k, call) in calls[..n].iter().enumerate() {
+                let remaining = call.chunk_of.as_ref().map_or(0, |t| t.remaining());
+                outcome[k] = (call.answer, remaining, !call.first);
+            }
+        }
+        let mut progress = false;
+        for (k, &(answer, remaining, counted)) in outcome[..n].iter().enumerate() {
+            let i = index_of[k];
+            let Some(job) = jobs[i].as_deref_mut() else { continue };
+            job.counted |= counted;
+            let Some(answer) = answer else { continue };
+            progress = true;
+            let done_now = expected[k] - remaining;
+            results[i] = match answer {
+                Ok(Answer { status: Status::Ok, bytes_done, iv_out }) if u64::from(bytes_done) == done_now => {
+                    // XTS keeps its IV: the tweak stays in the vault, the next chunk names its
+                    // block.
+                    if job.request.mode != Mode::Xts as u32 {
+                        job.request.iv = iv_out;
+                    }
+                    (remaining == 0).then_some(Ok(job.request.iv))
+                }
+                Ok(Answer { status: Status::Ok, .. }) => Some(Err(JobError::ShortAnswer)),
+                Ok(Answer { status, .. }) => Some(Err(JobError::Status(status))),
+                Err(error) => Some(Err(JobError::Call(error))),
+            };
+        }
+        if !progress {
+            for (i, result) in results.iter_mut().enumerate() {
+                if jobs[i].is_some() && result.is_none() {
+                    *result = Some(Err(JobError::Stuck));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
