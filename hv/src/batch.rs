@@ -90,7 +90,8 @@ impl Posted {
 /// Writes into `comm` as many of the unanswered `calls` as fit, in order (the header is the
 /// caller's, last): at most `limit` requests, the pool's entries, what `admission` admits;
 /// request `k`'s bounced blocks go through `bounce.area(k)`, from `memory`; `map(entry)` maps
-/// an entry's pages for the vault (false: it could not). A call that cannot be posted gets
+/// an entry's pages for the vault and returns the entry as the vault must see it (its
+/// compact-window addresses), or `None` if it could not. A call that cannot be posted gets
 /// its error; one that does not fit beside those already in stays unanswered.
 pub fn post<S: SegmentCursor, D: SegmentCursor, A: Admission>(
     calls: &mut [Call<'_, S, D>],
@@ -99,7 +100,7 @@ pub fn post<S: SegmentCursor, D: SegmentCursor, A: Admission>(
     admission: &mut A,
     bounce: Bounce,
     memory: &impl HostMemory,
-    mut map: impl FnMut(&SgEntry) -> bool,
+    mut map: impl FnMut(&SgEntry) -> Option<SgEntry>,
 ) -> Posted {
     let mut posted = Posted { calls: [0; MAX_BATCH], count: 0, first_chunks: 0 };
     let limit = limit.clamp(1, MAX_BATCH);
@@ -120,9 +121,9 @@ pub fn post<S: SegmentCursor, D: SegmentCursor, A: Admission>(
                 MAX_ENTRIES - pool,
                 bounce.area(posted.count),
                 memory,
-                |i, entry| {
-                    comm.write_entry(base + i, entry);
-                    mapped &= map(entry);
+                |i, entry| match map(entry) {
+                    Some(seen) => comm.write_entry(base + i, &seen),
+                    None => mapped = false,
                 },
             );
             match info {

@@ -3,9 +3,12 @@
 //! - **guest page tables** (guest-virtual → guest-physical, identity), at `PAGE_TABLES_BASE`
 //!   in the vault's private memory, shared by all vCPUs: the private range with per-region
 //!   permissions, the host window as 1 GiB pages (AMD APM Vol. 2 §5.3, long-mode paging);
-//! - **nested page tables** (guest-physical → host-physical, AMD APM Vol. 2 §15.25): a shared
-//!   subtree for the private range, and per vCPU a root plus a window subtree that maps only
-//!   the host pages of the request in flight ([`NptWindow`]).
+//! - **nested page tables** (guest-physical → host-physical, AMD APM Vol. 2 §15.25), one set
+//!   shared by all vCPUs: the private range, and in the host window one *compact window* per
+//!   vCPU — a page table of its own, at window offsets of the HV's choosing
+//!   ([`compact::base`]), that maps only the host pages of the batch in flight, page after
+//!   page ([`CompactWindow`]); the HV names those offsets, not host-physical addresses, in
+//!   the comm block.
 //!
 //! The builders work on [`Pages`], so host tests run them on heap pages with made-up
 //! physical addresses and walk the result.
@@ -172,8 +175,39 @@ pub mod npt_low {
     pub const PT_SLOTS_FIRST: usize = PD_SLOTS + 1;
     /// How many: enough for every slot.
     pub const PT_SLOTS_COUNT: usize = (sevault_abi::memory_map::KEY_SLOTS_SIZE / (2 << 20)) as usize;
+    /// The root (N_CR3 of every vCPU): entry 0 the private range ([`PDPT`]), entry 1 the
+    /// host window ([`PDPT_WINDOW`]).
+    pub const ROOT: usize = PT_SLOTS_FIRST + PT_SLOTS_COUNT;
+    /// PDPT of the host window.
+    pub const PDPT_WINDOW: usize = ROOT + 1;
+    /// First PD of the compact windows (their entries: one vCPU's page table each).
+    pub const PD_WINDOW_FIRST: usize = ROOT + 2;
     /// All of them.
-    pub const COUNT: usize = PT_SLOTS_FIRST + PT_SLOTS_COUNT;
+    pub const COUNT: usize = PD_WINDOW_FIRST + super::compact::PD_COUNT;
+}
+
+/// Where the compact windows lie in the host window (issue 12): vCPU `i` maps its batch's
+/// pages at window offsets `base(i) .. base(i) + SPAN`, through one page table of its own,
+/// and the comm block names those offsets: the vault never sees a host-physical address.
+/// They take the top GiB of the 512 GiB window.
+pub mod compact {
+    use sevault_abi::memory_map::{VcpuIndex, HOST_WINDOW_SIZE};
+    use sevault_abi::MAX_VCPUS;
+
+    /// Pages one vCPU can have mapped at once: one page table.
+    pub const SLOTS: usize = 512;
+    /// Window bytes per vCPU.
+    pub const SPAN: u64 = SLOTS as u64 * 4096;
+    /// Window offset of vCPU 0's compact window.
+    pub const BASE: u64 = HOST_WINDOW_SIZE - MAX_VCPUS as u64 * SPAN;
+    /// PDs they take.
+    pub const PD_COUNT: usize = (MAX_VCPUS as u64 * SPAN).div_ceil(1 << 30) as usize;
+    const _: () = assert!(BASE.is_multiple_of(1 << 30) && BASE >= 511 << 30);
+
+    /// Window offset of `vcpu`'s compact window.
+    pub const fn base(vcpu: VcpuIndex) -> u64 {
+        BASE + vcpu.get() as u64 * SPAN
+    }
 }
 
 /// Slot blocks the vault's address space has room for.
@@ -207,6 +241,15 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
     }
     let pd = pages.phys(npt_low::PD);
     pages.table(npt_low::PDPT).0[0] = pd | table_bits;
+    // The root and the compact windows' upper tables; each vCPU's page table comes with
+    // `attach_compact_window`.
+    let (low_pdpt, window_pdpt) = (pages.phys(npt_low::PDPT), pages.phys(npt_low::PDPT_WINDOW));
+    pages.table(npt_low::ROOT).0[0] = low_pdpt | table_bits;
+    pages.table(npt_low::ROOT).0[1] = window_pdpt | table_bits;
+    for k in 0..compact::PD_COUNT {
+        let pd = pages.phys(npt_low::PD_WINDOW_FIRST + k);
+        pages.table(npt_low::PDPT_WINDOW).0[(compact::BASE / ONE_GIB) as usize + k] = pd | table_bits;
+    }
     // The key slots' tables are all there from the start; their entries come with the blocks
     // (`map_slot_block`).
     let pd_slots = pages.phys(npt_low::PD_SLOTS);
@@ -230,170 +273,102 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
     }
 }
 
-/// Pages of one vCPU's nested tables.
-pub mod npt_vcpu {
-    /// The root (N_CR3).
-    pub const PML4: usize = 0;
-    /// PDPT of the window (nested PML4 entry 1).
-    pub const PDPT_WINDOW: usize = 1;
-    /// First page of the pool for window PDs and PTs.
-    pub const POOL_FIRST: usize = 2;
-    /// Table pages one entry can need at most: an entry is one physically contiguous run per
-    /// side (blocks that straddle runs are bounced, `crate::translate`) of at most
-    /// `MAX_BYTES_PER_EXIT` bytes, which crosses at most one 2 MiB and one 1 GiB boundary —
-    /// two PTs and two PDs per side, counted for each side separately.
-    pub const WORST_ENTRY: usize = 2 * (2 + 2);
-    /// Pool size: the worst entry twice over, so that every chunk makes progress (an empty
-    /// pool always admits one entry) and a chunk of typical entries (one page per side, in
-    /// regions others already use) holds several; the request translation ends a chunk when
-    /// the pool is full. It was 64 pages (a bound from before blocks were bounced), 256 KiB
-    /// per vCPU.
-    pub const POOL_SIZE: usize = 2 * WORST_ENTRY;
-    const _: () =
-        assert!((sevault_abi::MAX_BYTES_PER_EXIT as u64) < super::TWO_MIB, "a run crosses one 2 MiB boundary at most");
-    /// All of them.
-    pub const COUNT: usize = POOL_FIRST + POOL_SIZE;
+/// Hooks `vcpu`'s compact-window page table (host page `pt_phys`) into the shared nested
+/// tables.
+pub fn attach_compact_window(pages: &mut impl Pages, vcpu: VcpuIndex, pt_phys: u64) {
+    let offset = compact::base(vcpu) - compact::BASE;
+    let pd = npt_low::PD_WINDOW_FIRST + (offset / ONE_GIB) as usize;
+    pages.table(pd).0[((offset % ONE_GIB) / TWO_MIB) as usize] = (pt_phys & ADDR) | P | RW | US | A;
 }
 
-/// Why a host page cannot be mapped.
+/// Why a host range cannot be mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
-    /// Beyond the 512 GiB window.
+    /// Not a host-physical range (it runs past the 52 address bits of a nested entry).
     OutsideWindow,
-    /// The pool of table pages is used up (end the chunk here).
+    /// The compact window is full (end the batch here).
     PoolFull,
 }
 
-/// One vCPU's window subtree: maps the host pages of the request in flight, nothing else.
-/// A clone is a plan: [`NptWindow::reserve`] on it says whether more pages would fit.
-#[derive(Clone, Debug)]
-pub struct NptWindow {
-    /// For each pool page in use: level (1 = PD, 2 = PT) and region (GiB or 2 MiB index).
-    owners: [(u8, u64); npt_vcpu::POOL_SIZE],
+/// Host-physical addresses a nested entry can hold (AMD APM Vol. 2 §5.4: 52 bits).
+const MAX_PHYS: u64 = 1 << 52;
+
+/// One vCPU's compact window: its batch's host pages, one per slot of its page table, in the
+/// order they are mapped. A copy is a plan: [`CompactWindow::reserve`] on it says whether
+/// more would fit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompactWindow {
+    base: u64,
     used: usize,
 }
 
-impl Default for NptWindow {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl NptWindow {
-    /// An empty window.
-    pub const fn new() -> Self {
-        Self { owners: [(0, 0); npt_vcpu::POOL_SIZE], used: 0 }
+impl CompactWindow {
+    /// The empty window of `vcpu`.
+    pub const fn new(vcpu: VcpuIndex) -> Self {
+        Self { base: compact::base(vcpu), used: 0 }
     }
 
-    /// Writes the vCPU's root: entry 0 the shared private subtree (`low_pdpt`), entry 1 the
-    /// (empty) window.
-    pub fn build_root(&mut self, pages: &mut impl Pages, low_pdpt: u64) {
-        for i in 0..npt_vcpu::COUNT {
-            *pages.table(i) = PageTable::zeroed();
+    /// Slots the pages of `phys .. phys + len` take.
+    pub const fn pages(phys: u64, len: u64) -> usize {
+        if len == 0 {
+            0
+        } else {
+            ((phys % PAGE_SIZE + len).div_ceil(PAGE_SIZE)) as usize
         }
-        let window = pages.phys(npt_vcpu::PDPT_WINDOW);
-        pages.table(npt_vcpu::PML4).0[0] = low_pdpt | P | RW | US | A;
-        pages.table(npt_vcpu::PML4).0[1] = window | P | RW | US | A;
-        self.used = 0;
     }
 
-    fn pool_page(&mut self, level: u8, region: u64) -> Result<usize, MapError> {
-        if let Some(i) = self.owners[..self.used].iter().position(|o| *o == (level, region)) {
-            return Ok(npt_vcpu::POOL_FIRST + i);
-        }
-        if self.used == npt_vcpu::POOL_SIZE {
-            return Err(MapError::PoolFull);
-        }
-        self.owners[self.used] = (level, region);
-        self.used += 1;
-        Ok(npt_vcpu::POOL_FIRST + self.used - 1)
+    /// Slots an entry takes: its source's pages, and its destination's unless in place.
+    pub fn pages_for(entry: &SgEntry) -> usize {
+        let len = u64::from(entry.len);
+        Self::pages(entry.src, len) + if entry.dst == entry.src { 0 } else { Self::pages(entry.dst, len) }
     }
 
-    /// Table pages that mapping the pages of `start .. start + len` would add.
-    pub fn pages_needed(&self, start: u64, len: u64) -> usize {
-        let mut needed = 0;
-        let mut new_regions: [(u8, u64); 8] = [(0, 0); 8];
-        let mut count = 0;
-        let end = start.saturating_add(len.max(1));
-        let mut page = start & !(PAGE_SIZE - 1);
-        while page < end {
-            for key in [(1u8, page / ONE_GIB), (2u8, page / TWO_MIB)] {
-                let known = self.owners[..self.used].contains(&key) || new_regions[..count].contains(&key);
-                if !known {
-                    needed += 1;
-                    if count < new_regions.len() {
-                        new_regions[count] = key;
-                        count += 1;
-                    }
-                }
-            }
-            page += PAGE_SIZE;
-        }
-        needed
+    /// Slots left.
+    pub const fn free_slots(&self) -> usize {
+        compact::SLOTS - self.used
     }
 
-    /// Plans the pages of `start .. start + len`: records the table pages they need and
-    /// returns true, or returns false and records nothing if they would not fit.
-    pub fn reserve(&mut self, start: u64, len: u64) -> bool {
-        if self.pages_needed(start, len) > self.free_pages() {
+    /// Plans `slots` more: true and recorded if they fit, else false and nothing recorded.
+    pub fn reserve(&mut self, slots: usize) -> bool {
+        if slots > self.free_slots() {
             return false;
         }
-        let end = start.saturating_add(len.max(1));
-        let mut page = start & !(PAGE_SIZE - 1);
-        while page < end {
-            for key in [(1u8, page / ONE_GIB), (2u8, page / TWO_MIB)] {
-                if !self.owners[..self.used].contains(&key) && self.used < npt_vcpu::POOL_SIZE {
-                    self.owners[self.used] = key;
-                    self.used += 1;
-                }
-            }
-            page += PAGE_SIZE;
-        }
+        self.used += slots;
         true
     }
 
-    /// Room left in the pool.
-    pub fn free_pages(&self) -> usize {
-        npt_vcpu::POOL_SIZE - self.used
-    }
-
-    /// Maps host page `hpa` (page-aligned) at guest-physical `HOST_WINDOW_BASE + hpa`.
-    pub fn map(&mut self, pages: &mut impl Pages, hpa: u64) -> Result<(), MapError> {
-        if hpa >= HOST_WINDOW_SIZE {
+    /// Maps the host pages of `phys .. phys + len` into the next slots of `pt` (this
+    /// window's page table); returns the window offset at which `phys` now lies.
+    pub fn map_range(&mut self, pt: &mut PageTable, phys: u64, len: u64) -> Result<u64, MapError> {
+        if phys.checked_add(len).is_none_or(|end| end > MAX_PHYS) {
             return Err(MapError::OutsideWindow);
         }
-        let (gib, mib2) = (hpa / ONE_GIB, hpa / TWO_MIB);
-        let table_bits = P | RW | US | A;
-        let pd = self.pool_page(1, gib)?;
-        let pd_phys = pages.phys(pd);
-        pages.table(npt_vcpu::PDPT_WINDOW).0[(gib % 512) as usize] = pd_phys | table_bits;
-        let pt = self.pool_page(2, mib2)?;
-        let pt_phys = pages.phys(pt);
-        pages.table(pd).0[(mib2 % 512) as usize] = pt_phys | table_bits;
-        pages.table(pt).0[((hpa / PAGE_SIZE) % 512) as usize] = (hpa & ADDR) | P | RW | US | A | D | NX;
-        Ok(())
+        let count = Self::pages(phys, len);
+        if count > self.free_slots() {
+            return Err(MapError::PoolFull);
+        }
+        let first = self.used;
+        let page = phys & !(PAGE_SIZE - 1);
+        for (k, slot) in pt.0[first..first + count].iter_mut().enumerate() {
+            *slot = ((page + k as u64 * PAGE_SIZE) & ADDR) | P | RW | US | A | D | NX;
+        }
+        self.used += count;
+        Ok(self.base + first as u64 * PAGE_SIZE + phys % PAGE_SIZE)
     }
 
-    /// Maps every host page an entry's source and destination touch: what the vault needs to
-    /// reach for it. `Err` on the first page that cannot be mapped (the rest stay unmapped).
-    pub fn map_entry(&mut self, pages: &mut impl Pages, entry: &SgEntry) -> Result<(), MapError> {
-        for addr in [entry.src, entry.dst] {
-            let mut page = addr & !(PAGE_SIZE - 1);
-            while page < addr + u64::from(entry.len) {
-                self.map(pages, page)?;
-                page += PAGE_SIZE;
-            }
-        }
-        Ok(())
+    /// Maps an entry's source and destination (once, if in place): the entry as the vault
+    /// must see it, with window offsets for addresses. `Err` leaves what was mapped so far.
+    pub fn map_entry(&mut self, pt: &mut PageTable, entry: &SgEntry) -> Result<SgEntry, MapError> {
+        let len = u64::from(entry.len);
+        let src = self.map_range(pt, entry.src, len)?;
+        let dst = if entry.dst == entry.src { src } else { self.map_range(pt, entry.dst, len)? };
+        Ok(SgEntry { src, dst, ..*entry })
     }
 
     /// Unmaps everything (the next VMRUN flushes the TLB).
-    pub fn clear(&mut self, pages: &mut impl Pages) {
-        for (i, (level, region)) in self.owners[..self.used].iter().enumerate() {
-            if *level == 1 {
-                pages.table(npt_vcpu::PDPT_WINDOW).0[(*region % 512) as usize] = 0;
-            }
-            *pages.table(npt_vcpu::POOL_FIRST + i) = PageTable::zeroed();
+    pub fn clear(&mut self, pt: &mut PageTable) {
+        for slot in &mut pt.0[..self.used] {
+            *slot = 0;
         }
         self.used = 0;
     }
@@ -494,111 +469,117 @@ mod tests {
         assert_eq!(pte(IMAGE_BASE) & !c & ADDR, IMAGE_BASE, "address bits unchanged");
     }
 
+    /// The shared nested tables (low range, root, compact windows of two vCPUs) as one
+    /// lookup.
+    struct Nested {
+        low: HeapPages,
+        pts: HeapPages,
+    }
+
+    impl Nested {
+        fn new(vcpus: u32) -> Self {
+            let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
+            // Backing: private GPA → a distinct fake host page.
+            build_npt_low(&mut low, vcpus, |gpa| Some(0x20_0000_0000 + gpa));
+            let pts = HeapPages::new(0x30_0000_0000, vcpus as usize);
+            for i in 0..vcpus {
+                attach_compact_window(&mut low, VcpuIndex::new(i).unwrap(), pts.phys(i as usize));
+            }
+            Self { low, pts }
+        }
+        fn root(&self) -> u64 {
+            self.low.phys(npt_low::ROOT)
+        }
+        fn walk(&self, gpa: u64) -> Option<(u64, u64)> {
+            let lookup = |phys: u64| {
+                self.low
+                    .index_of(phys)
+                    .map(|i| (*self.low.tables[i]).clone())
+                    .or_else(|| self.pts.index_of(phys).map(|i| (*self.pts.tables[i]).clone()))
+            };
+            walk(&lookup, self.root(), gpa)
+        }
+    }
+
     #[test]
-    fn nested_tables_map_private_pages_to_their_backing_and_windows_per_request() {
-        let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
-        // Backing: private GPA → a distinct fake host page.
-        let backing = |gpa: u64| Some(0x20_0000_0000 + gpa);
-        build_npt_low(&mut low, 1, backing);
-        let mut vcpu = HeapPages::new(0x30_0000_0000, npt_vcpu::COUNT);
-        let mut window = NptWindow::new();
-        window.build_root(&mut vcpu, low.phys(npt_low::PDPT));
-        let lookup = |phys: u64| {
-            low.index_of(phys)
-                .map(|i| (*low.tables[i]).clone())
-                .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
-        };
-        let root = vcpu.phys(npt_vcpu::PML4);
-        let (hpa, entry) = walk(&lookup, root, IMAGE_BASE).unwrap();
+    fn nested_tables_map_private_pages_to_their_backing_and_batches_in_compact_windows() {
+        let mut nested = Nested::new(2);
+        let (hpa, entry) = nested.walk(IMAGE_BASE).unwrap();
         assert_eq!(hpa, 0x20_0000_0000 + IMAGE_BASE);
         assert_eq!(entry & (US | RW), US, "nested entries carry U; image read-only");
-        assert!(walk(&lookup, root, PAGE_TABLES_BASE).is_some(), "the walker reads the guest tables");
-        assert!(walk(&lookup, root, HOST_WINDOW_BASE + 0x5000).is_none(), "window empty at first");
-
-        let host_pages = [0x5000u64, 0x6000, 0x7FFF_F000, 0x1_0000_0000, 0x40_0000_0000];
-        for page in host_pages {
-            window.map(&mut vcpu, page).unwrap();
-        }
-        let lookup = |phys: u64| {
-            low.index_of(phys)
-                .map(|i| (*low.tables[i]).clone())
-                .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
-        };
-        for page in host_pages {
-            let (hpa, entry) = walk(&lookup, root, HOST_WINDOW_BASE + page + 0x10).unwrap();
-            assert_eq!(hpa, page + 0x10);
+        assert!(nested.walk(PAGE_TABLES_BASE).is_some(), "the walker reads the guest tables");
+        assert!(nested.walk(HOST_WINDOW_BASE + 0x5000).is_none(), "no host page at its own address");
+        let v1 = VcpuIndex::new(1).unwrap();
+        // vCPU 1 maps two entries: 3 bytes straddling a page boundary in place, and one page
+        // out of place from above 4 GiB to below.
+        let mut window = CompactWindow::new(v1);
+        let a = SgEntry { src: 0x7FFF_FFFE, dst: 0x7FFF_FFFE, len: 3, reserved_0x14: 0 };
+        let b = SgEntry { src: 0x1_2345_6000, dst: 0x9000, len: 4096, reserved_0x14: 0 };
+        assert_eq!((CompactWindow::pages_for(&a), CompactWindow::pages_for(&b)), (2, 2));
+        let pt = &mut nested.pts.tables[1];
+        let a2 = window.map_entry(pt, &a).unwrap();
+        let b2 = window.map_entry(pt, &b).unwrap();
+        // Slots in order from vCPU 1's base (the top GiB of the window, 2 MiB per vCPU).
+        let base = (511 << 30) + 2 * 1024 * 1024;
+        assert_eq!((a2.src, a2.dst, a2.len), (base + 0xFFE, base + 0xFFE, 3));
+        assert_eq!((b2.src, b2.dst), (base + 2 * 4096, base + 3 * 4096));
+        assert_eq!(window.free_slots(), 512 - 4);
+        for (offset, host) in [(a2.src, 0x7FFF_FFFE), (a2.src + 2, 0x8000_0000), (b2.src + 5, 0x1_2345_6005), (b2.dst, 0x9000)]
+        {
+            let (hpa, entry) = nested.walk(HOST_WINDOW_BASE + offset).unwrap();
+            assert_eq!(hpa, host, "offset {offset:#x}");
             assert_eq!(entry & (US | RW | NX), US | RW | NX);
         }
-        assert!(walk(&lookup, root, HOST_WINDOW_BASE + 0x8000).is_none(), "only named pages");
-        assert_eq!(window.map(&mut vcpu, HOST_WINDOW_SIZE), Err(MapError::OutsideWindow));
-        window.clear(&mut vcpu);
-        let lookup = |phys: u64| {
-            low.index_of(phys)
-                .map(|i| (*low.tables[i]).clone())
-                .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
-        };
-        for page in host_pages {
-            assert!(walk(&lookup, root, HOST_WINDOW_BASE + page).is_none(), "cleared");
-        }
-        assert!(walk(&lookup, root, IMAGE_BASE).is_some(), "private range stays");
+        assert!(nested.walk(HOST_WINDOW_BASE + base + 4 * 4096).is_none(), "only the batch's pages");
+        assert!(nested.walk(HOST_WINDOW_BASE + (511 << 30)).is_none(), "vCPU 0's window is empty");
+        window.clear(&mut nested.pts.tables[1]);
+        assert!(nested.walk(HOST_WINDOW_BASE + a2.src).is_none(), "cleared");
+        assert!(nested.walk(IMAGE_BASE).is_some(), "private range stays");
     }
 
     #[test]
     fn slot_blocks_appear_in_the_shared_nested_tables_when_backed() {
-        let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
-        build_npt_low(&mut low, 1, |gpa| Some(0x20_0000_0000 + gpa));
-        let mut vcpu = HeapPages::new(0x30_0000_0000, npt_vcpu::COUNT);
-        NptWindow::new().build_root(&mut vcpu, low.phys(npt_low::PDPT));
-        let root = vcpu.phys(npt_vcpu::PML4);
+        let mut nested = Nested::new(1);
         let slot_gpa = |slot: u64| KEY_SLOTS_BASE + slot * sevault_abi::KEY_SLOT_SIZE;
-        {
-            let lookup = |phys: u64| {
-                low.index_of(phys)
-                    .map(|i| (*low.tables[i]).clone())
-                    .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
-            };
-            assert!(walk(&lookup, root, slot_gpa(0)).is_none(), "no slot is backed before its block");
-        }
+        assert!(nested.walk(slot_gpa(0)).is_none(), "no slot is backed before its block");
         // Block 0 and block 9 (slots 2304..2560: in the second 2 MiB of slots) backed by two
         // unrelated host blocks.
-        assert!(map_slot_block(&mut low, 0, 0x7700_0000));
-        assert!(map_slot_block(&mut low, 9, 0x8800_0000));
-        assert!(!map_slot_block(&mut low, SLOT_BLOCKS, 0x9900_0000), "beyond the slot range");
-        let lookup = |phys: u64| {
-            low.index_of(phys)
-                .map(|i| (*low.tables[i]).clone())
-                .or_else(|| vcpu.index_of(phys).map(|i| (*vcpu.tables[i]).clone()))
-        };
-        let (hpa, entry) = walk(&lookup, root, slot_gpa(1) + 4).unwrap();
+        assert!(map_slot_block(&mut nested.low, 0, 0x7700_0000));
+        assert!(map_slot_block(&mut nested.low, 9, 0x8800_0000));
+        assert!(!map_slot_block(&mut nested.low, SLOT_BLOCKS, 0x9900_0000), "beyond the slot range");
+        let (hpa, entry) = nested.walk(slot_gpa(1) + 4).unwrap();
         // Slots of 1 KiB, 256 per block (sevault_abi::KEY_SLOT_SIZE, KEY_SLOTS_PER_BLOCK).
         assert_eq!(hpa, 0x7700_0000 + 1024 + 4);
         assert_eq!(entry & (US | RW | NX), US | RW | NX);
-        let (hpa, _) = walk(&lookup, root, slot_gpa(255)).unwrap();
+        let (hpa, _) = nested.walk(slot_gpa(255)).unwrap();
         assert_eq!(hpa, 0x7700_0000 + 255 * 1024, "the last slot of block 0");
-        assert!(walk(&lookup, root, slot_gpa(256)).is_none(), "block 1 not backed");
-        let (hpa, _) = walk(&lookup, root, slot_gpa(9 * 256 + 100)).unwrap();
+        assert!(nested.walk(slot_gpa(256)).is_none(), "block 1 not backed");
+        let (hpa, _) = nested.walk(slot_gpa(9 * 256 + 100)).unwrap();
         assert_eq!(hpa, 0x8800_0000 + 100 * 1024);
-        assert!(walk(&lookup, root, KEY_SLOTS_BASE + KEY_SLOTS_SIZE).is_none(), "nothing past the slots");
+        assert!(nested.walk(KEY_SLOTS_BASE + KEY_SLOTS_SIZE).is_none(), "nothing past the slots");
     }
 
     #[test]
-    fn the_pool_runs_out_gracefully_and_counts_what_it_needs() {
-        let mut vcpu = HeapPages::new(0x30_0000_0000, npt_vcpu::COUNT);
-        let mut window = NptWindow::new();
-        window.build_root(&mut vcpu, 0);
-        assert_eq!(window.pages_needed(0x1000, 0x1000), 2, "one PD, one PT");
-        window.map(&mut vcpu, 0x1000).unwrap();
-        assert_eq!(window.pages_needed(0x2000, 0x1000), 0, "same 2 MiB");
-        assert_eq!(window.pages_needed(0x1F_F000, 0x2000), 1, "crosses into the next 2 MiB");
-        assert_eq!(window.pages_needed(ONE_GIB * 3, 1), 2);
-        // Each distinct 2 MiB of one GiB costs one PT page: the pool fills up.
-        let mut mapped = 1;
-        while window.map(&mut vcpu, mapped * TWO_MIB).is_ok() {
-            mapped += 1;
-        }
-        assert_eq!(window.free_pages(), 0);
-        assert_eq!(window.map(&mut vcpu, 100 * TWO_MIB), Err(MapError::PoolFull));
-        window.clear(&mut vcpu);
-        assert_eq!(window.free_pages(), npt_vcpu::POOL_SIZE);
+    fn a_compact_window_fills_up_gracefully_and_counts_what_it_needs() {
+        let mut pt = Box::new(PageTable::zeroed());
+        let mut window = CompactWindow::new(VcpuIndex::new(0).unwrap());
+        assert_eq!(CompactWindow::pages(0x1000, 0x1000), 1);
+        assert_eq!(CompactWindow::pages(0x1FFF, 2), 2, "crosses a page");
+        assert_eq!(CompactWindow::pages(0x1000, 0), 0);
+        // The largest entry (64 KiB, unaligned, out of place) takes 2 × 17 slots: an empty
+        // window holds 15 of them.
+        let big = SgEntry { src: 0x10_0008, dst: 0x90_0008, len: 64 * 1024, reserved_0x14: 0 };
+        assert_eq!(CompactWindow::pages_for(&big), 34);
+        let mut plan = window;
+        let fitted = (0..20).take_while(|_| plan.reserve(CompactWindow::pages_for(&big))).count();
+        assert_eq!(fitted, 512 / 34);
+        while window.map_entry(&mut pt, &big).is_ok() {}
+        assert_eq!(window.free_slots(), 512 % 34, "a 16th did not fit, and took nothing");
+        assert_eq!(window.map_range(&mut pt, 0x1000, 64 * 1024), Err(MapError::PoolFull));
+        assert_eq!(window.map_range(&mut pt, MAX_PHYS - 8, 16), Err(MapError::OutsideWindow));
+        assert_eq!(window.map_range(&mut pt, u64::MAX - 8, 16), Err(MapError::OutsideWindow));
+        window.clear(&mut pt);
+        assert_eq!(window.free_slots(), 512);
+        assert!(pt.0.iter().all(|&e| e == 0));
     }
 }

@@ -20,7 +20,7 @@
 use sevault_abi::validate::tail_len;
 use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
-use crate::paging::NptWindow;
+use crate::paging::CompactWindow;
 
 /// A physically contiguous piece of a scatterlist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,15 +386,15 @@ fn scatter(cursor: &mut impl SegmentCursor, memory: &impl HostMemory, buf: &[u8]
     Ok(())
 }
 
-/// Admission into a chunk as the HV decides it: the entry lies in the host window, names no
-/// page the HV keeps from the vault (`forbidden`: its own pages, the key slots), and the
-/// vCPU's nested window has room for its pages.
+/// Admission into a batch as the HV decides it: the entry lies in the host memory the HV
+/// serves, names no page the HV keeps from the vault (`forbidden`: its own pages, the key
+/// slots), and the vCPU's compact window has slots for its pages.
 #[derive(Clone)]
 pub struct WindowAdmission<F> {
     /// True when `[phys, phys + len)` touches memory the vault must not be given.
     pub forbidden: F,
-    /// The window as it would be with the chunk's entries so far mapped.
-    pub plan: NptWindow,
+    /// The window as it would be with the batch's entries so far mapped.
+    pub plan: CompactWindow,
 }
 
 impl<F: Fn(u64, u64) -> bool + Clone> Admission for WindowAdmission<F> {
@@ -408,11 +408,8 @@ impl<F: Fn(u64, u64) -> bool + Clone> Admission for WindowAdmission<F> {
                 return Err(TranslateError::Forbidden);
             }
         }
-        // Counted separately, shared regions count twice: conservative, never too few.
-        if self.plan.pages_needed(entry.src, len) + self.plan.pages_needed(entry.dst, len) > self.plan.free_pages() {
-            return Ok(false);
-        }
-        Ok(self.plan.reserve(entry.src, len) && self.plan.reserve(entry.dst, len))
+        // Exactly the slots `CompactWindow::map_entry` will take.
+        Ok(self.plan.reserve(CompactWindow::pages_for(entry)))
     }
 }
 

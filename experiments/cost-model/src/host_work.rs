@@ -4,9 +4,9 @@
 //!
 //! - `Translator` over the source and destination lists, chunk by chunk, with the HV's
 //!   admission (`WindowAdmission`: host window, the vault's own pages refused through an
-//!   `Arena` of 64-page blocks as the module's, room in the nested window);
-//! - each entry written into a comm block, each of its pages mapped into the vCPU's nested
-//!   window (`NptWindow::map` on real page tables);
+//!   `Arena` of 64-page blocks as the module's, slots in the compact window);
+//! - each entry's pages mapped into the vCPU's compact window (`CompactWindow::map_entry` on
+//!   a real page table) and the entry, with its window addresses, written into a comm block;
 //! - the request posted (`write_request`, `write_header`), the answer read (`read_batch_response`, `read_response`), the window
 //!   cleared.
 //!
@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request};
 use sevault_abi::{Mode, Op, MAX_ENTRIES};
 use sevault_hv::arena::{Arena, Block};
-use sevault_hv::paging::{npt_vcpu, NptWindow, PageTable, Pages};
+use sevault_abi::memory_map::VcpuIndex;
+use sevault_hv::paging::{CompactWindow, PageTable};
 use sevault_hv::translate::{Bounce, HostMemory, Segment, SliceCursor, TailRule, Translator, WindowAdmission};
 
 /// The TSC.
@@ -72,18 +73,6 @@ pub struct HostWork {
     pub tsc_ticks_min: f64,
 }
 
-/// Page tables in host memory standing in for the vCPU's nested window pages, with
-/// made-up host-physical addresses (nothing walks them but the HV's own code).
-struct TablePages(Vec<PageTable>);
-
-impl Pages for TablePages {
-    fn table(&mut self, index: usize) -> &mut PageTable {
-        &mut self.0[index]
-    }
-    fn phys(&self, index: usize) -> u64 {
-        0x7_0000_0000 + index as u64 * 4096
-    }
-}
 
 /// Host memory for bounces: never touched by the page-aligned shapes measured here.
 struct NoBounces;
@@ -138,9 +127,9 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
     };
     let arena = module_arena();
     let forbidden = |addr: u64, len: u64| arena.overlaps(addr, len);
-    let mut tables = TablePages(vec![PageTable::zeroed(); npt_vcpu::COUNT]);
-    let mut window = NptWindow::new();
-    window.build_root(&mut tables, 0x6_0000_0000);
+    let vcpu = VcpuIndex::new(0).ok_or("vCPU 0")?;
+    let mut table = Box::new(PageTable::zeroed());
+    let mut window = CompactWindow::new(vcpu);
     let mut comm_page = CommPage::new();
     let comm = comm_page.ptr();
     let mut bounce_page = vec![0u8; 4096];
@@ -153,12 +142,14 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
                 .map_err(|e| format!("the HV refuses a {len}-byte request: {e:?}"))?;
         let mut chunks = 0;
         loop {
-            let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
-            let (win, tabs) = (&mut window, &mut tables);
+            let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu) };
+            let (win, pt) = (&mut window, &mut *table);
             let mut mapped = true;
             let info = translator.next_chunk_with(&mut admission, MAX_ENTRIES, bounce, &NoBounces, |i, entry| {
-                comm.write_entry(i, entry);
-                mapped &= win.map_entry(tabs, entry).is_ok();
+                match win.map_entry(pt, entry) {
+                    Ok(seen) => comm.write_entry(i, &seen),
+                    Err(_) => mapped = false,
+                }
             });
             let info = match info {
                 Ok(Some(info)) if mapped => info,
@@ -181,7 +172,7 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
             comm.write_header(&Header::new(sequence, 1));
             black_box(comm.read_batch_response());
             black_box(comm.read_response(0));
-            window.clear(&mut tables);
+            window.clear(&mut table);
             chunks += 1;
         }
         Ok(chunks)

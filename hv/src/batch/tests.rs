@@ -44,7 +44,8 @@ impl<'m> Vm<'m> {
     ) -> Posted {
         let comm = self.comm();
         let bounce = self.memory.bounce();
-        let posted = post(calls, limit, comm, admission, bounce, self.memory, |_| true);
+        // The simulated memory is the vault's window as it is (host-physical p at offset p).
+        let posted = post(calls, limit, comm, admission, bounce, self.memory, |entry| Some(*entry));
         if posted.count() == 0 {
             return posted;
         }

@@ -36,7 +36,9 @@ use crate::exits::{
 };
 use crate::launch::{status, teardown, GuestTables, LaunchError, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
-use crate::paging::{build_guest_page_tables, build_npt_low, guest_pt, npt_low, npt_vcpu, NptWindow, PageTable, Pages};
+use crate::paging::{
+    attach_compact_window, build_guest_page_tables, build_npt_low, guest_pt, npt_low, CompactWindow, PageTable, Pages,
+};
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
     Bounce, HostMemory, Segment, SegmentCursor, TailRule, TranslateError, Translator, WindowAdmission, BOUNCE_BYTES,
@@ -55,9 +57,9 @@ const MAX_BLOCKS: usize = 1024;
 /// Pages of a vCPU's stack.
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
 /// The vCPU's pages of its own (`build`): its home page (the `Vcpu`), [`VCPU_CONTROL_PAGES`],
-/// the stack and the nested tables; the bounce page (outside the arena) and, under SEV-ES,
-/// the VMSA come on top.
-const VCPU_PAGES: usize = 1 + VCPU_CONTROL_PAGES + STACK_PAGES + npt_vcpu::COUNT;
+/// the stack and its compact window's page table; the bounce page (outside the arena) and,
+/// under SEV-ES, the VMSA come on top.
+const VCPU_PAGES: usize = 1 + VCPU_CONTROL_PAGES + STACK_PAGES + 1;
 /// VMCB, host save area, comm block, GHCB, TLB-flush VMCB.
 const VCPU_CONTROL_PAGES: usize = 5;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
@@ -93,8 +95,10 @@ struct Vcpu {
     /// straddle scatterlist entries, and split tails, reach the vault (`translate`).
     bounce: PageRef,
     stack: [PageRef; STACK_PAGES],
-    npt: [PageRef; npt_vcpu::COUNT],
-    window: NptWindow,
+    /// The page table of its compact window (`paging::compact`), hooked into the shared
+    /// nested tables.
+    window_pt: PageRef,
+    window: CompactWindow,
     generation: u64,
     sequence: u64,
     stats: Stats,
@@ -427,7 +431,8 @@ pub fn init(sev_mode: u32) -> i32 {
     KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
         Ok(()) => {
-            let per_vcpu = VCPU_PAGES * 4;
+            // Its own arena pages, the bounce page and, under SEV-ES, the VMSA.
+            let per_vcpu = (VCPU_PAGES + 1 + usize::from(state().is_some_and(|s| s.sev.is_some_and(|l| l.es)))) * 4;
             // Shared: image, guest page tables, the shared nested tables (of which those of
             // the key-slot range), I/O and MSR permission maps (3 + 2 pages); then the slots.
             let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
@@ -501,9 +506,10 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         for page in control {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
-        for page in vcpu.stack.iter_mut().chain(vcpu.npt.iter_mut()) {
+        for page in vcpu.stack.iter_mut().chain(core::iter::once(&mut vcpu.window_pt)) {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
+        vcpu.window = CompactWindow::new(index);
         if sev.is_none() {
             for page in &vcpu.stack {
                 // SAFETY: a fresh arena page of this vCPU's stack, not yet run on.
@@ -535,14 +541,16 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     while slots::blocks() * (KEY_SLOTS_PER_BLOCK as usize) < LAUNCH_KEY_SLOTS as usize {
         slots::grow(&mut RefPages(&state.private.npt_low)).map_err(|_| errno::ENOMEM)?;
     }
-    let low_pdpt = state.private.npt_low[npt_low::PDPT].phys;
+    // One nested root for all vCPUs: each sees the others' compact windows empty or not,
+    // but only ever names its own (the vault is one trust domain; thesis-notes/memory-map.md).
+    let root = state.private.npt_low[npt_low::ROOT].phys;
     for i in 0..nr {
         let Some(vcpu) = state.vcpu(i) else { return Err(errno::EINVAL) };
-        vcpu.window.build_root(&mut RefPages(&vcpu.npt), low_pdpt);
+        attach_compact_window(&mut RefPages(&state.private.npt_low), vcpu.index, vcpu.window_pt.phys);
         let config = VmcbConfig {
             vcpu: vcpu.index,
             asid: sev.map_or(ASID, |s| s.plan.asid),
-            n_cr3: vcpu.npt[npt_vcpu::PML4].phys,
+            n_cr3: root,
             iopm_pa: state.private.iopm.phys,
             msrpm_pa: state.private.msrpm.phys,
         };
@@ -699,6 +707,18 @@ impl Vcpu {
             self.done_exit = [0; 4];
             self.generation = current;
         }
+    }
+
+    /// The compact window and its page table.
+    fn window_and_table(&mut self) -> (&mut CompactWindow, &mut PageTable) {
+        // SAFETY: the page table is this vCPU's arena page, only written by its CPU here.
+        (&mut self.window, unsafe { &mut *(self.window_pt.virt as *mut PageTable) })
+    }
+
+    /// Unmaps the batch's pages (the next VMRUN flushes the TLB).
+    fn clear_window(&mut self) {
+        let (window, pt) = self.window_and_table();
+        window.clear(pt);
     }
 
     /// The bounce page as the translator takes it.
@@ -1262,16 +1282,16 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         // which all requests of the batch share.
         let arena = &state.arena;
         let forbidden = |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len);
-        let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
+        let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu.index) };
         let bounce = vcpu.bounce_area();
-        let (window, npt) = (&mut vcpu.window, &vcpu.npt);
+        let (window, pt) = vcpu.window_and_table();
         batch::post(calls, max_batch(), comm, &mut admission, bounce, &DirectMap, |entry| {
-            window.map_entry(&mut RefPages(npt), entry).is_ok()
+            window.map_entry(pt, entry).ok()
         })
     };
     vcpu.stats.requests += posted.first_chunks;
     if posted.count() == 0 {
-        vcpu.window.clear(&mut RefPages(&vcpu.npt));
+        vcpu.clear_window();
         return;
     }
     vcpu.stats.batches += 1;
@@ -1287,7 +1307,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         None => {}
     }
     let ran = vcpu.run(&state.features, state.tlb, &state.host_x, state.sev.as_ref(), budget_ns());
-    vcpu.window.clear(&mut RefPages(&vcpu.npt));
+    vcpu.clear_window();
     // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
     if state.sev.is_none()
         && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.flush_vmcb, vcpu.index)

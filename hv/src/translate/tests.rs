@@ -8,6 +8,7 @@ use sevault_abi::Mode;
 use sevault_guest::testutil::{reference_crypt, RefOp};
 
 use super::*;
+use crate::paging::CompactWindow;
 
 /// Admits everything.
 #[derive(Clone)]
@@ -301,49 +302,47 @@ fn many_straddles_end_the_chunk_at_the_bounce_limit() {
     assert_eq!(memory.bytes(&tiny), reference_crypt(op, &[7; 16], [1; 16], &plaintext).0);
 }
 
-/// The HV's admission: host window bounds, the forbidden ranges, and the nested window's
-/// pool (16 one-page entries in 16 different GiB regions need a PD and a PT each, per side:
-/// the pool of `npt_vcpu::POOL_SIZE` pages takes the first 16 such pairs and no more).
+/// The HV's admission: host window bounds, the forbidden ranges, and the compact window's
+/// 512 slots (an out-of-place page-sized entry, unaligned, takes 2 per side).
 #[test]
 fn window_admission() {
     let forbidden = |addr: u64, len: u64| addr < 0x20_0000 && addr + len > 0x10_0000;
     let entry = |src: u64, dst: u64| SgEntry { src, dst, len: 4096, reserved_0x14: 0 };
-    let mut admission = WindowAdmission { forbidden, plan: NptWindow::new() };
+    let mut admission = WindowAdmission { forbidden, plan: CompactWindow::default() };
     assert_eq!(admission.admit(&entry(0x10_0000, 0x40_0000)), Err(TranslateError::Forbidden));
     assert_eq!(admission.admit(&entry(0x40_0000, 0x18_0000)), Err(TranslateError::Forbidden), "destination");
     let beyond = sevault_abi::memory_map::HOST_WINDOW_SIZE;
     assert_eq!(admission.admit(&entry(beyond, 0x40_0000)), Err(TranslateError::OutsideWindow));
-    assert_eq!(admission.admit(&entry(0x40_0000, 0x40_0000)), Ok(true));
+    assert_eq!(admission.admit(&entry(0x40_0000, 0x40_0000)), Ok(true), "in place: one slot");
     let mut admitted = 0;
-    for gib in 1..64u64 {
-        match admission.admit(&entry(gib << 30, (gib << 30) + (1 << 29))) {
+    for gib in 1..1000u64 {
+        match admission.admit(&entry((gib << 30) + 8, (gib << 30) + (1 << 29) + 8)) {
             Ok(true) => admitted += 1,
             Ok(false) => break,
             other => panic!("{other:?}"),
         }
     }
-    assert!(admitted > 0 && admitted < 63, "the pool ends the chunk: {admitted} entries admitted");
-    assert_eq!(admission.admit(&entry(0x40_1000, 0x40_1000)), Ok(true), "pages under tables already planned still fit");
+    assert_eq!(admitted, (512 - 1) / 4, "the window's slots end the batch");
+    assert_eq!(admission.admit(&entry(0x40_1000, 0x40_1000)), Ok(true), "one slot still fits");
+    assert_eq!(admission.admit(&entry(0x40_2000, 0x40_2000)), Ok(true));
+    assert_eq!(admission.admit(&entry(0x40_3000, 0x40_3000)), Ok(true));
+    assert_eq!(admission.admit(&entry(0x40_4000, 0x40_4000)), Ok(false), "full");
 }
 
-/// The worst entry the translator can make — one 64 KiB run per side, each crossing a 1 GiB
-/// (and so a 2 MiB) boundary — fits an empty nested window, so every chunk makes progress;
-/// with the pool at its size, two such entries fit and a third does not.
+/// The worst entry the translator can make — one 64 KiB run per side, unaligned — fits an
+/// empty compact window, so every batch makes progress; 15 fit and a 16th does not.
 #[test]
 fn the_worst_entry_fits_an_empty_window() {
-    let gib = 1u64 << 30;
-    let run = |base: u64| base - 32 * 1024;
     let worst = |i: u64| SgEntry {
-        src: run((2 * i + 1) * gib),
-        dst: run((2 * i + 2) * gib),
+        src: (2 * i + 1) * (1 << 30) - 32 * 1024 + 8,
+        dst: (2 * i + 2) * (1 << 30) - 32 * 1024 + 8,
         len: sevault_abi::MAX_BYTES_PER_EXIT,
         reserved_0x14: 0,
     };
-    let plan = NptWindow::new();
-    let needed = plan.pages_needed(worst(0).src, u64::from(worst(0).len)) * 2;
-    assert_eq!(needed, crate::paging::npt_vcpu::WORST_ENTRY);
-    let mut admission = WindowAdmission { forbidden: |_: u64, _: u64| false, plan };
-    assert_eq!(admission.admit(&worst(0)), Ok(true));
-    assert_eq!(admission.admit(&worst(1)), Ok(true));
-    assert_eq!(admission.admit(&worst(2)), Ok(false), "the pool is full after two");
+    assert_eq!(CompactWindow::pages_for(&worst(0)), 2 * 17);
+    let mut admission = WindowAdmission { forbidden: |_: u64, _: u64| false, plan: CompactWindow::default() };
+    for i in 0..15 {
+        assert_eq!(admission.admit(&worst(i)), Ok(true), "worst entry {i}");
+    }
+    assert_eq!(admission.admit(&worst(15)), Ok(false), "the window is full after 15");
 }
