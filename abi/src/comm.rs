@@ -14,10 +14,11 @@
 //! 0x018 key            64 bytes (a set-key's key; an XTS pair of AES-256 keys at most)
 //! 0x058 requests       [MAX_BATCH] of op, mode, key slot, key length, first entry, entry
 //!                      count, XTS tweak block, total length, IV
-//! 0x358 entries        [MAX_ENTRIES] of (src_phys, dst_phys, len), the batch's pool
-//! 0xDD8 BatchResponse  sequence echo, batch status, requests answered
-//! 0xDE8 responses      [MAX_BATCH] of status, bytes done, output IV
-//! 0xF68 reserved up to the end of the page
+//! 0x358 entries        [MAX_ENTRIES] of (src, dst, len), the batch's pool; addresses are
+//!                      host-window offsets
+//! 0x958 BatchResponse  sequence echo, batch status, requests answered
+//! 0x968 responses      [MAX_BATCH] of status, bytes done, output IV
+//! 0xAE8 reserved up to the end of the page
 //! ```
 use core::mem::{offset_of, size_of};
 use core::ptr::{addr_of, addr_of_mut, NonNull};
@@ -292,7 +293,7 @@ pub struct CommBlock {
     /// Written by the vault.
     pub responses: [Response; MAX_BATCH],
     /// Zero.
-    pub reserved_0xf68: [u8; 0x98],
+    pub reserved_0xae8: [u8; 0x518],
 }
 
 impl CommBlock {
@@ -302,7 +303,7 @@ impl CommBlock {
             batch: Batch::zeroed(),
             batch_response: BatchResponse { sequence: 0, status: 0, count: 0 },
             responses: [Response { status: 0, bytes_done: 0, iv_out: [0; AES_BLOCK] }; MAX_BATCH],
-            reserved_0xf68: [0; 0x98],
+            reserved_0xae8: [0; 0x518],
         }
     }
 }
@@ -346,13 +347,13 @@ const _: () = {
     assert!(offset_of!(Batch, key) == 0x018);
     assert!(offset_of!(Batch, requests) == 0x058);
     assert!(offset_of!(Batch, entries) == 0x358);
-    assert!(size_of::<Batch>() == 0xDD8);
+    assert!(size_of::<Batch>() == 0x958);
     assert!(size_of::<Batch>().is_multiple_of(8) && core::mem::align_of::<Batch>() == 8);
 
     assert!(offset_of!(CommBlock, batch) == 0x000);
-    assert!(offset_of!(CommBlock, batch_response) == 0xDD8);
-    assert!(offset_of!(CommBlock, responses) == 0xDE8);
-    assert!(offset_of!(CommBlock, reserved_0xf68) == 0xF68);
+    assert!(offset_of!(CommBlock, batch_response) == 0x958);
+    assert!(offset_of!(CommBlock, responses) == 0x968);
+    assert!(offset_of!(CommBlock, reserved_0xae8) == 0xAE8);
     // The comm block fits its page exactly.
     assert!(size_of::<CommBlock>() == 4096);
 };
@@ -599,8 +600,8 @@ mod tests {
         assert_eq!(bytes[0x58], Op::Encrypt as u8, "request 0 at 0x058");
         assert_eq!(bytes[0x58 + 0x30 + 0x10], 2, "request 1's first entry at 0x058 + 0x30 + 0x10");
         assert_eq!(bytes[0x358 + 24 + 1], 0x30, "entry 1's source at 0x358 + 24");
-        assert_eq!(bytes[0xDD8], 7, "batch response at 0xDD8");
-        assert_eq!(bytes[0xDE8 + 0x18 + 4], 16, "response 1's bytes done at 0xDE8 + 0x18 + 4");
+        assert_eq!(bytes[0x958], 7, "batch response at 0x958");
+        assert_eq!(bytes[0x968 + 0x18 + 4], 16, "response 1's bytes done at 0x968 + 0x18 + 4");
         // A new post clears the answers it replaces.
         comm.post(&batch);
         assert_eq!(comm.read_batch_response(), BatchResponse::default());

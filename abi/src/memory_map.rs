@@ -14,10 +14,10 @@
 //! 0x0001_0000 ..  0x0002_0000  PAGE_TABLES  built by the HV, not mapped for the vault
 //! 0x0020_0000 ..  0x0040_0000  COMM_BLOCKS  4 KiB per vCPU, shared with the host
 //! 0x0040_0000 ..  0x0060_0000  GHCBS        4 KiB per vCPU, shared with the host
-//! 0x0080_0000 ..  0x0180_0000  STACKS       32 KiB per vCPU: 24 KiB unmapped guard, 8 KiB stack
+//! 0x0080_0000 ..  0x0180_0000  STACKS       32 KiB per vCPU: 28 KiB unmapped guard, 4 KiB stack
 //! 0x4000_0000 ..  0x4800_0000  KEY_SLOTS    2^17 × 1 KiB, private, shared by all vCPUs; backed
 //!                                          by the HV 256 slots (256 KiB) at a time, on demand
-//! 0x80_0000_0000 .. 0x100_0000_0000  HOST_WINDOW  host-physical 0 .. 512 GiB
+//! 0x80_0000_0000 .. 0x100_0000_0000  HOST_WINDOW  host pages at offsets the HV names (compact windows)
 //! ```
 use crate::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, KEY_SLOT_SIZE, MAX_VCPUS};
 
@@ -49,10 +49,10 @@ pub const GHCBS_BASE: u64 = 0x40_0000;
 pub const STACKS_BASE: u64 = 0x80_0000;
 /// Distance between two vCPUs' stack regions.
 pub const STACK_STRIDE: u64 = 0x8000;
-/// Usable stack per vCPU (the rest of the stride is an unmapped guard below it): the vault
-/// uses 4848 bytes of it (measured in the nested VM, debugfs `stack_used`), mostly the
-/// private copy of a request.
-pub const STACK_SIZE: u64 = 0x2000;
+/// Usable stack per vCPU (the rest of the stride is an unmapped guard below it, so an
+/// overflow is a fault, not corruption): one page. The vault's use is measured in the
+/// nested VM (debugfs `stack_used`), mostly the private copy of a batch.
+pub const STACK_SIZE: u64 = 0x1000;
 
 /// End of the vault's code, tables, shared pages and stacks.
 pub const VAULT_END: u64 = STACKS_BASE + MAX_VCPUS as u64 * STACK_STRIDE;

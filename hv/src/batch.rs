@@ -262,6 +262,10 @@ pub enum JobError {
     Stuck,
 }
 
+/// What a round left of one call: its answer, the bytes its job has left, whether it was
+/// counted.
+type Outcome = (Option<Result<Answer, CallError>>, u64, bool);
+
 /// Serves `jobs` (the `Some` places; `None` is no job) to the end: `round(calls)` must run
 /// one batch of the calls it is given ([`post`], the vault, [`check_answer`],
 /// [`read_answers`]). Returns, for each job, the IV its last chunk left (CBC, CTR; XTS keeps
@@ -285,7 +289,7 @@ pub fn serve_jobs<S: SegmentCursor, D: SegmentCursor, const N: usize>(
             return results;
         }
         let mut expected = [0u64; N];
-        let mut outcome: [(Option<Result<Answer, CallError>>, u64, bool); N] = [(None, 0, false); N];
+        let mut outcome: [Outcome; N] = [(None, 0, false); N];
         {
             let mut pending = jobs
                 .iter_mut()

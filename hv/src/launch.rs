@@ -332,7 +332,7 @@ mod tests {
         let data = 1 + guest_pt::COUNT + LAUNCH_SLOT_PAGES as usize;
         assert_eq!(count(LaunchMode::Sev), data);
         assert_eq!(count(LaunchMode::SevEs), data + 2);
-        assert_eq!(count(LaunchMode::Snp), data + 2 * 2 + 2); // 2 vCPUs × 2 stack pages (8 KiB), 2 VMSAs
+        assert_eq!(count(LaunchMode::Snp), data + 2 + 2); // 2 vCPUs × 1 stack page (4 KiB), 2 VMSAs
         let snp: Vec<_> = pages(LaunchMode::Snp, 2).collect();
         assert_eq!(snp[0], LaunchPage { gpa: IMAGE_BASE, kind: PageKind::Image });
         assert_eq!(snp[1].kind, PageKind::GuestPageTable(0));

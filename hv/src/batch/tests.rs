@@ -118,7 +118,7 @@ fn batches_of_random_requests_match_rustcrypto() {
     require_aes_ni();
     let memory = Memory::new(MEMORY_SIZE);
     let mut vm = Vm::new(&memory);
-    let mut rng = SmallRng::seed_from_u64(0xba7c_4e5);
+    let mut rng = SmallRng::seed_from_u64(0x0ba7_c4e5);
     // One key per mode and length class: slots 0..4 single AES keys (ECB, CBC, CTR at
     // 128/192/256 bits), slot 4 an XTS pair of AES-256 keys.
     let keys: Vec<Vec<u8>> = [16, 24, 32, 16, 64].iter().map(|&n| (0..n).map(|_| rng.gen()).collect()).collect();

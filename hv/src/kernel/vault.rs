@@ -56,10 +56,12 @@ const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
 const MAX_BLOCKS: usize = 1024;
 /// Pages of a vCPU's stack.
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
-/// The vCPU's pages of its own (`build`): its home page (the `Vcpu`), [`VCPU_CONTROL_PAGES`],
-/// the stack and its compact window's page table; the bounce page (outside the arena) and,
-/// under SEV-ES, the VMSA come on top.
-const VCPU_PAGES: usize = 1 + VCPU_CONTROL_PAGES + STACK_PAGES + 1;
+/// `Vcpu`s that share one home page.
+const VCPUS_PER_HOME: usize = 2;
+/// The vCPU's KiB of its own (`build`): half a home page (the `Vcpu`),
+/// [`VCPU_CONTROL_PAGES`], the stack and its compact window's page table; the bounce page
+/// (outside the arena) and, under SEV-ES, the VMSA come on top.
+const VCPU_KIB: usize = 4 / VCPUS_PER_HOME + (VCPU_CONTROL_PAGES + STACK_PAGES + 1) * 4;
 /// VMCB, host save area, comm block, GHCB, TLB-flush VMCB.
 const VCPU_CONTROL_PAGES: usize = 5;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
@@ -78,7 +80,7 @@ struct Private {
     msrpm: PageRef,
 }
 
-/// One vCPU (lives in its own arena page).
+/// One vCPU (lives in half an arena page, with its neighbour).
 struct Vcpu {
     index: VcpuIndex,
     vmcb: PageRef,
@@ -432,7 +434,7 @@ pub fn init(sev_mode: u32) -> i32 {
     match build(features, nr, sev_launch) {
         Ok(()) => {
             // Its own arena pages, the bounce page and, under SEV-ES, the VMSA.
-            let per_vcpu = (VCPU_PAGES + 1 + usize::from(state().is_some_and(|s| s.sev.is_some_and(|l| l.es)))) * 4;
+            let per_vcpu = VCPU_KIB + (1 + usize::from(state().is_some_and(|s| s.sev.is_some_and(|l| l.es)))) * 4;
             // Shared: image, guest page tables, the shared nested tables (of which those of
             // the key-slot range), I/O and MSR permission maps (3 + 2 pages); then the slots.
             let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
@@ -493,13 +495,22 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         core::ptr::copy_nonoverlapping(GUEST_IMAGE.as_ptr(), p.image.virt as *mut u8, GUEST_IMAGE.len());
         build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr, c_bit);
     }
+    let mut home = NO_PAGE;
     for i in 0..nr {
         let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };
-        let home = State::take_pages(&mut state.arena, 1)?;
-        const { assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize) };
-        // SAFETY: a fresh, zeroed, page-aligned arena page, big enough (asserted), and an
-        // all-zero `Vcpu` is valid (integers, arrays of integers, PageRefs).
-        let vcpu = unsafe { &mut *(home.virt as *mut Vcpu) };
+        // Two `Vcpu`s to a home page (each fits half of one, asserted).
+        if i as usize % VCPUS_PER_HOME == 0 {
+            home = State::take_pages(&mut state.arena, 1)?;
+        }
+        const {
+            assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize / VCPUS_PER_HOME);
+            assert!(core::mem::align_of::<Vcpu>() <= PAGE_SIZE as usize / VCPUS_PER_HOME);
+        };
+        let place = home.virt + (i as usize % VCPUS_PER_HOME) * (PAGE_SIZE as usize / VCPUS_PER_HOME);
+        // SAFETY: its own half of a fresh, zeroed, page-aligned arena page, big enough and
+        // aligned (asserted), and an all-zero `Vcpu` is valid (integers, arrays of integers,
+        // PageRefs).
+        let vcpu = unsafe { &mut *(place as *mut Vcpu) };
         vcpu.index = index;
         let control: [&mut PageRef; VCPU_CONTROL_PAGES] =
             [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.comm, &mut vcpu.ghcb, &mut vcpu.flush_vmcb];
