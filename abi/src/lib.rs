@@ -29,7 +29,7 @@ pub use validate::{validate, KeySlotIndex, ValidRequest};
 /// `"SVLT"` in little-endian: written by the HV when it sets a comm block up.
 pub const ABI_MAGIC: u32 = u32::from_le_bytes(*b"SVLT");
 /// Bumped whenever a layout or a meaning in this crate changes.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// Most key bytes a set-key request carries: an XTS pair of AES-256 keys.
 pub const MAX_KEY_BYTES: usize = 64;
 /// AES block size in bytes.
@@ -57,5 +57,6 @@ pub const KEY_SLOT_SIZE: u64 = 1024;
 /// RAX of the VMMCALL NAE event with which the vault reports "request done" through its
 /// GHCB: `"SVLTDONE"` read as a little-endian u64.
 pub const HYPERCALL_REQUEST_DONE: u64 = u64::from_le_bytes(*b"SVLTDONE");
-/// Most vCPUs (one per host logical CPU) the memory map has room for.
-pub const MAX_VCPUS: u32 = 512;
+/// Most vCPUs (one per host logical CPU) the memory map has room for: more than any
+/// shipping EPYC system has logical CPUs (two sockets of 192 cores with SMT: 768).
+pub const MAX_VCPUS: u32 = 1024;

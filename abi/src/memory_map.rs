@@ -11,10 +11,10 @@
 //! ```text
 //! 0x0000_0000 ..  0x0000_1000  unmapped (null guard)
 //! 0x0000_1000 ..  0x0000_2000  IMAGE        code + rodata, the ≤ 4 KiB vault image, RX
-//! 0x0001_0000 ..  0x0002_0000  PAGE_TABLES  built by the HV, not mapped for the vault
-//! 0x0020_0000 ..  0x0040_0000  COMM_BLOCKS  4 KiB per vCPU, shared with the host
-//! 0x0040_0000 ..  0x0060_0000  GHCBS        4 KiB per vCPU, shared with the host
-//! 0x0080_0000 ..  0x0180_0000  STACKS       32 KiB per vCPU: 28 KiB unmapped guard, 4 KiB stack
+//! 0x0001_0000 ..  0x0003_0000  PAGE_TABLES  built by the HV, not mapped for the vault
+//! 0x0020_0000 ..  0x0060_0000  COMM_BLOCKS  4 KiB per vCPU, shared with the host
+//! 0x0060_0000 ..  0x00A0_0000  GHCBS        4 KiB per vCPU, shared with the host
+//! 0x0100_0000 ..  0x0200_0000  STACKS       16 KiB per vCPU: 12 KiB unmapped guard, 4 KiB stack
 //! 0x4000_0000 ..  0x4800_0000  KEY_SLOTS    2^17 × 1 KiB, private, shared by all vCPUs; backed
 //!                                          by the HV 256 slots (256 KiB) at a time, on demand
 //! 0x80_0000_0000 .. 0x100_0000_0000  HOST_WINDOW  host pages at offsets the HV names (compact windows)
@@ -38,17 +38,17 @@ pub const SPIN_BYTES: [u8; 2] = [0xEB, 0xFE];
 /// Page tables of the vault (PML4 first), built by the HV; the vault's CR3 points here.
 pub const PAGE_TABLES_BASE: u64 = 0x1_0000;
 /// Room reserved for the vault's page tables.
-pub const PAGE_TABLES_SIZE: u64 = 0x1_0000;
+pub const PAGE_TABLES_SIZE: u64 = 0x2_0000;
 
 /// Comm blocks, one page per vCPU, shared with the host.
 pub const COMM_BLOCKS_BASE: u64 = 0x20_0000;
 /// GHCBs, one page per vCPU, shared with the host.
-pub const GHCBS_BASE: u64 = 0x40_0000;
+pub const GHCBS_BASE: u64 = 0x60_0000;
 
 /// Stacks: per vCPU a stride of [`STACK_STRIDE`], an unmapped guard then the stack.
-pub const STACKS_BASE: u64 = 0x80_0000;
+pub const STACKS_BASE: u64 = 0x100_0000;
 /// Distance between two vCPUs' stack regions.
-pub const STACK_STRIDE: u64 = 0x8000;
+pub const STACK_STRIDE: u64 = 0x4000;
 /// Usable stack per vCPU (the rest of the stride is an unmapped guard below it, so an
 /// overflow is a fault, not corruption): one page. The vault's use is measured in the
 /// nested VM (debugfs `stack_used`), mostly the private copy of a batch.
@@ -174,9 +174,11 @@ mod tests {
         let first = VcpuIndex::new(0).unwrap();
         let last = VcpuIndex::new(MAX_VCPUS - 1).unwrap();
         assert_eq!(first.comm_block_gpa(), COMM_BLOCKS_BASE);
-        assert_eq!(last.comm_block_gpa() + PAGE_SIZE, COMM_BLOCKS_BASE + 0x20_0000);
-        assert_eq!(last.ghcb_gpa() + PAGE_SIZE, GHCBS_BASE + 0x20_0000);
+        // 1024 vCPUs: 4 MiB of comm blocks, 4 MiB of GHCBs, 16 MiB of stack strides.
+        assert_eq!(last.comm_block_gpa() + PAGE_SIZE, COMM_BLOCKS_BASE + 0x40_0000);
+        assert_eq!(last.ghcb_gpa() + PAGE_SIZE, GHCBS_BASE + 0x40_0000);
         assert_eq!(last.stack_top(), VAULT_END);
+        assert_eq!(VAULT_END, 0x200_0000);
         assert_eq!(first.stack_top() - first.stack_bottom(), STACK_SIZE);
         assert_eq!(first.stack_bottom(), STACKS_BASE + STACK_STRIDE - STACK_SIZE);
         assert!(VcpuIndex::new(MAX_VCPUS).is_none());

@@ -421,8 +421,8 @@ mod tests {
         let good = Header::new(9, 2);
         assert_eq!(validate_header(&Header { magic: 0, ..good }), Err(Status::BadMagic));
         assert_eq!(validate_header(&Header { version: ABI_VERSION + 1, ..good }), Err(Status::BadVersion));
-        assert_eq!(validate_header(&Header { version: 4, ..good }), Err(Status::BadVersion), "ABI 4 had 112 entries");
-        assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 5));
+        assert_eq!(validate_header(&Header { version: 5, ..good }), Err(Status::BadVersion), "ABI 5 had room for 512 vCPUs");
+        assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 6));
     }
 
     #[test]

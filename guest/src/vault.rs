@@ -304,7 +304,7 @@ mod tests {
             assert_eq!((Status::try_from(answer.status), answer.count), (Ok(status), 0));
             assert_eq!(responses[0], Response::default());
         }
-        b.header = Header { version: 4, ..Header::new(0, 1) };
+        b.header = Header { version: 5, ..Header::new(0, 1) };
         assert_eq!(h.call_batch(&b).0.status, Status::BadVersion as u32);
         // A key in a batch whose header is refused is wiped all the same (`call_batch`
         // checks the page) and never reaches a slot.

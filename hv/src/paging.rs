@@ -80,7 +80,7 @@ pub mod guest_pt {
     /// First of the page tables of the private range (one per 2 MiB).
     pub const PT_FIRST: usize = 3;
     /// How many: enough for `VAULT_END`.
-    pub const PT_COUNT: usize = 12;
+    pub const PT_COUNT: usize = 16;
     /// PDPT of the host window (PML4 entry 1).
     pub const PDPT_WINDOW: usize = PT_FIRST + PT_COUNT;
     /// All of them.
@@ -189,7 +189,7 @@ pub mod npt_low {
 /// Where the compact windows lie in the host window (issue 12): vCPU `i` maps its batch's
 /// pages at window offsets `base(i) .. base(i) + SPAN`, through one page table of its own,
 /// and the comm block names those offsets: the vault never sees a host-physical address.
-/// They take the top GiB of the 512 GiB window.
+/// They take the top 2 GiB of the 512 GiB window.
 pub mod compact {
     use sevault_abi::memory_map::{VcpuIndex, HOST_WINDOW_SIZE};
     use sevault_abi::MAX_VCPUS;
@@ -202,7 +202,7 @@ pub mod compact {
     pub const BASE: u64 = HOST_WINDOW_SIZE - MAX_VCPUS as u64 * SPAN;
     /// PDs they take.
     pub const PD_COUNT: usize = (MAX_VCPUS as u64 * SPAN).div_ceil(1 << 30) as usize;
-    const _: () = assert!(BASE.is_multiple_of(1 << 30) && BASE >= 511 << 30);
+    const _: () = assert!(BASE.is_multiple_of(1 << 30) && BASE >= 510 << 30);
 
     /// Window offset of `vcpu`'s compact window.
     pub const fn base(vcpu: VcpuIndex) -> u64 {
@@ -519,8 +519,8 @@ mod tests {
         let pt = &mut nested.pts.tables[1];
         let a2 = window.map_entry(pt, &a).unwrap();
         let b2 = window.map_entry(pt, &b).unwrap();
-        // Slots in order from vCPU 1's base (the top GiB of the window, 2 MiB per vCPU).
-        let base = (511 << 30) + 2 * 1024 * 1024;
+        // Slots in order from vCPU 1's base (the top 2 GiB of the window, 2 MiB per vCPU).
+        let base = (510 << 30) + 2 * 1024 * 1024;
         assert_eq!((a2.src, a2.dst, a2.len), (base + 0xFFE, base + 0xFFE, 3));
         assert_eq!((b2.src, b2.dst), (base + 2 * 4096, base + 3 * 4096));
         assert_eq!(window.free_slots(), 512 - 4);
@@ -531,7 +531,7 @@ mod tests {
             assert_eq!(entry & (US | RW | NX), US | RW | NX);
         }
         assert!(nested.walk(HOST_WINDOW_BASE + base + 4 * 4096).is_none(), "only the batch's pages");
-        assert!(nested.walk(HOST_WINDOW_BASE + (511 << 30)).is_none(), "vCPU 0's window is empty");
+        assert!(nested.walk(HOST_WINDOW_BASE + (510 << 30)).is_none(), "vCPU 0's window is empty");
         window.clear(&mut nested.pts.tables[1]);
         assert!(nested.walk(HOST_WINDOW_BASE + a2.src).is_none(), "cleared");
         assert!(nested.walk(IMAGE_BASE).is_some(), "private range stays");

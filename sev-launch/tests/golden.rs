@@ -14,8 +14,8 @@ mod common;
 
 use sevault_sev_launch::{measure, LaunchMode};
 
-const SEV: &str = "47037ba57b163d2d1b432142666fc13402489801191a78708969b5355f58581a";
-const SEV_ES: &str = "f6e8be3d9842e2b9c19577bf5ee7292ad02319082e76f6e77b936cd2c330f964";
+const SEV: &str = "16eba8a23bf042208da301cab45cc69a0c940f65c9ec58c2feb1d9a5c0149ce6";
+const SEV_ES: &str = "fa0473bd18ffb7fae58966512e6ebd545dda0812051bba046fce067883155f49";
 // ABI 2 (issue 8): key slots moved to the second GiB, mapped by a 1 GiB page in the guest
 // page tables; the 1024 launched slots now sit at 0x4000_0000.
 // ABI 3 (issue 10): key slots of 1 KiB (an XTS pair's three schedules), so the 1024 launched
@@ -30,7 +30,10 @@ const SEV_ES: &str = "f6e8be3d9842e2b9c19577bf5ee7292ad02319082e76f6e77b936cd2c3
 // guest page tables map one stack page per vCPU and SNP launches one ZERO stack page per
 // vCPU. All three recomputed; `cargo xtask sev-crosscheck` (sev-snp-measure 0.0.13's SNP
 // and SEV-ES digests over the same layout, 1, 2 and 4 vCPUs): agree.
-const SNP: &str = "d67b1f69d63b700ffef18be1936ff6d172553bf6ec1e9d94a9528102bfedc2031d8d4a40d53050465d795526443c1b3c";
+// ABI 6: room for 1024 vCPUs (comm blocks and GHCBs 4 MiB each, stack strides of 16 KiB,
+// the private range 32 MiB), so the guest page tables are 20 pages (16 page tables), not 16.
+// All three recomputed; sev-crosscheck: agree.
+const SNP: &str = "b09f0655203a743fae0224f86a1d05b44cc3c2c02f336b64d4fb2a587bc5535b0a01a4c1830785748a4a62d42d6012a2";
 
 #[test]
 fn golden_digests() {
@@ -40,12 +43,12 @@ fn golden_digests() {
     }
 }
 
-/// Page counts behind the golden values: 1 image + 16 page tables + 256 key-slot pages;
+/// Page counts behind the golden values: 1 image + 20 page tables + 256 key-slot pages;
 /// SEV-ES adds a VMSA per vCPU; SNP adds a stack page and a VMSA per vCPU.
 #[test]
 fn golden_page_counts() {
     let count = |mode| measure(mode, &common::SYNTHETIC_IMAGE, 2, 51).unwrap().pages.len();
-    assert_eq!(count(LaunchMode::Sev), 273);
-    assert_eq!(count(LaunchMode::SevEs), 275);
-    assert_eq!(count(LaunchMode::Snp), 277);
+    assert_eq!(count(LaunchMode::Sev), 277);
+    assert_eq!(count(LaunchMode::SevEs), 279);
+    assert_eq!(count(LaunchMode::Snp), 281);
 }

@@ -358,9 +358,9 @@ fn the_recorded_command_sequence() {
             expected.extend([Command::Measure, Command::Finish]);
             let log = fw.borrow().log.clone();
             assert_eq!(log, expected, "{mode:?}, {vcpus} vCPUs");
-            // 1 image page + 16 guest page tables + 256 key-slot pages (1024 slots of 1 KiB).
+            // 1 image page + 20 guest page tables + 256 key-slot pages (1024 slots of 1 KiB).
             let updates = log.iter().filter(|c| matches!(c, Command::UpdateData(_))).count();
-            assert_eq!(updates, 273);
+            assert_eq!(updates, 277);
         }
     }
 }
