@@ -279,8 +279,9 @@ fn markdown(r: &Report) -> String {
         md += &format!("| {} | {:.2} / {:.2} | {:.2} / {:.2} |\n", w.label, v.at_4k, v.at_64k, a.at_4k, a.at_64k);
     }
     md += "\n## Predicted throughput relative to AES-NI (1.00 = as fast)\n\n";
-    md += "Batches (k requests per VMRUN) are not built yet: those columns say what they would give. \
-            SEV-ES's column is a bound (the SNP exit cost), so its ratios are lower bounds.\n";
+    md += "k requests share one VMRUN (the module batches up to 16, `max_batch`; how many it gets depends on \
+            the workload: thesis-notes/results.md, dm-crypt). SEV-ES's column is a bound (the SNP exit cost), so \
+            its ratios are lower bounds.\n";
     for (w, _, _) in &r.workloads {
         md += &format!("\n### {}\n\n| bytes | k |", w.label);
         for e in &r.exit_costs {

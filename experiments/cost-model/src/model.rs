@@ -5,7 +5,8 @@
 //! world switch (published figures, [`EXIT_COSTS`]).
 //!
 //! For a request of `n` bytes served in `c` VMRUNs, with `k` requests sharing each VMRUN
-//! (a batch; not built yet — the model says what it would give):
+//! (a batch: the module serves up to 16 per VMRUN; the host work `h` is timed per request,
+//! one request per comm block, so sharing a comm block's fixed part is not credited):
 //!
 //! ```text
 //! t_aesni(n)   = n / B_openssl(n)
