@@ -564,41 +564,11 @@ static struct notifier_block sevault_memory_nb = {
 /* ---- kvm_amd: its guests get ASIDs from 1 up, the vault's among them ---- */
 
 /* Failures are logged by the Rust side and counted in the statistics. */
-static void sevault_flush_ipi(void *unused)
-{
-	sevault_rust_flush_this_cpu(0);
-}
-
 static void sevault_selftest_ipi(void *failures)
 {
 	if (!sevault_rust_flush_this_cpu(1))
 		atomic_inc(failures);
 }
-
-/*
- * kvm_amd coming: from now on every vault request ends with a flush of the vault's ASID;
- * the IPI flushes every CPU once more, for requests that ended before they saw the flag.
- * kvm_amd's guests can only run after its init, which runs after this notifier.
- */
-static int sevault_module_event(struct notifier_block *nb, unsigned long action, void *data)
-{
-	struct module *mod = data;
-
-	if (strcmp(mod->name, "kvm_amd"))
-		return NOTIFY_DONE;
-	if (action == MODULE_STATE_COMING) {
-		sevault_rust_set_kvm_amd(1);
-		on_each_cpu(sevault_flush_ipi, NULL, 1);
-		pr_info("sevault: kvm_amd is loading: every vault request now ends with a TLB flush of the vault's ASID\n");
-	} else if (action == MODULE_STATE_GOING) {
-		sevault_rust_set_kvm_amd(0);
-	}
-	return NOTIFY_DONE;
-}
-
-static struct notifier_block sevault_module_nb = {
-	.notifier_call = sevault_module_event,
-};
 
 /* The flush VMRUN must work on every CPU, or the vault cannot sit beside kvm_amd. */
 static int sevault_flush_selftest(void)
@@ -608,10 +578,41 @@ static int sevault_flush_selftest(void)
 	on_each_cpu(sevault_selftest_ipi, &failures, 1);
 	if (!atomic_read(&failures))
 		return 0;
-	pr_err("sevault: cannot load: the TLB-flush VMRUN failed on %d CPUs, so the vault's translations could stay in the TLB for kvm_amd guests\n",
+	pr_err("sevault: the TLB-flush VMRUN failed on %d CPUs, so the vault's translations could stay in the TLB for kvm_amd guests\n",
 	       atomic_read(&failures));
 	return -EIO;
 }
+
+/*
+ * kvm_amd coming: the TLB-flush VMCBs are allocated (they exist only beside kvm_amd); from
+ * now on every vault request ends with a flush of the vault's ASID; the IPIs flush every
+ * CPU once more, for requests that ended before they saw the flag, and check that the
+ * flush works there. kvm_amd's guests can only run after its init, which runs after this
+ * notifier. Without the VMCBs the flag is set all the same, and the vault refuses requests.
+ */
+static int sevault_module_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct module *mod = data;
+
+	if (strcmp(mod->name, "kvm_amd"))
+		return NOTIFY_DONE;
+	if (action == MODULE_STATE_COMING) {
+		int err = sevault_rust_prepare_kvm_amd();
+
+		sevault_rust_set_kvm_amd(1);
+		if (!err)
+			err = sevault_flush_selftest();
+		if (!err)
+			pr_info("sevault: kvm_amd is loading: every vault request now ends with a TLB flush of the vault's ASID\n");
+	} else if (action == MODULE_STATE_GOING) {
+		sevault_rust_set_kvm_amd(0);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block sevault_module_nb = {
+	.notifier_call = sevault_module_event,
+};
 
 /* ---- module ---- */
 
@@ -632,7 +633,7 @@ static int __init sevault_init(void)
 		return err;
 	}
 	err = sevault_rust_init(mode);
-	if (!err) {
+	if (!err && sevault_rust_kvm_amd()) {
 		err = sevault_flush_selftest();
 		if (err)
 			sevault_rust_exit();

@@ -109,6 +109,7 @@ u32 sevault_rust_job_scratch_bytes(void);
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
 u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can reach */
+s32 sevault_rust_prepare_kvm_amd(void);	/* allocates the TLB-flush VMCBs; 0 or -errno */
 void sevault_rust_set_kvm_amd(u32 loaded);	/* module notifier: kvm_amd coming (1) / going (0) */
 u32 sevault_rust_kvm_amd(void);
 u64 sevault_rust_tlb_flushes(void);

@@ -51,6 +51,15 @@ failures=$(column tlb_flush_failures)
 echo "during the test: $vmruns vault VMRUNs, $flushes TLB flushes after requests, $failures failed flushes"
 [ "$flushes" -gt 0 ] || { echo "no flush after vault requests while kvm_amd was loaded"; status=1; }
 [ "$failures" -eq 0 ] || status=1
+# The other order: sevault loaded while kvm_amd is there builds its TLB-flush VMCBs at load
+# (they exist only beside kvm_amd) and flushes after every request from the first on.
+rmmod sevault || status=1
+insmod "$SEVAULT_KO" || { echo "insmod beside kvm_amd failed"; exit 1; }
+flushes_before=$(field tlb_flushes)
+sevault-kcheck diff --driver cbc-aes-sevault --reference 'cbc(aes-generic)' --cases 40 > /tmp/diff2.out 2>&1 || status=1
+flushes=$(( $(field tlb_flushes) - flushes_before ))
+echo "loaded beside kvm_amd: $(grep 'kcheck diff' /tmp/diff2.out | cut -c1-60)...; $flushes flushes, $(column tlb_flush_failures) failed"
+[ "$flushes" -gt 0 ] && [ "$(column tlb_flush_failures)" -eq 0 ] || status=1
 rmmod kvm_amd || status=1
 echo "kvm_amd unloaded: stats say kvm_amd $(field kvm_amd)"
 [ "$(field kvm_amd)" = 0 ] || status=1

@@ -106,6 +106,13 @@ pub extern "C" fn sevault_rust_host_window_size() -> u64 {
     sevault_abi::memory_map::HOST_WINDOW_SIZE
 }
 
+/// The glue's module notifier, before kvm_amd comes: the TLB-flush VMCBs are allocated
+/// (process context). 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn sevault_rust_prepare_kvm_amd() -> i32 {
+    vault::prepare_for_kvm_amd()
+}
+
 /// The glue's module notifier: kvm_amd is coming (1) or going (0).
 #[no_mangle]
 pub extern "C" fn sevault_rust_set_kvm_amd(loaded: u32) {

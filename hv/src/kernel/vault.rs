@@ -10,7 +10,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request as WireRequest};
 use sevault_abi::memory_map::{
@@ -62,8 +62,8 @@ const VCPUS_PER_HOME: usize = 2;
 /// [`VCPU_CONTROL_PAGES`], the stack and its compact window's page table; the bounce page
 /// (outside the arena) and, under SEV-ES, the VMSA come on top.
 const VCPU_KIB: usize = 4 / VCPUS_PER_HOME + (VCPU_CONTROL_PAGES + STACK_PAGES + 1) * 4;
-/// VMCB, host save area, comm block, GHCB, TLB-flush VMCB.
-const VCPU_CONTROL_PAGES: usize = 5;
+/// VMCB, host save area, comm block, GHCB.
+const VCPU_CONTROL_PAGES: usize = 4;
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
 const ASID: u32 = 1;
 /// KiB of host memory per block of key slots.
@@ -91,8 +91,6 @@ struct Vcpu {
     ghcb: PageRef,
     /// SEV-ES only: the VMSA page (launched by the PSP).
     vmsa: PageRef,
-    /// A VMCB that only flushes the vault's ASID from the TLB (plain SVM).
-    flush_vmcb: PageRef,
     /// Host memory (not the arena's: requests may name it) through which blocks that
     /// straddle scatterlist entries, and split tails, reach the vault (`translate`).
     bounce: PageRef,
@@ -433,7 +431,8 @@ pub fn init(sev_mode: u32) -> i32 {
     KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
         Ok(()) => {
-            // Its own arena pages, the bounce page and, under SEV-ES, the VMSA.
+            // Its own arena pages, the bounce page and, under SEV-ES, the VMSA; the TLB-flush
+            // VMCB only beside kvm_amd.
             let per_vcpu = VCPU_KIB + (1 + usize::from(state().is_some_and(|s| s.sev.is_some_and(|l| l.es)))) * 4;
             // Shared: image, guest page tables, the shared nested tables (of which those of
             // the key-slot range), I/O and MSR permission maps (3 + 2 pages); then the slots.
@@ -442,7 +441,7 @@ pub fn init(sev_mode: u32) -> i32 {
             klog!(
                 Level::Info,
                 "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {shared} KiB shared \
-                 + {} KiB per vCPU + key slots {} KiB with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB \
+                 + {} KiB per vCPU (4 more while kvm_amd is loaded) + key slots {} KiB with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB \
                  more per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first {LAUNCH_KEY_SLOTS}){}",
                 GUEST_IMAGE.len(),
                 if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
@@ -513,7 +512,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         let vcpu = unsafe { &mut *(place as *mut Vcpu) };
         vcpu.index = index;
         let control: [&mut PageRef; VCPU_CONTROL_PAGES] =
-            [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.comm, &mut vcpu.ghcb, &mut vcpu.flush_vmcb];
+            [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.comm, &mut vcpu.ghcb];
         for page in control {
             *page = State::take_pages(&mut state.arena, 1)?;
         }
@@ -567,8 +566,6 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         };
         vcpu.vmcb().build_vault(&config);
         vcpu.shadow = vcpu.vmcb().save.state;
-        // SAFETY: the flush VMCB page is this vCPU's, mapped and unused until `ready`.
-        unsafe { &mut *(vcpu.flush_vmcb.virt as *mut Vmcb) }.build_tlb_flush(&config, state.tlb.asid_flush());
         match sev {
             None => {}
             Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
@@ -585,8 +582,85 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         unsafe { (*STATE.state.get()).sev = Some(SevLaunch { handle, ..launch }) };
         launched?;
     }
+    if sev.is_none() && KVM_AMD.load(Ordering::SeqCst) && prepare_flush_block(state).is_err() {
+        return Err(errno::ENOMEM);
+    }
     STATE.ready.store(true, Ordering::Release);
     Ok(())
+}
+
+/// The TLB-flush VMCBs (plain SVM, only while kvm_amd is loaded): one physically contiguous
+/// block, vCPU `i`'s VMCB its page `i`, allocated when kvm_amd first comes (or at load, if it
+/// is there) and kept until unload. Published virtual address, physical address, then the
+/// page count (0: none yet), the last with Release.
+static FLUSH_BLOCK_VIRT: AtomicUsize = AtomicUsize::new(0);
+static FLUSH_BLOCK_PHYS: AtomicU64 = AtomicU64::new(0);
+static FLUSH_BLOCK_PAGES: AtomicUsize = AtomicUsize::new(0);
+/// Its allocation order (for the free at unload).
+static FLUSH_BLOCK_ORDER: AtomicU32 = AtomicU32::new(0);
+
+/// vCPU `vcpu`'s TLB-flush VMCB, if the block exists.
+fn flush_vmcb(vcpu: VcpuIndex) -> Option<PageRef> {
+    let pages = FLUSH_BLOCK_PAGES.load(Ordering::Acquire);
+    let i = vcpu.get() as usize;
+    (i < pages).then(|| PageRef {
+        virt: FLUSH_BLOCK_VIRT.load(Ordering::Relaxed) + i * PAGE_SIZE as usize,
+        phys: FLUSH_BLOCK_PHYS.load(Ordering::Relaxed) + i as u64 * PAGE_SIZE,
+    })
+}
+
+/// True when `[addr, addr + len)` touches the flush block: requests may not name it.
+fn flush_block_overlaps(addr: u64, len: u64) -> bool {
+    let pages = FLUSH_BLOCK_PAGES.load(Ordering::Acquire) as u64;
+    let base = FLUSH_BLOCK_PHYS.load(Ordering::Relaxed);
+    pages != 0 && addr < base + pages * PAGE_SIZE && addr.saturating_add(len) > base
+}
+
+/// Allocates and builds the flush block (process context; idempotent).
+fn prepare_flush_block(state: &State) -> Result<(), i32> {
+    if FLUSH_BLOCK_PAGES.load(Ordering::Acquire) != 0 || state.sev.is_some() {
+        return Ok(());
+    }
+    let nr = state.nr_vcpus as usize;
+    let order = nr.next_power_of_two().trailing_zeros();
+    let mut phys = 0;
+    // SAFETY: FFI; zeroed, physically contiguous 2^order pages or null.
+    let virt = unsafe { ffi::sevault_pages_alloc(order, &mut phys) };
+    if virt.is_null() {
+        klog!(
+            Level::Error,
+            "kvm_amd: no {nr} contiguous pages for the TLB-flush VMCBs: the vault refuses requests while kvm_amd is loaded"
+        );
+        return Err(errno::ENOMEM);
+    }
+    for i in 0..nr {
+        let Some(index) = VcpuIndex::new(i as u32) else { continue };
+        let config = VmcbConfig {
+            vcpu: index,
+            asid: ASID,
+            n_cr3: state.private.npt_low[npt_low::ROOT].phys,
+            iopm_pa: state.private.iopm.phys,
+            msrpm_pa: state.private.msrpm.phys,
+        };
+        // SAFETY: page `i` of the block just allocated, not published yet.
+        let vmcb = unsafe { &mut *((virt as usize + i * PAGE_SIZE as usize) as *mut Vmcb) };
+        vmcb.build_tlb_flush(&config, state.tlb.asid_flush());
+    }
+    FLUSH_BLOCK_VIRT.store(virt as usize, Ordering::Relaxed);
+    FLUSH_BLOCK_PHYS.store(phys, Ordering::Relaxed);
+    FLUSH_BLOCK_ORDER.store(order, Ordering::Relaxed);
+    FLUSH_BLOCK_PAGES.store(nr, Ordering::Release);
+    Ok(())
+}
+
+/// The glue's module notifier, kvm_amd coming: the flush block must exist before the flag
+/// is set. 0 or a negative errno (the flag is set either way; without the block the vault
+/// refuses requests rather than leave its translations to KVM's guests).
+pub fn prepare_for_kvm_amd() -> i32 {
+    match state() {
+        Some(state) => prepare_flush_block(state).map_or_else(|e| -e, |()| 0),
+        None => 0,
+    }
 }
 
 /// LAUNCH_START … LAUNCH_FINISH over `crate::launch::pages` (built, unverified on hardware).
@@ -672,6 +746,16 @@ pub fn exit() {
 
 /// Gives every page back to the kernel.
 fn release_memory(state: &mut State) {
+    let pages = FLUSH_BLOCK_PAGES.swap(0, Ordering::AcqRel);
+    if pages != 0 {
+        // SAFETY: allocated by `sevault_pages_alloc(FLUSH_BLOCK_ORDER)`; nothing runs.
+        unsafe {
+            ffi::sevault_pages_free(
+                FLUSH_BLOCK_VIRT.load(Ordering::Relaxed) as *mut c_void,
+                FLUSH_BLOCK_ORDER.load(Ordering::Relaxed),
+            )
+        };
+    }
     for &vcpu in state.vcpus.iter().filter(|v| !v.is_null()) {
         // SAFETY: vCPUs live in arena pages, not yet freed; nothing runs.
         let bounce = unsafe { (*vcpu).bounce };
@@ -973,12 +1057,19 @@ static TLB_FLUSHES: AtomicU64 = AtomicU64::new(0);
 
 /// Ends a request (or an IPI from the module notifier): flushes the vault's ASID if
 /// kvm_amd is loaded. False if the flush VMRUN exited unexpectedly (logged).
-fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, flush_vmcb: PageRef, vcpu: VcpuIndex) -> bool {
+fn flush_after_request(tlb: TlbCaps, kvm_amd: bool, hsave_pa: u64, vcpu: VcpuIndex) -> bool {
     match tlb.after_request(kvm_amd) {
         AfterRequest::Nothing => true,
         // INVLPGB is not used yet (never run here: TCG lacks it); the flush VMRUN works
         // on every SVM CPU.
         AfterRequest::Invlpgb | AfterRequest::FlushRun { .. } => {
+            let Some(flush_vmcb) = flush_vmcb(vcpu) else {
+                log_ratelimited(format_args!(
+                    "no TLB-flush VMCB for vcpu {}: the vault's translations may remain for a KVM guest",
+                    vcpu.get()
+                ));
+                return false;
+            };
             // SAFETY: FFI.
             let flags = unsafe { ffi::sevault_irq_save() };
             // SAFETY: the flush VMCB page is mapped for the vault's lifetime and only this CPU
@@ -1276,6 +1367,11 @@ fn job_errno(error: JobError) -> i32 {
 }
 
 fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
+    if state.sev.is_none() && KVM_AMD.load(Ordering::SeqCst) && FLUSH_BLOCK_PAGES.load(Ordering::Acquire) == 0 {
+        // kvm_amd came but the flush block could not be allocated (logged then).
+        calls.iter_mut().for_each(|c| c.answer = Some(Err(CallError::Vault)));
+        return;
+    }
     // SAFETY: FFI; preemption is off (kernel_fpu_begin).
     let cpu = unsafe { ffi::sevault_cpu_id() };
     let Some(vcpu) = state.vcpu(cpu) else {
@@ -1292,7 +1388,8 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         // The entries go straight into the comm block; their pages into the nested window,
         // which all requests of the batch share.
         let arena = &state.arena;
-        let forbidden = |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len);
+        let forbidden =
+            |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len) || flush_block_overlaps(addr, len);
         let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu.index) };
         let bounce = vcpu.bounce_area();
         let (window, pt) = vcpu.window_and_table();
@@ -1321,7 +1418,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     vcpu.clear_window();
     // Before anything else can run a guest on this CPU: nothing of the vault in the TLB.
     if state.sev.is_none()
-        && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.flush_vmcb, vcpu.index)
+        && !flush_after_request(state.tlb, KVM_AMD.load(Ordering::SeqCst), vcpu.hsave.phys, vcpu.index)
     {
         vcpu.stats.tlb_flush_failures += 1;
     }
@@ -1595,16 +1692,10 @@ pub fn flush_this_cpu(force: bool) -> bool {
         return true;
     }
     // SAFETY: this CPU's vCPU; the IPI may interrupt this CPU's own request code (which
-    // holds `&mut Vcpu`), so only the two page references and the index, written once at load, are read,
-    // through raw pointers.
-    let (hsave, flush_vmcb, index) = unsafe {
-        (
-            core::ptr::read(&raw const (*ptr).hsave),
-            core::ptr::read(&raw const (*ptr).flush_vmcb),
-            core::ptr::read(&raw const (*ptr).index),
-        )
-    };
-    flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, flush_vmcb, index)
+    // holds `&mut Vcpu`), so only the page reference and the index, written once at load,
+    // are read, through raw pointers.
+    let (hsave, index) = unsafe { (core::ptr::read(&raw const (*ptr).hsave), core::ptr::read(&raw const (*ptr).index)) };
+    flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, index)
 }
 
 /// Statistics of CPU `cpu`'s vCPU.
