@@ -518,9 +518,10 @@ static int stats_show(struct seq_file *m, void *v)
 	struct sevault_stats s;
 	unsigned int cpu;
 
-	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu max_batch %u\n",
+	seq_printf(m, "generation %llu rebuilds %llu tlb_flushes %llu kvm_amd %u key_slots %llu max_batch %u memory_kib %llu\n",
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
-		   sevault_rust_kvm_amd(), sevault_rust_key_slots(), max_batch ? sevault_max_batch() : 0);
+		   sevault_rust_kvm_amd(), sevault_rust_key_slots(), max_batch ? sevault_max_batch() : 0,
+		   sevault_rust_memory_kib());
 	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used batches\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))

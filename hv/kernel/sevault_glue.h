@@ -114,6 +114,7 @@ void sevault_rust_set_kvm_amd(u32 loaded);	/* module notifier: kvm_amd coming (1
 u32 sevault_rust_kvm_amd(void);
 u64 sevault_rust_tlb_flushes(void);
 u64 sevault_rust_key_slots(void);		/* key slots backed with memory */
+u64 sevault_rust_memory_kib(void);		/* host memory the module holds, KiB */
 u32 sevault_rust_flush_this_cpu(u32 force);	/* IPI: flush the vault's ASID here; 1 if done */
 u64 sevault_rust_generation(void);
 s32 sevault_rust_inject_fault(u64 kind);	/* debugfs: 1 #PF, 2 spin; 0 or -EINVAL */

@@ -7,6 +7,7 @@
 # shellcheck disable=SC2086
 insmod "$SEVAULT_KO" $SEVAULT_PARAMS || { echo "insmod failed"; dmesg | tail -5; exit 1; }
 max_batch=$(cat /sys/module/sevault/parameters/max_batch)
+echo "debugfs: $(head -1 /sys/kernel/debug/sevault/stats)"
 dmesg | grep 'sevault: vault ready' || { echo "no 'vault ready' line"; exit 1; }
 status=0
 # One field of the /proc/crypto entry of driver $1, larvals left out: right after insmod,

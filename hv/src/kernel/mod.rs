@@ -125,6 +125,12 @@ pub extern "C" fn sevault_rust_kvm_amd() -> u32 {
     u32::from(vault::kvm_amd())
 }
 
+/// KiB of host memory the module holds now (vault, vCPUs, key slots, TLB-flush VMCBs).
+#[no_mangle]
+pub extern "C" fn sevault_rust_memory_kib() -> u64 {
+    vault::memory().total as u64
+}
+
 /// Key slots backed with memory.
 #[no_mangle]
 pub extern "C" fn sevault_rust_key_slots() -> u64 {

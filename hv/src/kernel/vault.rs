@@ -431,13 +431,7 @@ pub fn init(sev_mode: u32) -> i32 {
     KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
         Ok(()) => {
-            // Its own arena pages, the bounce page and, under SEV-ES, the VMSA; the TLB-flush
-            // VMCB only beside kvm_amd.
-            let per_vcpu = VCPU_KIB + (1 + usize::from(state().is_some_and(|s| s.sev.is_some_and(|l| l.es)))) * 4;
-            // Shared: image, guest page tables, the shared nested tables (of which those of
-            // the key-slot range), I/O and MSR permission maps (3 + 2 pages); then the slots.
-            let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
-            let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
+            let Memory { shared, per_vcpu, slot_tables, .. } = memory();
             klog!(
                 Level::Info,
                 "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {shared} KiB shared \
@@ -587,6 +581,35 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     }
     STATE.ready.store(true, Ordering::Release);
     Ok(())
+}
+
+/// What the module holds, in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// Image, guest page tables, the shared nested tables but the key-slot range's, I/O and
+    /// MSR permission maps.
+    pub shared: usize,
+    /// Per vCPU: its own arena pages, the bounce page and, under SEV-ES, the VMSA.
+    pub per_vcpu: usize,
+    /// The nested page tables of the key-slot range.
+    pub slot_tables: usize,
+    /// Everything: the above for every vCPU, the key slots backed, the TLB-flush VMCBs.
+    pub total: usize,
+}
+
+/// The module's memory now (the load message and debugfs).
+pub fn memory() -> Memory {
+    let state = state();
+    let es = state.is_some_and(|s| s.sev.is_some_and(|l| l.es));
+    let per_vcpu = VCPU_KIB + (1 + usize::from(es)) * 4;
+    let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
+    // The I/O and MSR permission maps are 3 + 2 pages.
+    let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
+    let vcpus = state.map_or(0, |s| s.nr_vcpus as usize);
+    let flush_pages = FLUSH_BLOCK_PAGES.load(Ordering::Acquire);
+    let flush = if flush_pages == 0 { 0 } else { flush_pages.next_power_of_two() * 4 };
+    let total = shared + vcpus * per_vcpu + slot_tables + slots::blocks() * SLOT_BLOCK_KIB + flush;
+    Memory { shared, per_vcpu, slot_tables, total }
 }
 
 /// The TLB-flush VMCBs (plain SVM, only while kvm_amd is loaded): one physically contiguous
