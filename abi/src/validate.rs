@@ -389,7 +389,8 @@ mod tests {
     #[test]
     fn accepts_key_operations() {
         let mut b = Batch::zeroed();
-        b.requests[3] = Request { op: Op::SetKey as u32, key_slot: KEY_SLOT_COUNT - 1, key_len: 24, ..Default::default() };
+        b.requests[3] =
+            Request { op: Op::SetKey as u32, key_slot: KEY_SLOT_COUNT - 1, key_len: 24, ..Default::default() };
         b.key = [3; 64];
         let slot = KeySlotIndex::new(KEY_SLOT_COUNT - 1).unwrap();
         let single = SlotKey { len: KeyLen::Aes192, xts: false };
@@ -421,7 +422,11 @@ mod tests {
         let good = Header::new(9, 2);
         assert_eq!(validate_header(&Header { magic: 0, ..good }), Err(Status::BadMagic));
         assert_eq!(validate_header(&Header { version: ABI_VERSION + 1, ..good }), Err(Status::BadVersion));
-        assert_eq!(validate_header(&Header { version: 5, ..good }), Err(Status::BadVersion), "ABI 5 had room for 512 vCPUs");
+        assert_eq!(
+            validate_header(&Header { version: 5, ..good }),
+            Err(Status::BadVersion),
+            "ABI 5 had room for 512 vCPUs"
+        );
         assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 6));
     }
 

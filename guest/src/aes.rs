@@ -587,8 +587,9 @@ mod tests {
         for (file, text) in [("aes.rs", include_str!("aes.rs")), ("main.rs", include_str!("main.rs"))] {
             let code = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
             let words = code.split(|c: char| !c.is_ascii_alphanumeric());
-            let high: Vec<&str> =
-                words.filter(|w| w.strip_prefix("xmm").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| n > 8)).collect();
+            let high: Vec<&str> = words
+                .filter(|w| w.strip_prefix("xmm").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| n > 8))
+                .collect();
             assert!(high.is_empty(), "{file} uses {high:?}: zero it in sevault_vmgexit too");
         }
         assert!(include_str!("main.rs").contains("xorps xmm8, xmm8"), "the stub zeroes xmm0-xmm8");

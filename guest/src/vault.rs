@@ -138,8 +138,7 @@ mod tests {
     }
 
     fn key_op(op: Op, slot: u32, key: &[u8]) -> Batch {
-        let mut b =
-            single(Request { op: op as u32, key_slot: slot, key_len: key.len() as u32, ..Default::default() });
+        let mut b = single(Request { op: op as u32, key_slot: slot, key_len: key.len() as u32, ..Default::default() });
         b.key[..key.len()].copy_from_slice(key);
         b
     }
@@ -263,11 +262,8 @@ mod tests {
         b.header = Header::new(0, 4);
         b.requests[0] = Request { first_entry: 0, ..crypt_request(Op::Encrypt, Mode::Cbc, 1, 16, [1; 16], 512) };
         b.requests[1] = Request { first_entry: 1, ..crypt_request(Op::Encrypt, Mode::Ecb, 3, 16, [0; 16], 512) };
-        b.requests[2] = Request {
-            first_entry: 2,
-            entry_count: 2,
-            ..crypt_request(Op::Encrypt, Mode::Xts, 2, 32, [2; 16], 512)
-        };
+        b.requests[2] =
+            Request { first_entry: 2, entry_count: 2, ..crypt_request(Op::Encrypt, Mode::Xts, 2, 32, [2; 16], 512) };
         b.requests[3] = Request { first_entry: 4, ..crypt_request(Op::Encrypt, Mode::Ctr, 1, 16, [3; 16], 512) };
         b.entries[0] = SgEntry { src: 0, dst: 0, len: 512, reserved_0x14: 0 };
         b.entries[1] = SgEntry { src: 0, dst: 0, len: 512, reserved_0x14: 0 };

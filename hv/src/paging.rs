@@ -524,7 +524,8 @@ mod tests {
         assert_eq!((a2.src, a2.dst, a2.len), (base + 0xFFE, base + 0xFFE, 3));
         assert_eq!((b2.src, b2.dst), (base + 2 * 4096, base + 3 * 4096));
         assert_eq!(window.free_slots(), 512 - 4);
-        for (offset, host) in [(a2.src, 0x7FFF_FFFE), (a2.src + 2, 0x8000_0000), (b2.src + 5, 0x1_2345_6005), (b2.dst, 0x9000)]
+        for (offset, host) in
+            [(a2.src, 0x7FFF_FFFE), (a2.src + 2, 0x8000_0000), (b2.src + 5, 0x1_2345_6005), (b2.dst, 0x9000)]
         {
             let (hpa, entry) = nested.walk(HOST_WINDOW_BASE + offset).unwrap();
             assert_eq!(hpa, host, "offset {offset:#x}");

@@ -398,7 +398,11 @@ pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
         bail!("the dm-crypt benchmark failed");
     }
     let runs = parse_fio_runs(&outcome.console.lines)?;
-    ensure!(runs.len() == 4 * 2 * 4 + 2 * 2 * 2 + 5 * 2 + 4, "expected 54 fio runs, the script reported {}", runs.len());
+    ensure!(
+        runs.len() == 4 * 2 * 4 + 2 * 2 * 2 + 5 * 2 + 4,
+        "expected 54 fio runs, the script reported {}",
+        runs.len()
+    );
     let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
     let md = format!(
         "# dm-crypt on the vault, AES-NI and generic AES (nested VM, QEMU TCG)\n\n\
@@ -436,7 +440,8 @@ mod tests {
     #[test]
     fn parses_the_scripts_fio_runs() {
         let json = include_str!("../testdata/fio-3.33-randrw.json");
-        let mut lines = vec!["noise".to_string(), "BENCH-FIO-BEGIN sweep xts-aes-sevault 512 randrw 8 32 4096".to_string()];
+        let mut lines =
+            vec!["noise".to_string(), "BENCH-FIO-BEGIN sweep xts-aes-sevault 512 randrw 8 32 4096".to_string()];
         let mut body: Vec<String> = json.lines().map(String::from).collect();
         body.insert(3, "[   12.345678] sevault: a kernel line in the middle".to_string());
         lines.extend(body);

@@ -129,7 +129,11 @@ pub fn dmcrypt_bench(root: &Path) -> Result<Vec<String>> {
             let points = [512u64, 4096]
                 .iter()
                 .filter_map(|&s| {
-                    Some((s as f64, bw("matrix", "xts-aes-sevault", batch, s, pattern)? / bw("matrix", "xts-aes-aesni", 0, s, pattern)?))
+                    Some((
+                        s as f64,
+                        bw("matrix", "xts-aes-sevault", batch, s, pattern)?
+                            / bw("matrix", "xts-aes-aesni", 0, s, pattern)?,
+                    ))
                 })
                 .collect();
             series.push(Series { label: format!("{which} / AES-NI, {pattern}"), points });
@@ -195,8 +199,18 @@ pub fn dmcrypt_bench(root: &Path) -> Result<Vec<String>> {
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     written.push(path.display().to_string());
     for (file, title, y, series) in [
-        ("dmcrypt-batching.svg", "bench-dmcrypt (QEMU TCG): vault / AES-NI against max_batch, 4096-byte sectors", "ratio (TCG)", &ratio),
-        ("dmcrypt-vmruns.svg", "bench-dmcrypt (QEMU TCG): VMRUNs per request against max_batch, 4096-byte sectors", "VMRUNs per request", &vmruns),
+        (
+            "dmcrypt-batching.svg",
+            "bench-dmcrypt (QEMU TCG): vault / AES-NI against max_batch, 4096-byte sectors",
+            "ratio (TCG)",
+            &ratio,
+        ),
+        (
+            "dmcrypt-vmruns.svg",
+            "bench-dmcrypt (QEMU TCG): VMRUNs per request against max_batch, 4096-byte sectors",
+            "VMRUNs per request",
+            &vmruns,
+        ),
     ] {
         let path = root.join(RESULTS).join(file);
         sevault_plots::chart(&path, title, "max_batch (requests per VMRUN at most)", y, series)

@@ -127,7 +127,8 @@ impl Default for Options {
 }
 
 /// Usage of `cargo xtask vm`.
-pub const USAGE: &str = "usage: cargo xtask vm [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] \
+pub const USAGE: &str =
+    "usage: cargo xtask vm [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] \
 [--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
 
 /// Parses `cargo xtask vm` arguments.

@@ -19,9 +19,9 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request};
+use sevault_abi::memory_map::VcpuIndex;
 use sevault_abi::{Mode, Op, MAX_ENTRIES};
 use sevault_hv::arena::{Arena, Block};
-use sevault_abi::memory_map::VcpuIndex;
 use sevault_hv::paging::{CompactWindow, PageTable};
 use sevault_hv::translate::{Bounce, HostMemory, Segment, SliceCursor, TailRule, Translator, WindowAdmission};
 
@@ -72,7 +72,6 @@ pub struct HostWork {
     /// The fastest round's TSC ticks per request (the code undisturbed by the shared host).
     pub tsc_ticks_min: f64,
 }
-
 
 /// Host memory for bounces: never touched by the page-aligned shapes measured here.
 struct NoBounces;
@@ -145,12 +144,13 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
             let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu) };
             let (win, pt) = (&mut window, &mut *table);
             let mut mapped = true;
-            let info = translator.next_chunk_with(&mut admission, MAX_ENTRIES, bounce, &NoBounces, |i, entry| {
-                match win.map_entry(pt, entry) {
-                    Ok(seen) => comm.write_entry(i, &seen),
-                    Err(_) => mapped = false,
-                }
-            });
+            let info =
+                translator.next_chunk_with(&mut admission, MAX_ENTRIES, bounce, &NoBounces, |i, entry| {
+                    match win.map_entry(pt, entry) {
+                        Ok(seen) => comm.write_entry(i, &seen),
+                        Err(_) => mapped = false,
+                    }
+                });
             let info = match info {
                 Ok(Some(info)) if mapped => info,
                 Ok(None) => break,

@@ -26,7 +26,12 @@ struct Vm<'m> {
 
 impl<'m> Vm<'m> {
     fn new(memory: &'m Memory) -> Self {
-        Self { page: Box::new(CommBlock::zeroed()), slots: (0..8).map(|_| KeySlot::empty()).collect(), memory, sequence: 0 }
+        Self {
+            page: Box::new(CommBlock::zeroed()),
+            slots: (0..8).map(|_| KeySlot::empty()).collect(),
+            memory,
+            sequence: 0,
+        }
     }
 
     fn comm(&mut self) -> CommBlockPtr {
@@ -146,7 +151,8 @@ fn batches_of_random_requests_match_rustcrypto() {
                 let total = 16 * blocks + partial;
                 let src_base = FIRST_REGION + 2 * j as u64 * REGION;
                 let src = segments(&mut rng, total, src_base, REGION);
-                let dst = if rng.gen_bool(0.5) { src.clone() } else { segments(&mut rng, total, src_base + REGION, REGION) };
+                let dst =
+                    if rng.gen_bool(0.5) { src.clone() } else { segments(&mut rng, total, src_base + REGION, REGION) };
                 let plaintext: Vec<u8> = (0..total).map(|_| rng.gen()).collect();
                 let iv: [u8; 16] = rng.gen();
                 let op = RefOp { mode, direction };
@@ -205,7 +211,10 @@ fn batches_of_random_requests_match_rustcrypto() {
     }
     // The test exercised what it is for: batches of several requests, and chunks that had
     // to wait for a later batch.
-    assert!(shared >= 40 && deferred > 0, "{requests} requests, {batches} batches: {shared} shared, {deferred} deferred");
+    assert!(
+        shared >= 40 && deferred > 0,
+        "{requests} requests, {batches} batches: {shared} shared, {deferred} deferred"
+    );
 }
 
 #[test]

@@ -1717,7 +1717,8 @@ pub fn flush_this_cpu(force: bool) -> bool {
     // SAFETY: this CPU's vCPU; the IPI may interrupt this CPU's own request code (which
     // holds `&mut Vcpu`), so only the page reference and the index, written once at load,
     // are read, through raw pointers.
-    let (hsave, index) = unsafe { (core::ptr::read(&raw const (*ptr).hsave), core::ptr::read(&raw const (*ptr).index)) };
+    let (hsave, index) =
+        unsafe { (core::ptr::read(&raw const (*ptr).hsave), core::ptr::read(&raw const (*ptr).index)) };
     flush_after_request(state.tlb, force || KVM_AMD.load(Ordering::SeqCst), hsave.phys, index)
 }
 
