@@ -246,6 +246,29 @@ pub struct Request {
     pub iv: [u8; AES_BLOCK],
 }
 
+impl Request {
+    /// Set-key into `slot` of a key of `key_len` bytes (each key, for an XTS pair); the key
+    /// bytes go into the batch's key field.
+    pub const fn set_key(slot: u32, key_len: u32, xts: bool) -> Self {
+        Self {
+            op: Op::SetKey as u32,
+            mode: if xts { Mode::Xts as u32 } else { 0 },
+            key_slot: slot,
+            key_len,
+            first_entry: 0,
+            entry_count: 0,
+            tweak_block: 0,
+            total_len: 0,
+            iv: [0; AES_BLOCK],
+        }
+    }
+
+    /// Clear-key of `slot`.
+    pub const fn clear_key(slot: u32) -> Self {
+        Self { op: Op::ClearKey as u32, mode: 0, key_len: 0, ..Self::set_key(slot, 0, false) }
+    }
+}
+
 /// The part of the page the HV writes, as the vault copies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]

@@ -69,13 +69,7 @@ impl<'m> Vm<'m> {
     /// Sets `key` (an XTS pair when `xts`) into `slot` through a key call of its own batch.
     fn set_key(&mut self, slot: u32, key: &[u8], xts: bool) {
         let aes_len = if xts { key.len() / 2 } else { key.len() };
-        let request = Request {
-            op: Op::SetKey as u32,
-            mode: if xts { Mode::Xts as u32 } else { 0 },
-            key_slot: slot,
-            key_len: aes_len as u32,
-            ..Request::default()
-        };
+        let request = Request::set_key(slot, aes_len as u32, xts);
         let mut calls: [Call<'_, SliceCursor<'_>, SliceCursor<'_>>; 1] = [Call::new(request, key, None)];
         self.round(&mut calls, MAX_BATCH, &mut AtMost(0));
         assert!(matches!(calls[0].answer, Some(Ok(Answer { status: Status::Ok, .. }))), "{:?}", calls[0].answer);
@@ -240,7 +234,7 @@ fn a_refused_request_fails_alone_and_a_key_call_goes_alone() {
     let mut tb = Translator::new(SliceCursor::new(&b), SliceCursor::new(&b), 64, TailRule::of(Mode::Ecb)).unwrap();
     let mut tc = Translator::new(SliceCursor::new(&c), SliceCursor::new(&c), 64, TailRule::of(Mode::Ecb)).unwrap();
     let key = [9u8; 16];
-    let set = Request { op: Op::SetKey as u32, key_slot: 2, key_len: 16, ..Request::default() };
+    let set = Request::set_key(2, 16, false);
     // A key call after a crypt call waits for a batch of its own.
     let mut calls = [
         Call::new(request(1), &[], Some(&mut ta)),

@@ -606,8 +606,12 @@ pub fn memory() -> Memory {
     // The I/O and MSR permission maps are 3 + 2 pages.
     let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
     let vcpus = state.map_or(0, |s| s.nr_vcpus as usize);
-    let flush_pages = FLUSH_BLOCK_PAGES.load(Ordering::Acquire);
-    let flush = if flush_pages == 0 { 0 } else { flush_pages.next_power_of_two() * 4 };
+    // The block as allocated: 2^order pages.
+    let flush = if FLUSH_BLOCK_PAGES.load(Ordering::Acquire) == 0 {
+        0
+    } else {
+        (1 << FLUSH_BLOCK_ORDER.load(Ordering::Relaxed)) * 4
+    };
     let total = shared + vcpus * per_vcpu + slot_tables + slots::blocks() * SLOT_BLOCK_KIB + flush;
     Memory { shared, per_vcpu, slot_tables, total }
 }
@@ -1527,13 +1531,7 @@ pub fn setkey(key: &mut Key, bytes: &[u8], xts: bool) -> i32 {
     };
     key.slot = slot + 1;
     key.key = 0;
-    let request = WireRequest {
-        op: Op::SetKey as u32,
-        mode: if xts { Mode::Xts as u32 } else { 0 },
-        key_slot: slot,
-        key_len: aes_len as u32,
-        ..WireRequest::default()
-    };
+    let request = WireRequest::set_key(slot, aes_len as u32, xts);
     let generation = GENERATION.load(Ordering::Acquire);
     let mut calls = [Call::new(request, bytes, None)];
     call(state, &mut calls);
@@ -1557,7 +1555,7 @@ pub fn clear_key(key: &mut Key) {
     }
     let slot = key.slot - 1;
     if key.key != 0 && key.generation == GENERATION.load(Ordering::Acquire) && fpu_usable() {
-        let request = WireRequest { op: Op::ClearKey as u32, key_slot: slot, ..WireRequest::default() };
+        let request = WireRequest::clear_key(slot);
         let mut calls = [Call::new(request, &[], None)];
         call(state, &mut calls);
         if !matches!(calls[0].answer, Some(Ok(Answer { status: Status::Ok, .. }))) {
