@@ -208,7 +208,12 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
             kernel.as_ref().map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}")),
         );
     }
-    println!("xtask: [2/5] host tests: cargo test --workspace");
+    println!("xtask: [2/5] host checks: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace");
+    record("formatting (cargo fmt --check)", run_command(cargo(root).args(["fmt", "--all", "--check"])));
+    record(
+        "lints (cargo clippy --workspace --all-targets -D warnings)",
+        run_command(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+    );
     record("host tests (cargo test --workspace)", run_command(cargo(root).args(["test", "--workspace"])));
     println!("xtask: [3/5] vault image");
     record("vault image build (<= 4096 bytes)", guest::build(root).map(|_| ()));
