@@ -16,7 +16,6 @@
 #include <linux/irqflags.h>
 #include <linux/smp.h>
 #include <linux/timekeeping.h>
-#include <linux/memory.h>
 #include <linux/mmzone.h>
 #include <linux/nodemask.h>
 #include <linux/cc_platform.h>
@@ -148,17 +147,6 @@ u64 sevault_irq_save(void)
 void sevault_irq_restore(u64 flags) { local_irq_restore((unsigned long)flags); }
 
 u64 sevault_now_ns(void) { return ktime_get_ns(); }
-
-/* The end of the highest node's span of physical memory: every RAM address is below it. */
-u64 sevault_ram_end(void)
-{
-	u64 end = 0;
-	int nid;
-
-	for_each_online_node(nid)
-		end = max_t(u64, end, PFN_PHYS(node_end_pfn(nid)));
-	return end;
-}
 
 u32 sevault_sme_active(void) { return cc_platform_has(CC_ATTR_HOST_MEM_ENCRYPT); }
 u32 sevault_budget_ms(void) { return max(READ_ONCE(budget_ms), 1U); }
@@ -544,24 +532,6 @@ static int inject_fault_set(void *data, u64 val)
 }
 DEFINE_DEBUGFS_ATTRIBUTE(inject_fault_fops, NULL, inject_fault_set, "%llu\n");
 
-/* ---- memory hotplug: nothing may come online that the vault cannot reach ---- */
-
-static int sevault_memory_event(struct notifier_block *nb, unsigned long action, void *data)
-{
-	struct memory_notify *arg = data;
-	u64 start = PFN_PHYS(arg->start_pfn), end = PFN_PHYS(arg->start_pfn + arg->nr_pages);
-
-	if (action != MEM_GOING_ONLINE || end <= sevault_rust_host_window_size())
-		return NOTIFY_OK;
-	pr_err("sevault: refusing to bring memory %#llx-%#llx online: it lies beyond the vault's host window (%llu GiB), so crypto requests on it would fail; unload sevault to use it\n",
-	       start, end - 1, sevault_rust_host_window_size() >> 30);
-	return notifier_from_errno(-ERANGE);
-}
-
-static struct notifier_block sevault_memory_nb = {
-	.notifier_call = sevault_memory_event,
-};
-
 /* ---- kvm_amd: its guests get ASIDs from 1 up, the vault's among them ---- */
 
 /* Failures are logged by the Rust side and counted in the statistics. */
@@ -625,14 +595,9 @@ static int __init sevault_init(void)
 		pr_err("sevault: sev=%s: expected off, sev or es (snp needs a host kernel with SNP support)\n", sev);
 		return -EINVAL;
 	}
-	err = register_memory_notifier(&sevault_memory_nb);
+	err = register_module_notifier(&sevault_module_nb);
 	if (err)
 		return err;
-	err = register_module_notifier(&sevault_module_nb);
-	if (err) {
-		unregister_memory_notifier(&sevault_memory_nb);
-		return err;
-	}
 	err = sevault_rust_init(mode);
 	if (!err && sevault_rust_kvm_amd()) {
 		err = sevault_flush_selftest();
@@ -641,14 +606,12 @@ static int __init sevault_init(void)
 	}
 	if (err) {
 		unregister_module_notifier(&sevault_module_nb);
-		unregister_memory_notifier(&sevault_memory_nb);
 		return err;
 	}
 	err = sevault_register_algs();
 	if (err) {
 		sevault_rust_exit();
 		unregister_module_notifier(&sevault_module_nb);
-		unregister_memory_notifier(&sevault_memory_nb);
 		return err;
 	}
 	sevault_debugfs = debugfs_create_dir("sevault", NULL);
@@ -663,7 +626,6 @@ static void __exit sevault_exit(void)
 	sevault_unregister_algs();
 	sevault_rust_exit();
 	unregister_module_notifier(&sevault_module_nb);
-	unregister_memory_notifier(&sevault_memory_nb);
 }
 
 module_init(sevault_init);

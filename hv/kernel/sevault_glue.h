@@ -70,7 +70,6 @@ u64 sevault_irq_save(void);
 void sevault_irq_restore(u64 flags);
 u64 sevault_now_ns(void);		/* ktime_get_ns */
 u32 sevault_max_batch(void);		/* the max_batch parameter, 1..16 */
-u64 sevault_ram_end(void);		/* end of the highest node's physical span */
 u32 sevault_sme_active(void);		/* host memory encryption (SME) is on */
 u32 sevault_budget_ms(void);		/* module parameter budget_ms, at least 1 */
 void sevault_host_debug_restore(void);	/* after #VMEXIT: host DR7 and breakpoints */
@@ -108,7 +107,6 @@ void sevault_rust_crypt_batch(struct sevault_job *jobs, u32 count);	/* count <= 
 u32 sevault_rust_job_scratch_bytes(void);
 u32 sevault_rust_stats(u32 cpu, struct sevault_stats *out);	/* 1 if the CPU has a vCPU */
 u64 sevault_rust_rebuilds(void);
-u64 sevault_rust_host_window_size(void);	/* host-physical bytes the vault can reach */
 s32 sevault_rust_prepare_kvm_amd(void);	/* allocates the TLB-flush VMCBs; 0 or -errno */
 void sevault_rust_set_kvm_amd(u32 loaded);	/* module notifier: kvm_amd coming (1) / going (0) */
 u32 sevault_rust_kvm_amd(void);

@@ -291,7 +291,7 @@ pub enum MapError {
 }
 
 /// Host-physical addresses a nested entry can hold (AMD APM Vol. 2 §5.4: 52 bits).
-const MAX_PHYS: u64 = 1 << 52;
+pub const MAX_PHYS: u64 = 1 << 52;
 
 /// One vCPU's compact window: its batch's host pages, one per slot of its page table, in the
 /// order they are mapped. A copy is a plan: [`CompactWindow::reserve`] on it says whether

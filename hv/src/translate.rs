@@ -65,7 +65,7 @@ pub enum TranslateError {
     NoProgress,
     /// An entry names memory the vault must not be given (one of its own pages).
     Forbidden,
-    /// An entry lies beyond the host window.
+    /// An entry is not host-physical memory (it runs past the 52 bits a nested entry holds).
     OutsideWindow,
 }
 
@@ -401,7 +401,9 @@ impl<F: Fn(u64, u64) -> bool + Clone> Admission for WindowAdmission<F> {
     fn admit(&mut self, entry: &SgEntry) -> Result<bool, TranslateError> {
         let len = u64::from(entry.len);
         for addr in [entry.src, entry.dst] {
-            if sevault_abi::memory_map::host_window_gpa(addr, len).is_none() {
+            // Any host page a nested entry can name: the compact window maps each page of
+            // the batch into a slot, so the vault never sees the address itself.
+            if addr.checked_add(len).is_none_or(|end| end > crate::paging::MAX_PHYS) {
                 return Err(TranslateError::OutsideWindow);
             }
             if (self.forbidden)(addr, len) {

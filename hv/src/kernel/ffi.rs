@@ -126,8 +126,6 @@ extern "C" {
     pub fn sevault_phys_to_virt(phys: u64) -> *mut u8;
     /// `ktime_get_ns()`.
     pub fn sevault_now_ns() -> u64;
-    /// The end of the highest online node's span of physical memory.
-    pub fn sevault_ram_end() -> u64;
     /// 1 when the host runs with SME (`cc_platform_has(CC_ATTR_HOST_MEM_ENCRYPT)`).
     pub fn sevault_sme_active() -> u32;
     /// The `budget_ms` module parameter (at least 1).

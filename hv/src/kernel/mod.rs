@@ -100,12 +100,6 @@ pub extern "C" fn sevault_rust_rebuilds() -> u64 {
     vault::rebuilds()
 }
 
-/// Host-physical bytes the vault's window reaches (memory above cannot be served).
-#[no_mangle]
-pub extern "C" fn sevault_rust_host_window_size() -> u64 {
-    sevault_abi::memory_map::HOST_WINDOW_SIZE
-}
-
 /// The glue's module notifier, before kvm_amd comes: the TLB-flush VMCBs are allocated
 /// (process context). 0 or a negative errno.
 #[no_mangle]

@@ -352,18 +352,6 @@ pub fn init(sev_mode: u32) -> i32 {
         );
         return -errno::ENODEV;
     }
-    // SAFETY: FFI, no arguments.
-    let ram_end = unsafe { ffi::sevault_ram_end() };
-    if ram_end > sevault_abi::memory_map::HOST_WINDOW_SIZE {
-        klog!(
-            Level::Error,
-            "cannot load: host memory reaches {:#x}, beyond the vault's host window (host-physical 0 .. {} GiB); \
-             requests on memory above it could not be served",
-            ram_end - 1,
-            sevault_abi::memory_map::HOST_WINDOW_SIZE >> 30
-        );
-        return -errno::ENODEV;
-    }
     if GUEST_IMAGE.is_empty() || GUEST_IMAGE.len() as u64 > IMAGE_MAX_SIZE {
         klog!(Level::Error, "cannot load: module built without a valid vault image ({} bytes)", GUEST_IMAGE.len());
         return -errno::EINVAL;
@@ -1376,7 +1364,7 @@ fn call_errno(error: CallError) -> i32 {
             errno::EINVAL
         }
         CallError::Translate(TranslateError::OutsideWindow) => {
-            log_ratelimited(format_args!("request names memory above the 512 GiB host window: refused"));
+            log_ratelimited(format_args!("request names memory beyond 52-bit host-physical addresses: refused"));
             errno::EINVAL
         }
         CallError::Translate(TranslateError::UnalignedLength | TranslateError::ShortScatterlist) => errno::EINVAL,

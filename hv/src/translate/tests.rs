@@ -311,8 +311,13 @@ fn window_admission() {
     let mut admission = WindowAdmission { forbidden, plan: CompactWindow::default() };
     assert_eq!(admission.admit(&entry(0x10_0000, 0x40_0000)), Err(TranslateError::Forbidden));
     assert_eq!(admission.admit(&entry(0x40_0000, 0x18_0000)), Err(TranslateError::Forbidden), "destination");
-    let beyond = sevault_abi::memory_map::HOST_WINDOW_SIZE;
-    assert_eq!(admission.admit(&entry(beyond, 0x40_0000)), Err(TranslateError::OutsideWindow));
+    // Memory above 512 GiB (the old fixed window's end) is admitted; only what no nested
+    // entry can name (52 bits, AMD APM Vol. 2 §5.4) is not.
+    assert_eq!(admission.admit(&entry(512 << 30, 0x40_0000)), Ok(true), "above 512 GiB");
+    assert_eq!(admission.admit(&entry((1 << 52) - 4096, 0x40_0000)), Ok(true), "the last page");
+    assert_eq!(admission.admit(&entry(1 << 52, 0x40_0000)), Err(TranslateError::OutsideWindow));
+    assert_eq!(admission.admit(&entry(u64::MAX - 100, 0x40_0000)), Err(TranslateError::OutsideWindow));
+    let mut admission = WindowAdmission { forbidden, plan: CompactWindow::default() };
     assert_eq!(admission.admit(&entry(0x40_0000, 0x40_0000)), Ok(true), "in place: one slot");
     let mut admitted = 0;
     for gib in 1..1000u64 {

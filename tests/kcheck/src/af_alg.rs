@@ -355,6 +355,22 @@ impl Op {
             return Ok(());
         }
         out.resize(input.len(), 0);
+        self.crypt_into_slice(encrypt, iv, input, out)
+    }
+
+    /// Runs one operation on non-empty `input`, its output written straight into `out` (of
+    /// the same length): the kernel's destination scatterlist is `out`'s own pages.
+    pub fn crypt_into_slice(
+        &mut self,
+        encrypt: bool,
+        iv: Option<&[u8; abi::IV_LEN]>,
+        input: &[u8],
+        out: &mut [u8],
+    ) -> io::Result<()> {
+        if out.len() != input.len() {
+            return Err(invalid_input(format!("{} output bytes for {} input bytes", out.len(), input.len())));
+        }
+        let control = abi::Control::new(encrypt, iv);
         let mut first = Some(&control);
         let mut at = 0;
         for piece in input.chunks(self.chunk) {

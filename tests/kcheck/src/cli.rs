@@ -26,6 +26,7 @@ subcommands:
   spin           a spinning vault is ended by the time budget; the host stays responsive
   kvm-guest      real KVM guests on every CPU fill and checksum memory; the host checks them
   instantiate    allocates an algorithm by name (a template instance is built and self-tested)
+  high-memory    a request whose output pages lie above a host-physical address (pagemap)
 
 Driver and algorithm names both work (ecb-aes-sevault, cbc(aes-generic), ecb(aes)).
 Exit status: 0 all checks passed, 1 a check failed, 2 usage error.
@@ -38,6 +39,16 @@ usage: sevault-kcheck instantiate --type skcipher|aead|hash --name NAME
 Binds an AF_ALG socket to NAME (e.g. gcm_base(ctr-aes-sevault,ghash-generic)): the kernel
 allocates the algorithm, building a template instance first if it has none, which runs the
 instance's self-tests (testmgr). Fails with the kernel's errno (ELIBBAD: a self-test failed).";
+
+/// Usage of `high-memory`.
+pub const HIGH_MEMORY_USAGE: &str = "\
+usage: sevault-kcheck high-memory --driver D --reference R [--above PHYS]
+
+Fills anonymous memory until it holds 16 pages that lie at or above host-physical PHYS
+(default 0x8000000000 = 512 GiB; found through /proc/self/pagemap, which needs root), then
+has D encrypt and decrypt random data with a random key (and IV) straight into those pages
+(AF_ALG's read hands the kernel the caller's pages as the destination scatterlist) and
+compares with R's result in ordinary memory. Fails if no such page turns up.";
 
 /// Usage of `diff`.
 pub const DIFF_USAGE: &str = "\
@@ -140,6 +151,8 @@ pub enum Command {
     Rebuild(ErrorsArgs),
     /// `spin`.
     Spin(ErrorsArgs),
+    /// `high-memory`: driver and reference, and the lowest host-physical address to use.
+    HighMemory(ErrorsArgs, u64),
     /// `kvm-guest`.
     KvmGuest(KvmGuestArgs),
     /// `instantiate`: (type, name).
@@ -258,6 +271,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "spin" => (SPIN_USAGE, &["--driver", "--reference"]),
         "kvm-guest" => (KVM_GUEST_USAGE, &["--seconds", "--threads"]),
         "instantiate" => (INSTANTIATE_USAGE, &["--type", "--name"]),
+        "high-memory" => (HIGH_MEMORY_USAGE, &["--driver", "--reference", "--above"]),
         other => return Err(UsageError { message: format!("unknown subcommand {other:?}"), usage: USAGE }),
     };
     let fail = |message: String| UsageError { message, usage };
@@ -293,6 +307,12 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "spin" => {
             let (driver, reference, with_iv) = pair(&flags)?;
             Command::Spin(ErrorsArgs { driver, reference, with_iv })
+        }
+        "high-memory" => {
+            let (driver, reference, with_iv) = pair(&flags)?;
+            let above = flags.get("--above").map_or(Some(512 << 30), parse_seed);
+            let above = above.ok_or_else(|| fail("--above: not a number".into()))?;
+            Command::HighMemory(ErrorsArgs { driver, reference, with_iv }, above)
         }
         "bench" => {
             let drivers = flags.required("--drivers")?;

@@ -11,7 +11,7 @@
 //! `cargo xtask build` builds it statically linked (`-C target-feature=+crt-static`) and
 //! `cargo xtask vm` puts it in the image as `/usr/bin/sevault-kcheck`, where
 //! `tests/vm/42-vault-differential.sh` runs it. Subcommands: `diff`, `errors`, `bench`,
-//! `setkey-stress`, `rebuild`, `spin`, `kvm-guest`, `instantiate` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
+//! `setkey-stress`, `rebuild`, `spin`, `kvm-guest`, `instantiate`, `high-memory` (see `sevault-kcheck --help`). Exit status 0 when every check passed, 1
 //! when one failed, 2 on a usage error; each subcommand ends with one line
 //! `kcheck <subcommand>: ok: ...` or `kcheck <subcommand>: FAILED: ...`.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -23,6 +23,7 @@ mod cli;
 mod cpu;
 mod diff;
 mod errors;
+mod high_memory;
 mod kvm_guest;
 mod privilege;
 mod rebuild;
@@ -88,6 +89,7 @@ fn main() -> ExitCode {
         Command::SetkeyStress(a) => ("setkey-stress", stress::run(a)),
         Command::Rebuild(a) => ("rebuild", rebuild::run(a)),
         Command::Spin(a) => ("spin", spin::run(a)),
+        Command::HighMemory(a, above) => ("high-memory", high_memory::run(a, *above)),
         Command::KvmGuest(a) => ("kvm-guest", kvm_guest::run(a)),
         Command::Instantiate(kind, name) => ("instantiate", instantiate(kind, name)),
     };
