@@ -16,8 +16,6 @@
 #include <linux/irqflags.h>
 #include <linux/smp.h>
 #include <linux/timekeeping.h>
-#include <linux/mmzone.h>
-#include <linux/nodemask.h>
 #include <linux/cc_platform.h>
 #include <linux/workqueue.h>
 #include <linux/percpu.h>

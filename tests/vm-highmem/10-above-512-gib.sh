@@ -9,9 +9,10 @@
 bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
 first=$(( (512 << 30) / bs ))
 last=$(( ((512 << 30) + (128 << 20) - 1) / bs ))
-[ -e "/sys/devices/system/memory/memory$first/state" ] || { echo "no memory block at 512 GiB: was the VM started with the DIMM?"; exit 1; }
-echo "memory block at 512 GiB: $(cat /sys/devices/system/memory/memory$first/state)"
-[ "$(cat /sys/devices/system/memory/memory$first/state)" = offline ] || { echo "expected it offline at boot"; exit 1; }
+state=/sys/devices/system/memory/memory$first/state
+[ -e "$state" ] || { echo "no memory block at 512 GiB: was the VM started with the DIMM?"; exit 1; }
+echo "memory block at 512 GiB: $(cat $state)"
+[ "$(cat $state)" = offline ] || { echo "expected it offline at boot"; exit 1; }
 status=0
 insmod "$SEVAULT_KO" || { echo "insmod failed with the high memory offline"; exit 1; }
 block=$first
@@ -19,7 +20,7 @@ while [ $block -le $last ]; do
     echo online_movable > /sys/devices/system/memory/memory$block/state || { echo "onlining memory$block with sevault loaded failed"; exit 1; }
     block=$((block + 1))
 done
-echo "with sevault loaded, the DIMM came online: $(cat /sys/devices/system/memory/memory$first/state)"
+echo "with sevault loaded, the DIMM came online: $(cat $state)"
 before=$(awk 'NR > 2 { n += $2 } END { print n }' /sys/kernel/debug/sevault/stats 2>/dev/null)
 for pair in "cbc-aes-sevault cbc(aes-generic)" "xts-aes-sevault xts(ecb(aes-generic))"; do
     set -- $pair
