@@ -13,6 +13,7 @@
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/cpumask.h>
+#include <linux/cpuhotplug.h>
 #include <linux/irqflags.h>
 #include <linux/smp.h>
 #include <linux/timekeeping.h>
@@ -83,19 +84,21 @@ void *sevault_pages_alloc_any(u32 order, u64 *phys)
 	return sevault_pages_alloc_gfp((preemptible() ? GFP_KERNEL : GFP_ATOMIC) | __GFP_NOWARN, order, phys);
 }
 
-static DEFINE_SPINLOCK(sevault_slot_spinlock);
+/* Writers of the shared nested tables: key-slot blocks (setkey, any context) and vCPUs
+ * made when their CPU comes online. */
+static DEFINE_SPINLOCK(sevault_npt_spinlock);
 
-u64 sevault_slot_lock(void)
+u64 sevault_npt_lock(void)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&sevault_slot_spinlock, flags);
+	spin_lock_irqsave(&sevault_npt_spinlock, flags);
 	return flags;
 }
 
-void sevault_slot_unlock(u64 flags)
+void sevault_npt_unlock(u64 flags)
 {
-	spin_unlock_irqrestore(&sevault_slot_spinlock, (unsigned long)flags);
+	spin_unlock_irqrestore(&sevault_npt_spinlock, (unsigned long)flags);
 }
 
 void sevault_pages_free(void *virt, u32 order)
@@ -583,6 +586,17 @@ static struct notifier_block sevault_module_nb = {
 	.notifier_call = sevault_module_event,
 };
 
+/* ---- CPU hotplug: a vCPU for each CPU as it comes online ---- */
+
+static enum cpuhp_state sevault_cpuhp_state;
+
+/* Runs on `cpu` in its hotplug thread; an error keeps the CPU offline. Offline CPUs keep
+ * their vCPU (freed at unload): coming back online needs nothing. */
+static int sevault_cpu_online(unsigned int cpu)
+{
+	return sevault_rust_cpu_online(cpu);
+}
+
 /* ---- module ---- */
 
 static int __init sevault_init(void)
@@ -597,31 +611,42 @@ static int __init sevault_init(void)
 	if (err)
 		return err;
 	err = sevault_rust_init(mode);
-	if (!err && sevault_rust_kvm_amd()) {
+	if (err)
+		goto out_notifier;
+	/* Calls sevault_cpu_online for every CPU online now, and later for each that comes. */
+	err = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "crypto/sevault:online", sevault_cpu_online, NULL);
+	if (err < 0)
+		goto out_vault;
+	sevault_cpuhp_state = err;
+	if (sevault_rust_kvm_amd()) {
 		err = sevault_flush_selftest();
 		if (err)
-			sevault_rust_exit();
+			goto out_cpuhp;
 	}
-	if (err) {
-		unregister_module_notifier(&sevault_module_nb);
-		return err;
-	}
+	sevault_rust_announce();
 	err = sevault_register_algs();
-	if (err) {
-		sevault_rust_exit();
-		unregister_module_notifier(&sevault_module_nb);
-		return err;
-	}
+	if (err)
+		goto out_cpuhp;
 	sevault_debugfs = debugfs_create_dir("sevault", NULL);
 	debugfs_create_file("stats", 0444, sevault_debugfs, NULL, &stats_fops);
 	debugfs_create_file_unsafe("inject_fault", 0200, sevault_debugfs, NULL, &inject_fault_fops);
 	return 0;
+
+out_cpuhp:
+	cpuhp_remove_state_nocalls(sevault_cpuhp_state);
+out_vault:
+	sevault_rust_exit();
+out_notifier:
+	unregister_module_notifier(&sevault_module_nb);
+	return err;
 }
 
 static void __exit sevault_exit(void)
 {
 	debugfs_remove_recursive(sevault_debugfs);
 	sevault_unregister_algs();
+	/* No vCPU is made after this. */
+	cpuhp_remove_state_nocalls(sevault_cpuhp_state);
 	sevault_rust_exit();
 	unregister_module_notifier(&sevault_module_nb);
 }

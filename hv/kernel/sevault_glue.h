@@ -56,8 +56,8 @@ struct sevault_job {
 void *sevault_pages_alloc(u32 order, u64 *phys);	/* zeroed, physically contiguous */
 void *sevault_pages_alloc_any(u32 order, u64 *phys);	/* GFP_ATOMIC where it cannot sleep */
 void sevault_pages_free(void *virt, u32 order);
-u64 sevault_slot_lock(void);		/* spin_lock_irqsave of the key-slot lock */
-void sevault_slot_unlock(u64 flags);
+u64 sevault_npt_lock(void);		/* spin_lock_irqsave of the nested-table lock */
+void sevault_npt_unlock(u64 flags);
 void sevault_log(u32 level, const u8 *msg, u32 len);	/* level: 3 err, 4 warn, 6 info */
 void sevault_log_ratelimited(const u8 *msg, u32 len);	/* err, rate-limited */
 void sevault_log_host_address(u64 addr);	/* err: the address with %pS */
@@ -99,6 +99,8 @@ u32 sevault_kvm_amd_loaded(void);
 /* ---- Rust core, called by C ---- */
 s32 sevault_rust_init(u32 sev_mode);	/* 0 off, 1 SEV, 2 SEV-ES */
 void sevault_rust_exit(void);
+s32 sevault_rust_cpu_online(u32 cpu);	/* hotplug: makes the CPU's vCPU; 0 or -errno */
+void sevault_rust_announce(void);	/* the load message, once the online CPUs have vCPUs */
 s32 sevault_rust_setkey(struct sevault_key *key, const u8 *bytes, u32 len, u32 xts);	/* xts: a pair */
 void sevault_rust_clear_key(struct sevault_key *key);
 s32 sevault_rust_crypt(const struct sevault_key *key, const struct sevault_request *req,

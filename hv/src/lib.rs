@@ -12,6 +12,7 @@
 pub mod arena;
 pub mod asid;
 pub mod batch;
+pub mod block_set;
 pub mod exits;
 #[cfg(target_os = "none")]
 pub mod kernel;

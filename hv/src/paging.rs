@@ -267,10 +267,27 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
                 (PAGE_TABLES_BASE..PAGE_TABLES_BASE + guest_pt::COUNT as u64 * PAGE_SIZE).contains(&gpa);
             let access = if is_page_table { Some(Access::ReadWrite) } else { private_access(gpa, vcpus) };
             if let (Some(access), Some(hpa)) = (access, backing(gpa)) {
-                pages.table(npt_low::PT_FIRST + i).0[j] = (hpa & ADDR) | access.leaf_bits() | US;
+                set_private_leaf(pages, gpa, access, hpa);
             }
         }
     }
+}
+
+/// The shared nested entry of private page `gpa` (below `VAULT_END`): host page `hpa`.
+fn set_private_leaf(pages: &mut impl Pages, gpa: u64, access: Access, hpa: u64) {
+    let pt = npt_low::PT_FIRST + (gpa / TWO_MIB) as usize;
+    pages.table(pt).0[((gpa % TWO_MIB) / PAGE_SIZE) as usize] = (hpa & ADDR) | access.leaf_bits() | US;
+}
+
+/// Maps one of a vCPU's data pages (comm block, GHCB, stack) to host page `hpa` in the
+/// shared nested tables, when that vCPU is made after [`build_npt_low`]. False (and nothing
+/// written) for any other page: only a vCPU's own data pages come and go at run time.
+pub fn map_vcpu_page(pages: &mut impl Pages, vcpus: u32, gpa: u64, hpa: u64) -> bool {
+    let writable = private_access(gpa, vcpus) == Some(Access::ReadWrite);
+    if writable {
+        set_private_leaf(pages, gpa, Access::ReadWrite, hpa);
+    }
+    writable
 }
 
 /// Hooks `vcpu`'s compact-window page table (host page `pt_phys`) into the shared nested
@@ -536,6 +553,40 @@ mod tests {
         window.clear(&mut nested.pts.tables[1]);
         assert!(nested.walk(HOST_WINDOW_BASE + a2.src).is_none(), "cleared");
         assert!(nested.walk(IMAGE_BASE).is_some(), "private range stays");
+    }
+
+    #[test]
+    fn a_vcpu_made_later_gets_its_data_pages_and_nothing_else() {
+        let v1 = VcpuIndex::new(1).unwrap();
+        let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
+        // At load only vCPU 0 exists: vCPU 1's pages have no backing yet.
+        let of_v1 = |gpa: u64| {
+            gpa == v1.comm_block_gpa() || gpa == v1.ghcb_gpa() || (v1.stack_bottom()..v1.stack_top()).contains(&gpa)
+        };
+        build_npt_low(&mut low, 2, |gpa| (!of_v1(gpa)).then_some(0x20_0000_0000 + gpa));
+        let pts = HeapPages::new(0x30_0000_0000, 2);
+        let mut nested = Nested { low, pts };
+        assert!(nested.walk(v1.comm_block_gpa()).is_none());
+        assert!(nested.walk(v1.stack_bottom()).is_none());
+        let image_before = nested.walk(IMAGE_BASE);
+        for (gpa, hpa) in
+            [(v1.comm_block_gpa(), 0x5000_1000), (v1.ghcb_gpa(), 0x5000_2000), (v1.stack_bottom(), 0x5000_3000)]
+        {
+            assert!(map_vcpu_page(&mut nested.low, 2, gpa, hpa));
+            let (walked, entry) = nested.walk(gpa + 8).unwrap();
+            assert_eq!(walked, hpa + 8, "gpa {gpa:#x}");
+            // Data pages: present, writable, user (nested entries carry U), no execute.
+            assert_eq!(entry & (P | RW | US | NX), P | RW | US | NX);
+        }
+        // Not a vCPU's data page: the image, the guest page tables, a guard page, a vCPU
+        // beyond the count.
+        let v2 = VcpuIndex::new(2).unwrap();
+        for gpa in [IMAGE_BASE, PAGE_TABLES_BASE, v1.stack_bottom() - PAGE_SIZE, v2.comm_block_gpa()] {
+            assert!(!map_vcpu_page(&mut nested.low, 2, gpa, 0x6000_0000), "gpa {gpa:#x}");
+        }
+        assert_eq!(nested.walk(IMAGE_BASE), image_before, "the image is untouched");
+        assert!(nested.walk(PAGE_TABLES_BASE).is_some_and(|(hpa, _)| hpa == 0x20_0000_0000 + PAGE_TABLES_BASE));
+        assert!(nested.walk(v2.comm_block_gpa()).is_none());
     }
 
     #[test]

@@ -44,7 +44,7 @@ tasks:
   sev-measurements        expected SEV/SEV-ES/SNP launch digests of the vault image -> experiments/results/measurements.md
 
 VM OPTIONS: [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] [--accel tcg|kvm|auto]
-            [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
+            [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel-arg ARG]... [--kernel 6.1|6.12]";
 
 fn main() {
     if let Err(error) = run() {
@@ -246,14 +246,13 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
             );
         }
     }
-    println!("xtask: [5/5] in-VM suites (tests/vm, tests/vm-highmem)");
+    println!("xtask: [5/5] in-VM suites (tests/vm, tests/vm-hotplug)");
     for (line, _) in &kernels {
         let Some(kernel) = built.iter().find(|k| k.line == *line) else {
             record(&format!("[{}] in-VM suite", line.name()), Err(anyhow::anyhow!("not run: set-up or build failed")));
             continue;
         };
-        let suites =
-            [("tests/vm", &[][..], &[][..]), ("tests/vm-highmem", HIGH_MEMORY_QEMU_ARGS, HIGH_MEMORY_KERNEL_ARGS)];
+        let suites = [("tests/vm", &[][..], &[][..]), ("tests/vm-hotplug", HOTPLUG_QEMU_ARGS, HOTPLUG_KERNEL_ARGS)];
         for (dir, qemu, kernel_args) in suites {
             for (name, outcome) in vm_suite(root, kernel, dir, qemu, kernel_args) {
                 record(&format!("[{}] {name}", line.name()), outcome);
@@ -281,9 +280,9 @@ fn test(root: &Path, lines: &[setup::KernelLine]) -> Result<()> {
     Ok(())
 }
 
-/// QEMU arguments of the `tests/vm-highmem` VM: a 128 MiB DIMM at host-physical 512 GiB, just
-/// beyond the vault's host window (room for it: `maxmem`).
-const HIGH_MEMORY_QEMU_ARGS: &[&str] = &[
+/// QEMU arguments of the `tests/vm-hotplug` VM: a 128 MiB DIMM at host-physical 512 GiB, just
+/// beyond the vault's old host window (room for it: `maxmem`).
+const HOTPLUG_QEMU_ARGS: &[&str] = &[
     "-m",
     "1G,slots=2,maxmem=700G",
     "-object",
@@ -294,8 +293,9 @@ const HIGH_MEMORY_QEMU_ARGS: &[&str] = &[
 
 /// Kernel arguments of that VM: hot-plugged memory stays offline at boot on every kernel
 /// (6.1's config leaves it offline, 6.12's onlines it: CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO),
-/// so the test starts with the DIMM beyond the window offline.
-const HIGH_MEMORY_KERNEL_ARGS: &[&str] = &["memhp_default_state=offline"];
+/// so the test starts with the DIMM beyond the window offline; and only the first of the two
+/// CPUs comes up (`maxcpus=1`), so that the second comes online with the vault loaded.
+const HOTPLUG_KERNEL_ARGS: &[&str] = &["memhp_default_state=offline", "maxcpus=1"];
 
 /// Boots one VM with every script of `dir` (and the vault module when built), with `qemu`
 /// arguments added; one result per script, plus one for the run itself (kernel log,

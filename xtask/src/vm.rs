@@ -129,7 +129,8 @@ impl Default for Options {
 /// Usage of `cargo xtask vm`.
 pub const USAGE: &str =
     "usage: cargo xtask vm [--script FILE]... [--binary PATH]... [--ko FILE] [--smp N] [--mem MIB] \
-[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel 6.1|6.12]";
+[--accel tcg|kvm|auto] [--timeout SECONDS] [--log FILE] [--qemu-arg ARG]... [--kernel-arg ARG]... \
+[--kernel 6.1|6.12]";
 
 /// Parses `cargo xtask vm` arguments.
 pub fn parse_args(args: &[String]) -> Result<Options> {
@@ -146,6 +147,7 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
             "--timeout" => options.timeout = Duration::from_secs(number(flag, value()?)?.into()),
             "--log" => options.log = Some(value()?.into()),
             "--qemu-arg" => options.qemu_extra.push(value()?.clone()),
+            "--kernel-arg" => options.kernel_args.push(value()?.clone()),
             "--kernel" => options.kernel = KernelLine::parse(value()?)?,
             "--accel" => {
                 options.accel = match value()?.as_str() {

@@ -92,10 +92,11 @@ extern "C" {
     pub fn sevault_pages_alloc(order: u32, phys: *mut u64) -> *mut c_void;
     /// As `sevault_pages_alloc`, but GFP_ATOMIC where the caller cannot sleep.
     pub fn sevault_pages_alloc_any(order: u32, phys: *mut u64) -> *mut c_void;
-    /// `spin_lock_irqsave` of the key-slot lock; returns the flags.
-    pub fn sevault_slot_lock() -> u64;
-    /// `spin_unlock_irqrestore` of the key-slot lock.
-    pub fn sevault_slot_unlock(flags: u64);
+    /// `spin_lock_irqsave` of the nested-table lock (writers of the shared nested tables:
+    /// key-slot blocks, vCPUs made at run time); returns the flags.
+    pub fn sevault_npt_lock() -> u64;
+    /// `spin_unlock_irqrestore` of the nested-table lock.
+    pub fn sevault_npt_unlock(flags: u64);
     /// Frees what `sevault_pages_alloc` returned.
     pub fn sevault_pages_free(virt: *mut c_void, order: u32);
     /// printk at `level` (3 err, 4 warn, 6 info) with a `sevault: ` prefix.

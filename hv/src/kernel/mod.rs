@@ -22,6 +22,19 @@ pub extern "C" fn sevault_rust_exit() {
     vault::exit()
 }
 
+/// CPU-hotplug callback (process context, on CPU `cpu`; also for every CPU online at load):
+/// makes the CPU's vCPU if it has none. 0 or a negative errno (the CPU stays offline).
+#[no_mangle]
+pub extern "C" fn sevault_rust_cpu_online(cpu: u32) -> i32 {
+    vault::cpu_online(cpu)
+}
+
+/// After the online CPUs' vCPUs are made: the load message.
+#[no_mangle]
+pub extern "C" fn sevault_rust_announce() {
+    vault::announce()
+}
+
 /// `setkey` of both algorithms.
 ///
 /// # Safety

@@ -7,16 +7,17 @@
 //! unloaded. Under SEV only the launched blocks exist: the HV cannot add initialized private
 //! memory to a running SEV guest.
 //!
-//! Concurrency: blocks are added under a spinlock of the glue's and published with
-//! release/acquire on `count`; the sorted list that requests are checked against (no
-//! request may name a slot page) is read lock-free under a sequence count.
-use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+//! Concurrency: blocks are added under the glue's nested-table lock and published with
+//! release/acquire on `COUNT`; the set that requests are checked against (no request may
+//! name a slot page) is a [`BlockSet`], read lock-free.
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sevault_abi::memory_map::{KEY_SLOT_BLOCK_SIZE, PAGE_SIZE};
 use sevault_abi::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT};
 
 use super::ffi;
 use crate::arena::PageRef;
+use crate::block_set::BlockSet;
 use crate::paging::{map_slot_block, Pages, SLOT_BLOCKS};
 
 /// Allocation order of a block (64 pages).
@@ -31,9 +32,8 @@ static VIRT: [AtomicUsize; SLOT_BLOCKS] = [const { AtomicUsize::new(0) }; SLOT_B
 static PHYS: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCKS];
 /// Blocks backed.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-/// The blocks' physical starts, sorted (the first `COUNT`), and their sequence count.
-static SORTED: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCKS];
-static SEQ: AtomicU64 = AtomicU64::new(0);
+/// The blocks, as requests are checked against them.
+static GUARDED: BlockSet<SLOT_BLOCKS> = BlockSet::new(KEY_SLOT_BLOCK_SIZE);
 
 /// Why a block could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,24 +60,17 @@ pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
         return Err(GrowError::NoMemory);
     }
     // SAFETY: FFI.
-    let flags = unsafe { ffi::sevault_slot_lock() };
+    let flags = unsafe { ffi::sevault_npt_lock() };
     let index = COUNT.load(Ordering::Relaxed);
-    let added = index < SLOT_BLOCKS && map_slot_block(npt_low, index, phys);
+    // Guarded before the vault can reach it.
+    let added = index < SLOT_BLOCKS && GUARDED.insert(phys) && map_slot_block(npt_low, index, phys);
     if added {
         VIRT[index].store(virt as usize, Ordering::Relaxed);
         PHYS[index].store(phys, Ordering::Relaxed);
-        SEQ.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::Release);
-        let at = (0..index).find(|&i| SORTED[i].load(Ordering::Relaxed) > phys).unwrap_or(index);
-        for i in (at..index).rev() {
-            SORTED[i + 1].store(SORTED[i].load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        SORTED[at].store(phys, Ordering::Relaxed);
         COUNT.store(index + 1, Ordering::Release);
-        SEQ.fetch_add(1, Ordering::Release);
     }
     // SAFETY: pairs with the lock above.
-    unsafe { ffi::sevault_slot_unlock(flags) };
+    unsafe { ffi::sevault_npt_unlock(flags) };
     if added {
         Ok(index)
     } else {
@@ -89,30 +82,7 @@ pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
 
 /// Whether `phys .. phys + len` touches a backed slot block.
 pub fn overlaps(phys: u64, len: u64) -> bool {
-    let end = phys.saturating_add(len);
-    loop {
-        let before = SEQ.load(Ordering::Acquire);
-        if before % 2 == 1 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let count = COUNT.load(Ordering::Acquire);
-        // The last block starting before `end` is the only candidate (blocks are disjoint).
-        let (mut lo, mut hi) = (0, count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if SORTED[mid].load(Ordering::Relaxed) < end {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let hit = lo > 0 && SORTED[lo - 1].load(Ordering::Relaxed) + KEY_SLOT_BLOCK_SIZE > phys;
-        fence(Ordering::Acquire);
-        if SEQ.load(Ordering::Relaxed) == before {
-            return hit;
-        }
-    }
+    GUARDED.overlaps(phys, len)
 }
 
 /// The host page behind byte `offset` of the slot range, if its block is backed.
@@ -168,5 +138,6 @@ pub fn free_all() {
         unsafe { ffi::sevault_pages_free(VIRT[block].load(Ordering::Relaxed) as *mut _, BLOCK_ORDER) };
     }
     COUNT.store(0, Ordering::Release);
+    GUARDED.clear();
     IN_USE.iter().for_each(|w| w.store(0, Ordering::Relaxed));
 }

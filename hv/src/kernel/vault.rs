@@ -1,16 +1,19 @@
-//! The vault at run time: its memory, one vCPU per possible CPU, and the path of a request
-//! from the crypto API to a VMRUN and back.
+//! The vault at run time: its memory, a vCPU per CPU (made when the CPU comes online), and
+//! the path of a request from the crypto API to a VMRUN and back.
 //!
-//! Concurrency: the state is written once at load (module init, single-threaded) and freed
-//! once at unload (after the algorithms are unregistered). A vCPU is only touched by its own
-//! CPU inside `kernel_fpu_begin`/`end` (preemption off, and any nested crypto call on this CPU
-//! finds the FPU taken and is deferred to cryptd by the simd wrapper), with interrupts off
-//! around the VMRUN. What vCPUs share — key slots, the generation, the slot bitmap — is
-//! atomics or vault memory the vault itself locks.
+//! Concurrency: the shared state is written once at load (module init, single-threaded) and
+//! freed once at unload (after the algorithms are unregistered). vCPUs are made at load for
+//! the CPUs online then and later by the glue's CPU-hotplug callback (serialized by the
+//! kernel's hotplug lock), each published with release on its `vcpus` pointer after it is
+//! built, guarded and mapped (the nested-table writes under the glue's nested-table lock).
+//! A vCPU is only touched by its own CPU inside `kernel_fpu_begin`/`end` (preemption off, and
+//! any nested crypto call on this CPU finds the FPU taken and is deferred to cryptd by the
+//! simd wrapper), with interrupts off around the VMRUN. What vCPUs share — key slots, the
+//! generation, the slot bitmap — is atomics or vault memory the vault itself locks.
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request as WireRequest};
 use sevault_abi::memory_map::{
@@ -31,13 +34,15 @@ use super::slots;
 use crate::arena::{Arena, Block, PageRef};
 use crate::asid::{AfterRequest, TlbCaps};
 use crate::batch::{self, Answer, CallError, JobError};
+use crate::block_set::BlockSet;
 use crate::exits::{
     errno, status_errno, ExitBucket, ExitKind, FaultKind, LostExit, LostExitEvidence, VMEXIT_NPF, VMGEXIT_LEN,
 };
 use crate::launch::{status, teardown, GuestTables, LaunchError, LaunchInput, LaunchMode, POLICY_SEV, POLICY_SEV_ES};
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{
-    attach_compact_window, build_guest_page_tables, build_npt_low, guest_pt, npt_low, CompactWindow, PageTable, Pages,
+    attach_compact_window, build_guest_page_tables, build_npt_low, guest_pt, map_vcpu_page, npt_low, CompactWindow,
+    PageTable, Pages,
 };
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
@@ -52,18 +57,39 @@ static GUEST_IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.bin"
 /// Blocks of 64 pages (256 KiB) make up the arena.
 const BLOCK_ORDER: u32 = 6;
 const BLOCK_PAGES: usize = 1 << BLOCK_ORDER;
-/// Enough blocks for MAX_VCPUS vCPUs.
-const MAX_BLOCKS: usize = 1024;
+/// Enough blocks for the shared pages and, under SEV-ES, MAX_VCPUS VMSAs.
+const MAX_BLOCKS: usize = 64;
 /// Pages of a vCPU's stack.
 const STACK_PAGES: usize = (sevault_abi::memory_map::STACK_SIZE / PAGE_SIZE) as usize;
-/// `Vcpu`s that share one home page.
-const VCPUS_PER_HOME: usize = 2;
-/// The vCPU's KiB of its own (`build`): half a home page (the `Vcpu`),
-/// [`VCPU_CONTROL_PAGES`], the stack and its compact window's page table; the bounce page
-/// (outside the arena) and, under SEV-ES, the VMSA come on top.
-const VCPU_KIB: usize = 4 / VCPUS_PER_HOME + (VCPU_CONTROL_PAGES + STACK_PAGES + 1) * 4;
-/// VMCB, host save area, comm block, GHCB.
-const VCPU_CONTROL_PAGES: usize = 4;
+
+/// A vCPU's own pages: one block of 2^[`ORDER`](vcpu_block::ORDER) contiguous pages,
+/// allocated when the vCPU is made. No request may name them ([`VCPU_BLOCKS`]), except the
+/// bounce page, the last, through which the vault reads and writes request data.
+mod vcpu_block {
+    use super::STACK_PAGES;
+
+    pub const ORDER: u32 = 3;
+    pub const PAGES: usize = 1 << ORDER;
+    /// The `Vcpu` itself.
+    pub const HOME: usize = 0;
+    pub const VMCB: usize = 1;
+    pub const HSAVE: usize = 2;
+    pub const COMM: usize = 3;
+    pub const GHCB: usize = 4;
+    pub const STACK: usize = 5;
+    /// The page table of its compact window.
+    pub const WINDOW_PT: usize = STACK + STACK_PAGES;
+    pub const BOUNCE: usize = WINDOW_PT + 1;
+    const _: () = assert!(BOUNCE == PAGES - 1);
+    /// The bytes from the block's start that requests may not name (all but the bounce page).
+    pub const GUARDED_BYTES: u64 = BOUNCE as u64 * 4096;
+}
+/// The vCPU's KiB of its own: its block; under SEV-ES the VMSA comes on top.
+const VCPU_KIB: usize = vcpu_block::PAGES * 4;
+/// The vCPUs' blocks, as requests are checked against them.
+static VCPU_BLOCKS: BlockSet<{ MAX_VCPUS as usize }> = BlockSet::new(vcpu_block::GUARDED_BYTES);
+/// vCPUs made so far (for the memory figures).
+static VCPUS_MADE: AtomicU32 = AtomicU32::new(0);
 /// The vault's ASID (see thesis-notes/hypervisor.md on sharing the CPU with kvm_amd).
 const ASID: u32 = 1;
 /// KiB of host memory per block of key slots.
@@ -80,7 +106,7 @@ struct Private {
     msrpm: PageRef,
 }
 
-/// One vCPU (lives in half an arena page, with its neighbour).
+/// One vCPU (lives in the first page of its block).
 struct Vcpu {
     index: VcpuIndex,
     vmcb: PageRef,
@@ -91,8 +117,8 @@ struct Vcpu {
     ghcb: PageRef,
     /// SEV-ES only: the VMSA page (launched by the PSP).
     vmsa: PageRef,
-    /// Host memory (not the arena's: requests may name it) through which blocks that
-    /// straddle scatterlist entries, and split tails, reach the vault (`translate`).
+    /// Host memory (not guarded: requests may name it) through which blocks that straddle
+    /// scatterlist entries, and split tails, reach the vault (`translate`).
     bounce: PageRef,
     stack: [PageRef; STACK_PAGES],
     /// The page table of its compact window (`paging::compact`), hooked into the shared
@@ -159,7 +185,9 @@ impl ExitTrail {
 struct State {
     arena: Arena<MAX_BLOCKS>,
     private: Private,
-    vcpus: [*mut Vcpu; MAX_VCPUS as usize],
+    /// Made vCPUs, by index (= CPU number); null for CPUs that have not been online.
+    vcpus: [AtomicPtr<Vcpu>; MAX_VCPUS as usize],
+    /// Possible CPUs (`nr_cpu_ids`): the vCPU indices the vault's memory map has room for.
     nr_vcpus: u32,
     features: SvmFeatures,
     tlb: TlbCaps,
@@ -186,7 +214,7 @@ struct Global {
     ready: AtomicBool,
 }
 // SAFETY: see the module comment: written only at init/exit (with `ready` false), otherwise
-// read, with per-CPU parts touched only by their CPU.
+// read, with per-CPU parts touched only by their CPU and published through atomics.
 unsafe impl Sync for Global {}
 static STATE: Global = Global {
     state: UnsafeCell::new(State {
@@ -198,7 +226,7 @@ static STATE: Global = Global {
             iopm: NO_PAGE,
             msrpm: NO_PAGE,
         },
-        vcpus: [core::ptr::null_mut(); MAX_VCPUS as usize],
+        vcpus: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS as usize],
         nr_vcpus: 0,
         features: SvmFeatures { nrips: false, asids: 0, lbr_virt: false },
         tlb: TlbCaps { flush_by_asid: false, invlpgb: false },
@@ -288,8 +316,9 @@ impl State {
     }
 
     fn vcpu(&self, cpu: u32) -> Option<&mut Vcpu> {
-        let ptr = *self.vcpus.get(cpu as usize)?;
-        // SAFETY: vCPU `cpu` is only used by CPU `cpu` with preemption off (module comment).
+        let ptr = self.vcpus.get(cpu as usize)?.load(Ordering::Acquire);
+        // SAFETY: published after it was built (acquire pairs with `make_vcpu`'s release);
+        // vCPU `cpu` is only used by CPU `cpu` with preemption off (module comment).
         (!ptr.is_null()).then(|| unsafe { &mut *ptr })
     }
 
@@ -418,26 +447,7 @@ pub fn init(sev_mode: u32) -> i32 {
     let kvm_amd = unsafe { ffi::sevault_kvm_amd_loaded() } != 0;
     KVM_AMD.store(kvm_amd, Ordering::SeqCst);
     match build(features, nr, sev_launch) {
-        Ok(()) => {
-            let Memory { shared, per_vcpu, slot_tables, .. } = memory();
-            klog!(
-                Level::Info,
-                "vault ready: {nr} vCPUs, image {} bytes, NRIPS {}, TLB flush by ASID {}, memory {shared} KiB shared \
-                 + {} KiB per vCPU (4 more while kvm_amd is loaded) + key slots {} KiB with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB \
-                 more per {KEY_SLOTS_PER_BLOCK} keyed transforms beyond the first {LAUNCH_KEY_SLOTS}){}",
-                GUEST_IMAGE.len(),
-                if features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
-                if state().is_some_and(|s| s.tlb.flush_by_asid) { "yes" } else { "no (whole TLB)" },
-                per_vcpu,
-                slots::blocks() * SLOT_BLOCK_KIB,
-                if kvm_amd {
-                    "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID"
-                } else {
-                    ""
-                }
-            );
-            0
-        }
+        Ok(()) => 0,
         Err(e) => {
             exit();
             -e
@@ -476,85 +486,39 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
         core::ptr::copy_nonoverlapping(GUEST_IMAGE.as_ptr(), p.image.virt as *mut u8, GUEST_IMAGE.len());
         build_guest_page_tables(&mut *(pt_block.virt as *mut [PageTable; guest_pt::COUNT]), nr, c_bit);
     }
-    let mut home = NO_PAGE;
-    for i in 0..nr {
-        let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };
-        // Two `Vcpu`s to a home page (each fits half of one, asserted).
-        if i as usize % VCPUS_PER_HOME == 0 {
-            home = State::take_pages(&mut state.arena, 1)?;
+    // Under SEV-ES each vCPU's VMSA is launched (and measured) with the rest: from the arena,
+    // in runs of up to a block.
+    let es = sev.is_some_and(|s| s.es);
+    let mut vmsa_runs = [NO_PAGE; MAX_VCPUS as usize / BLOCK_PAGES];
+    if es {
+        for (k, run) in vmsa_runs.iter_mut().enumerate().take((nr as usize).div_ceil(BLOCK_PAGES)) {
+            *run = State::take_pages(&mut state.arena, (nr as usize - k * BLOCK_PAGES).min(BLOCK_PAGES))?;
         }
-        const {
-            assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize / VCPUS_PER_HOME);
-            assert!(core::mem::align_of::<Vcpu>() <= PAGE_SIZE as usize / VCPUS_PER_HOME);
-        };
-        let place = home.virt + (i as usize % VCPUS_PER_HOME) * (PAGE_SIZE as usize / VCPUS_PER_HOME);
-        // SAFETY: its own half of a fresh, zeroed, page-aligned arena page, big enough and
-        // aligned (asserted), and an all-zero `Vcpu` is valid (integers, arrays of integers,
-        // PageRefs).
-        let vcpu = unsafe { &mut *(place as *mut Vcpu) };
-        vcpu.index = index;
-        let control: [&mut PageRef; VCPU_CONTROL_PAGES] =
-            [&mut vcpu.vmcb, &mut vcpu.hsave, &mut vcpu.comm, &mut vcpu.ghcb];
-        for page in control {
-            *page = State::take_pages(&mut state.arena, 1)?;
-        }
-        for page in vcpu.stack.iter_mut().chain(core::iter::once(&mut vcpu.window_pt)) {
-            *page = State::take_pages(&mut state.arena, 1)?;
-        }
-        vcpu.window = CompactWindow::new(index);
-        if sev.is_none() {
-            for page in &vcpu.stack {
-                // SAFETY: a fresh arena page of this vCPU's stack, not yet run on.
-                let words = unsafe { core::slice::from_raw_parts_mut(page.virt as *mut u64, PAGE_SIZE as usize / 8) };
-                words.fill(crate::stack::STACK_FILL);
-            }
-        }
-        let mut phys = 0;
-        // SAFETY: FFI; returns null or a zeroed page.
-        let virt = unsafe { ffi::sevault_pages_alloc(0, &mut phys) };
-        if virt.is_null() {
-            return Err(errno::ENOMEM);
-        }
-        vcpu.bounce = PageRef { virt: virt as usize, phys };
-        if sev.is_some_and(|s| s.es) {
-            vcpu.vmsa = State::take_pages(&mut state.arena, 1)?;
-        }
-        vcpu.generation = GENERATION.load(Ordering::Relaxed);
-        vcpu.switch.vmcb_pa = vcpu.vmcb.phys;
-        vcpu.switch.host_vmsave_pa = vcpu.hsave.phys;
-        vcpu.switch.regs = GuestRegisters::INITIAL;
-        state.vcpus[i as usize] = vcpu;
     }
+    let vmsa_of = |i: usize| {
+        let run = vmsa_runs[i / BLOCK_PAGES];
+        let j = i % BLOCK_PAGES;
+        if es {
+            PageRef { virt: run.virt + j * PAGE_SIZE as usize, phys: run.phys + j as u64 * PAGE_SIZE }
+        } else {
+            NO_PAGE
+        }
+    };
     // A page for an SEV launch to stage contents in (not 4 KiB of kernel stack).
     let scratch = if sev.is_some() { Some(State::take_pages(&mut state.arena, 1)?) } else { None };
     let state: &State = state;
+    // vCPUs made later map their own pages (`make_vcpu`); here none exists yet.
     build_npt_low(&mut RefPages(&state.private.npt_low), nr, |gpa| state.backing(gpa).map(|p| p.phys));
     // The launch's key slots (under SEV, the only ones).
     while slots::blocks() * (KEY_SLOTS_PER_BLOCK as usize) < LAUNCH_KEY_SLOTS as usize {
         slots::grow(&mut RefPages(&state.private.npt_low)).map_err(|_| errno::ENOMEM)?;
     }
-    // One nested root for all vCPUs: each sees the others' compact windows empty or not,
-    // but only ever names its own (the vault is one trust domain; thesis-notes/memory-map.md).
-    let root = state.private.npt_low[npt_low::ROOT].phys;
-    for i in 0..nr {
-        let Some(vcpu) = state.vcpu(i) else { return Err(errno::EINVAL) };
-        attach_compact_window(&mut RefPages(&state.private.npt_low), vcpu.index, vcpu.window_pt.phys);
-        let config = VmcbConfig {
-            vcpu: vcpu.index,
-            asid: sev.map_or(ASID, |s| s.plan.asid),
-            n_cr3: root,
-            iopm_pa: state.private.iopm.phys,
-            msrpm_pa: state.private.msrpm.phys,
-        };
-        vcpu.vmcb().build_vault(&config);
-        vcpu.shadow = vcpu.vmcb().save.state;
-        match sev {
-            None => {}
-            Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
-            Some(SevLaunch { es: true, .. }) => {
-                let sev_es = SevVmcb::SevEs { vmsa_pa: vcpu.vmsa.phys, ghcb_gpa: vcpu.index.ghcb_gpa() };
-                vcpu.vmcb().enable_sev(sev_es);
-            }
+    // Under SEV every possible CPU's vCPU is part of the launch: all are made now. Plain
+    // SVM makes them as CPUs come online (the glue's hotplug callback, `cpu_online`).
+    if sev.is_some() {
+        for i in 0..nr {
+            let Some(index) = VcpuIndex::new(i) else { return Err(errno::EINVAL) };
+            make_vcpu(state, index, vmsa_of(i as usize))?;
         }
     }
     if let (Some(launch), Some(scratch)) = (sev, scratch) {
@@ -571,17 +535,159 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     Ok(())
 }
 
+/// Makes vCPU `index`: allocates its block, builds its VMCB, guards its pages against
+/// requests, maps them into the shared nested tables, then publishes it. `vmsa`: under
+/// SEV-ES its VMSA page (from the arena), else `NO_PAGE`.
+fn make_vcpu(state: &State, index: VcpuIndex, vmsa: PageRef) -> Result<(), i32> {
+    let sev = state.sev;
+    let mut phys = 0;
+    // SAFETY: FFI; returns null or a zeroed block of 2^ORDER pages (process context).
+    let virt = unsafe { ffi::sevault_pages_alloc(vcpu_block::ORDER, &mut phys) };
+    if virt.is_null() {
+        return Err(errno::ENOMEM);
+    }
+    let page = |i: usize| PageRef { virt: virt as usize + i * PAGE_SIZE as usize, phys: phys + i as u64 * PAGE_SIZE };
+    const {
+        assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize);
+        assert!(core::mem::align_of::<Vcpu>() <= PAGE_SIZE as usize);
+    };
+    // SAFETY: the first page of a fresh, zeroed, page-aligned block, big enough and aligned
+    // (asserted), and an all-zero `Vcpu` is valid (integers, arrays of integers, PageRefs);
+    // unpublished, so this is the only reference.
+    let vcpu = unsafe { &mut *(page(vcpu_block::HOME).virt as *mut Vcpu) };
+    vcpu.index = index;
+    vcpu.vmcb = page(vcpu_block::VMCB);
+    vcpu.hsave = page(vcpu_block::HSAVE);
+    vcpu.comm = page(vcpu_block::COMM);
+    vcpu.ghcb = page(vcpu_block::GHCB);
+    for (j, stack) in vcpu.stack.iter_mut().enumerate() {
+        *stack = page(vcpu_block::STACK + j);
+    }
+    vcpu.window_pt = page(vcpu_block::WINDOW_PT);
+    vcpu.bounce = page(vcpu_block::BOUNCE);
+    vcpu.vmsa = vmsa;
+    vcpu.window = CompactWindow::new(index);
+    if sev.is_none() {
+        for page in &vcpu.stack {
+            // SAFETY: a fresh page of this vCPU's stack, not yet run on.
+            let words = unsafe { core::slice::from_raw_parts_mut(page.virt as *mut u64, PAGE_SIZE as usize / 8) };
+            words.fill(crate::stack::STACK_FILL);
+        }
+    }
+    vcpu.generation = GENERATION.load(Ordering::Relaxed);
+    vcpu.switch.vmcb_pa = vcpu.vmcb.phys;
+    vcpu.switch.host_vmsave_pa = vcpu.hsave.phys;
+    vcpu.switch.regs = GuestRegisters::INITIAL;
+    let config = VmcbConfig {
+        vcpu: index,
+        asid: sev.map_or(ASID, |s| s.plan.asid),
+        n_cr3: state.private.npt_low[npt_low::ROOT].phys,
+        iopm_pa: state.private.iopm.phys,
+        msrpm_pa: state.private.msrpm.phys,
+    };
+    vcpu.vmcb().build_vault(&config);
+    vcpu.shadow = vcpu.vmcb().save.state;
+    match sev {
+        None => {}
+        Some(SevLaunch { es: false, .. }) => vcpu.vmcb().enable_sev(SevVmcb::Sev),
+        Some(SevLaunch { es: true, .. }) => {
+            let sev_es = SevVmcb::SevEs { vmsa_pa: vcpu.vmsa.phys, ghcb_gpa: index.ghcb_gpa() };
+            vcpu.vmcb().enable_sev(sev_es);
+        }
+    }
+    let data_pages = [(index.comm_block_gpa(), vcpu.comm), (index.ghcb_gpa(), vcpu.ghcb)]
+        .into_iter()
+        .chain(vcpu.stack.iter().enumerate().map(|(j, p)| (index.stack_bottom() + j as u64 * PAGE_SIZE, *p)));
+    // SAFETY: FFI; serializes the writers of the shared nested tables (key-slot blocks too).
+    let flags = unsafe { ffi::sevault_npt_lock() };
+    // Guarded before the vault can reach it; a full set cannot happen (one block per index).
+    let mut made = VCPU_BLOCKS.insert(phys);
+    if made {
+        let npt = &mut RefPages(&state.private.npt_low);
+        for (gpa, page) in data_pages {
+            made &= map_vcpu_page(npt, state.nr_vcpus, gpa, page.phys);
+        }
+        attach_compact_window(npt, index, vcpu.window_pt.phys);
+    }
+    // SAFETY: pairs with the lock above.
+    unsafe { ffi::sevault_npt_unlock(flags) };
+    if !made {
+        // Only an index beyond the memory map's room could get here (`cpu_online` checks);
+        // a block left guarded after this would be harmless.
+        // SAFETY: allocated above with this order, never published.
+        unsafe { ffi::sevault_pages_free(virt, vcpu_block::ORDER) };
+        return Err(errno::EINVAL);
+    }
+    VCPUS_MADE.fetch_add(1, Ordering::Relaxed);
+    state.vcpus[index.get() as usize].store(core::ptr::from_mut(vcpu), Ordering::Release);
+    Ok(())
+}
+
+/// The glue's CPU-hotplug callback (process context, on CPU `cpu`, serialized by the
+/// hotplug lock): makes the CPU's vCPU if it has none yet. Also run for every online CPU at
+/// load. 0 or a negative errno, which keeps the CPU offline.
+pub fn cpu_online(cpu: u32) -> i32 {
+    let Some(state) = state() else { return -errno::EIO };
+    if state.vcpu(cpu).is_some() {
+        return 0;
+    }
+    let index = match VcpuIndex::new(cpu) {
+        Some(index) if cpu < state.nr_vcpus && state.sev.is_none() => index,
+        // Under SEV every possible CPU's vCPU was launched at load.
+        _ => {
+            klog!(Level::Error, "cpu {cpu} came online, but the vault has no room for its vCPU");
+            return -errno::EINVAL;
+        }
+    };
+    match make_vcpu(state, index, NO_PAGE) {
+        Ok(()) => 0,
+        Err(e) => {
+            klog!(
+                Level::Error,
+                "cpu {cpu} stays offline: its vCPU could not be made (errno {e}; {VCPU_KIB} KiB of contiguous memory)"
+            );
+            -e
+        }
+    }
+}
+
+/// The load message, once the vCPUs of the CPUs online at load are made.
+pub fn announce() {
+    let Some(state) = state() else { return };
+    let Memory { shared, per_vcpu, slot_tables, total } = memory();
+    let kvm_amd = KVM_AMD.load(Ordering::SeqCst);
+    klog!(
+        Level::Info,
+        "vault ready: {} vCPUs made of {} possible CPUs ({}), image {} bytes, NRIPS {}, TLB flush by ASID {}, memory \
+         {total} KiB: {shared} KiB shared + {per_vcpu} KiB per vCPU (4 more while kvm_amd is loaded) + key slots {} KiB \
+         with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB more per {KEY_SLOTS_PER_BLOCK} keyed \
+         transforms beyond the first {LAUNCH_KEY_SLOTS}){}",
+        VCPUS_MADE.load(Ordering::Relaxed),
+        state.nr_vcpus,
+        if state.sev.is_some() {
+            "all at load: under SEV they are part of the launch"
+        } else {
+            "one per online CPU; a CPU that comes online later gets its vCPU then"
+        },
+        GUEST_IMAGE.len(),
+        if state.features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
+        if state.tlb.flush_by_asid { "yes" } else { "no (whole TLB)" },
+        slots::blocks() * SLOT_BLOCK_KIB,
+        if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
+    );
+}
+
 /// What the module holds, in KiB.
 #[derive(Clone, Copy, Debug)]
 pub struct Memory {
     /// Image, guest page tables, the shared nested tables but the key-slot range's, I/O and
     /// MSR permission maps.
     pub shared: usize,
-    /// Per vCPU: its own arena pages, the bounce page and, under SEV-ES, the VMSA.
+    /// Per vCPU: its block and, under SEV-ES, the VMSA.
     pub per_vcpu: usize,
     /// The nested page tables of the key-slot range.
     pub slot_tables: usize,
-    /// Everything: the above for every vCPU, the key slots backed, the TLB-flush VMCBs.
+    /// Everything: the above for every vCPU made, the key slots backed, the TLB-flush VMCBs.
     pub total: usize,
 }
 
@@ -589,11 +695,11 @@ pub struct Memory {
 pub fn memory() -> Memory {
     let state = state();
     let es = state.is_some_and(|s| s.sev.is_some_and(|l| l.es));
-    let per_vcpu = VCPU_KIB + (1 + usize::from(es)) * 4;
+    let per_vcpu = VCPU_KIB + usize::from(es) * 4;
     let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
     // The I/O and MSR permission maps are 3 + 2 pages.
     let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
-    let vcpus = state.map_or(0, |s| s.nr_vcpus as usize);
+    let vcpus = VCPUS_MADE.load(Ordering::Relaxed) as usize;
     // The block as allocated: 2^order pages.
     let flush = if FLUSH_BLOCK_PAGES.load(Ordering::Acquire) == 0 {
         0
@@ -771,21 +877,22 @@ fn release_memory(state: &mut State) {
             )
         };
     }
-    for &vcpu in state.vcpus.iter().filter(|v| !v.is_null()) {
-        // SAFETY: vCPUs live in arena pages, not yet freed; nothing runs.
-        let bounce = unsafe { (*vcpu).bounce };
-        if bounce.virt != 0 {
-            // SAFETY: allocated by `sevault_pages_alloc(0)` in `init`.
-            unsafe { ffi::sevault_pages_free(bounce.virt as *mut c_void, 0) };
+    for vcpu in &state.vcpus {
+        let home = vcpu.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !home.is_null() {
+            // SAFETY: the first page of a block from `sevault_pages_alloc(vcpu_block::ORDER)`
+            // in `make_vcpu`; nothing runs, and the pointer is gone from `vcpus`.
+            unsafe { ffi::sevault_pages_free(home.cast(), vcpu_block::ORDER) };
         }
     }
+    VCPU_BLOCKS.clear();
+    VCPUS_MADE.store(0, Ordering::Relaxed);
     for block in state.arena.allocation_order() {
         // SAFETY: blocks were allocated by `sevault_pages_alloc(BLOCK_ORDER)`.
         unsafe { ffi::sevault_pages_free(block.virt as *mut c_void, BLOCK_ORDER) };
     }
     state.arena.reset();
     slots::free_all();
-    state.vcpus.iter_mut().for_each(|v| *v = core::ptr::null_mut());
     state.nr_vcpus = 0;
 }
 
@@ -1403,8 +1510,12 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         // The entries go straight into the comm block; their pages into the nested window,
         // which all requests of the batch share.
         let arena = &state.arena;
-        let forbidden =
-            |addr, len| arena.overlaps(addr, len) || slots::overlaps(addr, len) || flush_block_overlaps(addr, len);
+        let forbidden = |addr, len| {
+            arena.overlaps(addr, len)
+                || VCPU_BLOCKS.overlaps(addr, len)
+                || slots::overlaps(addr, len)
+                || flush_block_overlaps(addr, len)
+        };
         let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu.index) };
         let bounce = vcpu.bounce_area();
         let (window, pt) = vcpu.window_and_table();
@@ -1696,7 +1807,7 @@ pub fn flush_this_cpu(force: bool) -> bool {
     }
     // SAFETY: FFI; an IPI handler runs with preemption off.
     let cpu = unsafe { ffi::sevault_cpu_id() };
-    let Some(&ptr) = state.vcpus.get(cpu as usize) else { return true };
+    let Some(ptr) = state.vcpus.get(cpu as usize).map(|v| v.load(Ordering::Acquire)) else { return true };
     if ptr.is_null() {
         return true;
     }
