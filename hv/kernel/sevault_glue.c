@@ -20,6 +20,8 @@
 #include <linux/cc_platform.h>
 #include <linux/workqueue.h>
 #include <linux/percpu.h>
+#include <linux/sched.h>
+#include <linux/minmax.h>
 #include <asm/fpu/api.h>
 #include <asm/debugreg.h>
 #include <asm/mce.h>
@@ -49,6 +51,11 @@ static unsigned int max_batch = 16;
 module_param(max_batch, uint, 0444);
 MODULE_PARM_DESC(max_batch,
 	"most crypto requests the vault serves per VMRUN, 1-16 (default 16): requests queue per CPU and a per-CPU worker serves them in batches, completing each through the crypto API's callback. 0: no queue; each request runs at once on the calling CPU (the simd helper's path, deferred to cryptd where the FPU is not usable)");
+
+static int worker_nice = 19;
+module_param(worker_nice, int, 0644);
+MODULE_PARM_DESC(worker_nice,
+	"the nice value (-20..19) at which each CPU's worker serves its queue (default 19: the submitters, e.g. dm-crypt's kcryptd, run first and queue more requests, so batches grow; the worker still runs at once on an idle CPU). 0: the workqueue's own priority");
 
 /* sev= as a number for Rust: 0 off, 1 sev, 2 es; -1 unknown. */
 static int sevault_sev_mode(void)
@@ -282,17 +289,21 @@ static void sv_work(struct work_struct *work)
 	struct sevault_job jobs[SV_BATCH_MAX];
 	unsigned int i, n, backlogged, limit = sevault_max_batch();
 	unsigned long flags;
+	/*
+	 * Served at a low priority (worker_nice): whatever else is runnable on this CPU —
+	 * typically the submitters, whose first request woke this worker and who would add
+	 * more — runs first, so the queue fills while the worker waits for the CPU. On an idle
+	 * CPU it runs at once: a lone caller waits for nothing. The pool worker gets its own
+	 * priority back before it leaves; the workqueue is CPU_INTENSIVE, so a worker waiting
+	 * here at nice 19 does not hold up the CPU's other work items.
+	 */
+	long pool_nice = task_nice(current);
+	long nice = clamp(READ_ONCE(worker_nice), MIN_NICE, MAX_NICE);
 
+	if (nice != pool_nice && nice)
+		set_user_nice(current, nice);
 	for (;;) {
 		n = backlogged = 0;
-		/*
-		 * Fewer than a full batch waiting: let whatever else is runnable on this CPU run
-		 * first, once — typically the submitters (dm-crypt's kcryptd workers) whose first
-		 * request woke this worker and would add more. With nothing else runnable, yield()
-		 * returns at once: a lone synchronous caller waits for nothing.
-		 */
-		if (READ_ONCE(q->queue.qlen) < limit)
-			yield();
 		spin_lock_irqsave(&q->lock, flags);
 		while (n < limit) {
 			struct crypto_async_request *backlog = crypto_get_backlog(&q->queue);
@@ -306,7 +317,7 @@ static void sv_work(struct work_struct *work)
 		}
 		spin_unlock_irqrestore(&q->lock, flags);
 		if (!n)
-			return;
+			break;
 		local_bh_disable();
 		for (i = 0; i < backlogged; i++)
 			crypto_request_complete(backlogs[i], -EINPROGRESS);
@@ -336,6 +347,8 @@ static void sv_work(struct work_struct *work)
 		local_bh_enable();
 		cond_resched();
 	}
+	if (task_nice(current) != pool_nice)
+		set_user_nice(current, pool_nice);
 }
 
 static int sv_enqueue(struct skcipher_request *req, u32 decrypt, u32 mode)
@@ -386,8 +399,10 @@ static int sevault_queues_init(void)
 		INIT_WORK(&q->work, sv_work);
 	}
 	/* Bound to its CPU (each CPU's vCPU serves its own queue); able to make progress
-	 * under memory pressure, as dm-crypt's writes of dirty pages need. */
-	sv_wq = alloc_workqueue("sevault", WQ_MEM_RECLAIM, 0);
+	 * under memory pressure, as dm-crypt's writes of dirty pages need; CPU-intensive, as
+	 * dm-crypt's kcryptd is: its items do not count towards the pool's concurrency, so a
+	 * worker serving at a low priority (sv_work) never delays the CPU's other work. */
+	sv_wq = alloc_workqueue("sevault", WQ_MEM_RECLAIM | WQ_CPU_INTENSIVE, 0);
 	if (!sv_wq) {
 		free_percpu(sv_queues);
 		return -ENOMEM;

@@ -163,8 +163,8 @@ const DMCRYPT_JSON: &str = "experiments/results/dmcrypt-bench.json";
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FioRun {
     /// `matrix` (every cipher, sector size and pattern), `sweep` (the vault over
-    /// `max_batch`), `depth` (the vault over fio's queue depth) or `block` (larger fio
-    /// blocks).
+    /// `max_batch`), `depth` (the vault over fio's queue depth), `block` (larger fio
+    /// blocks) or `nice0` (the vault with its worker at `worker_nice=0`).
     pub series: String,
     /// `xts-aes-sevault`, `xts-aes-aesni` or `xts(ecb(aes-generic))`.
     pub cipher: String,
@@ -341,6 +341,26 @@ pub fn dmcrypt_table(runs: &[FioRun]) -> String {
             run.requests_per_batch(),
         );
     }
+    md += "\nThe vault's worker priority (`max_batch` 16, 4096-byte sectors, depth 8): the default `worker_nice=19` \
+           (from the matrix) against `worker_nice=0` (the workqueue's own priority, the default until 2026-12-03):\n\n\
+           | worker_nice | pattern | vault MB/s | vault / AES-NI | vault requests | VMRUNs per request | requests per batch |\n\
+           |--:|---|--:|--:|--:|--:|--:|\n";
+    for pattern in ["randwrite", "randread"] {
+        let aesni = matrix_run(runs, "xts-aes-aesni", 0, 4096, pattern).map_or(f64::NAN, |a| a.bytes_per_s);
+        let default = matrix_run(runs, "xts-aes-sevault", 16, 4096, pattern);
+        let pool = runs.iter().find(|r| r.series == "nice0" && r.pattern == pattern);
+        for (nice, run) in [(19, default), (0, pool)] {
+            let Some(run) = run else { continue };
+            md += &format!(
+                "| {nice} | {pattern} | {:.1} | {:.2} | {} | {:.3} | {:.1} |\n",
+                run.bytes_per_s / 1e6,
+                run.bytes_per_s / aesni,
+                run.vault_requests,
+                run.vmruns_per_request(),
+                run.requests_per_batch(),
+            );
+        }
+    }
     md += "\nThe vault (`max_batch` 16) and AES-NI over fio's block size (4096-byte sectors: dm-crypt sends one request \
            per 4 KiB of each block, a block's requests at once; depth 8):\n\n\
            | block | pattern | vault MB/s | AES-NI MB/s | vault / AES-NI | vault requests | VMRUNs per request | requests per batch |\n\
@@ -399,8 +419,8 @@ pub fn bench_dmcrypt(root: &Path, args: &[String]) -> Result<()> {
     }
     let runs = parse_fio_runs(&outcome.console.lines)?;
     ensure!(
-        runs.len() == 4 * 2 * 4 + 2 * 2 * 2 + 5 * 2 + 4,
-        "expected 54 fio runs, the script reported {}",
+        runs.len() == 4 * 2 * 4 + 2 * 2 * 2 + 5 * 2 + 4 + 2,
+        "expected 56 fio runs, the script reported {}",
         runs.len()
     );
     let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?;
