@@ -169,15 +169,12 @@ pub mod npt_low {
     pub const PD: usize = 1;
     /// First page table (one per 2 MiB of the private range).
     pub const PT_FIRST: usize = 2;
-    /// PD of the key slots (the second GiB).
+    /// PD of the key slots (the second GiB); its page tables come with the slot blocks
+    /// ([`super::attach_slot_table`]).
     pub const PD_SLOTS: usize = PT_FIRST + super::guest_pt::PT_COUNT;
-    /// First page table of the key slots (one per 2 MiB of slots).
-    pub const PT_SLOTS_FIRST: usize = PD_SLOTS + 1;
-    /// How many: enough for every slot.
-    pub const PT_SLOTS_COUNT: usize = (sevault_abi::memory_map::KEY_SLOTS_SIZE / (2 << 20)) as usize;
     /// The root (N_CR3 of every vCPU): entry 0 the private range ([`PDPT`]), entry 1 the
     /// host window ([`PDPT_WINDOW`]).
-    pub const ROOT: usize = PT_SLOTS_FIRST + PT_SLOTS_COUNT;
+    pub const ROOT: usize = PD_SLOTS + 1;
     /// PDPT of the host window.
     pub const PDPT_WINDOW: usize = ROOT + 1;
     /// First PD of the compact windows (their entries: one vCPU's page table each).
@@ -214,19 +211,34 @@ pub mod compact {
 pub const SLOT_BLOCKS: usize = (KEY_SLOTS_SIZE / KEY_SLOT_BLOCK_SIZE) as usize;
 /// Pages per slot block.
 pub const SLOT_BLOCK_PAGES: usize = (KEY_SLOT_BLOCK_SIZE / PAGE_SIZE) as usize;
+/// Nested page tables the slot range can need (one per 2 MiB).
+pub const SLOT_TABLES: usize = (KEY_SLOTS_SIZE / TWO_MIB) as usize;
+/// Slot blocks one of them maps.
+pub const BLOCKS_PER_SLOT_TABLE: usize = (TWO_MIB / KEY_SLOT_BLOCK_SIZE) as usize;
+const _: () = assert!(SLOT_TABLES * BLOCKS_PER_SLOT_TABLE == SLOT_BLOCKS && SLOT_TABLES <= 512);
+
+/// Hooks page table `table` of the slot range (slot blocks `table × BLOCKS_PER_SLOT_TABLE
+/// ..`), host page `pt_phys`, into the shared nested subtree; it must be empty or hold only
+/// blocks already backed. False for a table beyond the slot range.
+pub fn attach_slot_table(pages: &mut impl Pages, table: usize, pt_phys: u64) -> bool {
+    if table >= SLOT_TABLES {
+        return false;
+    }
+    pages.table(npt_low::PD_SLOTS).0[table] = (pt_phys & ADDR) | P | RW | US | A;
+    true
+}
 
 /// Backs slot block `block` (key slots `block × KEY_SLOTS_PER_BLOCK ..`) with the
-/// physically contiguous host pages at `phys`, in the shared nested subtree: every vCPU can
-/// reach them from its next VMRUN on. Returns false for a block beyond the slot range.
-pub fn map_slot_block(pages: &mut impl Pages, block: usize, phys: u64) -> bool {
+/// physically contiguous host pages at `phys`, in `table`, the slot range's page table that
+/// covers it (number `block / BLOCKS_PER_SLOT_TABLE`, [`attach_slot_table`]): every vCPU
+/// can reach them from its next VMRUN on. Returns false for a block beyond the slot range.
+pub fn map_slot_block(table: &mut PageTable, block: usize, phys: u64) -> bool {
     if block >= SLOT_BLOCKS {
         return false;
     }
-    for page in 0..SLOT_BLOCK_PAGES {
-        let offset = block as u64 * KEY_SLOT_BLOCK_SIZE + page as u64 * PAGE_SIZE;
-        let pt = npt_low::PT_SLOTS_FIRST + (offset / TWO_MIB) as usize;
-        let index = ((offset % TWO_MIB) / PAGE_SIZE) as usize;
-        pages.table(pt).0[index] = ((phys + page as u64 * PAGE_SIZE) & ADDR) | Access::ReadWrite.leaf_bits() | US;
+    let first = block % BLOCKS_PER_SLOT_TABLE * SLOT_BLOCK_PAGES;
+    for (page, entry) in table.0[first..first + SLOT_BLOCK_PAGES].iter_mut().enumerate() {
+        *entry = ((phys + page as u64 * PAGE_SIZE) & ADDR) | Access::ReadWrite.leaf_bits() | US;
     }
     true
 }
@@ -250,14 +262,10 @@ pub fn build_npt_low(pages: &mut impl Pages, vcpus: u32, backing: impl Fn(u64) -
         let pd = pages.phys(npt_low::PD_WINDOW_FIRST + k);
         pages.table(npt_low::PDPT_WINDOW).0[(compact::BASE / ONE_GIB) as usize + k] = pd | table_bits;
     }
-    // The key slots' tables are all there from the start; their entries come with the blocks
-    // (`map_slot_block`).
+    // The key slots' PD; its page tables and their entries come with the blocks
+    // (`attach_slot_table`, `map_slot_block`).
     let pd_slots = pages.phys(npt_low::PD_SLOTS);
     pages.table(npt_low::PDPT).0[1] = pd_slots | table_bits;
-    for i in 0..npt_low::PT_SLOTS_COUNT {
-        let pt = pages.phys(npt_low::PT_SLOTS_FIRST + i);
-        pages.table(npt_low::PD_SLOTS).0[i] = pt | table_bits;
-    }
     for i in 0..guest_pt::PT_COUNT {
         let pt = pages.phys(npt_low::PT_FIRST + i);
         pages.table(npt_low::PD).0[i] = pt | table_bits;
@@ -498,7 +506,8 @@ mod tests {
             let mut low = HeapPages::new(0x10_0000_0000, npt_low::COUNT);
             // Backing: private GPA → a distinct fake host page.
             build_npt_low(&mut low, vcpus, |gpa| Some(0x20_0000_0000 + gpa));
-            let pts = HeapPages::new(0x30_0000_0000, vcpus as usize);
+            // One page table per vCPU's compact window, and two spare (slot tables).
+            let pts = HeapPages::new(0x30_0000_0000, vcpus as usize + 2);
             for i in 0..vcpus {
                 attach_compact_window(&mut low, VcpuIndex::new(i).unwrap(), pts.phys(i as usize));
             }
@@ -594,11 +603,17 @@ mod tests {
         let mut nested = Nested::new(1);
         let slot_gpa = |slot: u64| KEY_SLOTS_BASE + slot * sevault_abi::KEY_SLOT_SIZE;
         assert!(nested.walk(slot_gpa(0)).is_none(), "no slot is backed before its block");
-        // Block 0 and block 9 (slots 2304..2560: in the second 2 MiB of slots) backed by two
-        // unrelated host blocks.
-        assert!(map_slot_block(&mut nested.low, 0, 0x7700_0000));
-        assert!(map_slot_block(&mut nested.low, 9, 0x8800_0000));
-        assert!(!map_slot_block(&mut nested.low, SLOT_BLOCKS, 0x9900_0000), "beyond the slot range");
+        // Block 0 and block 9 (slots 2304..2560: in the second 2 MiB of slots, so the second
+        // table) backed by two unrelated host blocks. The tables are the Nested's two spare
+        // pages after vCPU 0's window table (the walk looks them up there).
+        let (t0, t1) = (nested.pts.phys(1), nested.pts.phys(2));
+        assert!(attach_slot_table(&mut nested.low, 0, t0));
+        assert!(map_slot_block(&mut nested.pts.tables[1], 0, 0x7700_0000));
+        assert!(nested.walk(slot_gpa(9 * 256)).is_none(), "the second table is not there yet");
+        assert!(attach_slot_table(&mut nested.low, 1, t1));
+        assert!(map_slot_block(&mut nested.pts.tables[2], 9, 0x8800_0000));
+        assert!(!map_slot_block(&mut nested.pts.tables[2], SLOT_BLOCKS, 0x9900_0000), "beyond the slot range");
+        assert!(!attach_slot_table(&mut nested.low, SLOT_TABLES, 0x9900_0000), "beyond the slot range");
         let (hpa, entry) = nested.walk(slot_gpa(1) + 4).unwrap();
         // Slots of 1 KiB, 256 per block (sevault_abi::KEY_SLOT_SIZE, KEY_SLOTS_PER_BLOCK).
         assert_eq!(hpa, 0x7700_0000 + 1024 + 4);
@@ -608,6 +623,7 @@ mod tests {
         assert!(nested.walk(slot_gpa(256)).is_none(), "block 1 not backed");
         let (hpa, _) = nested.walk(slot_gpa(9 * 256 + 100)).unwrap();
         assert_eq!(hpa, 0x8800_0000 + 100 * 1024);
+        assert!(nested.walk(slot_gpa(8 * 256)).is_none(), "block 8 (the second table's first) not backed");
         assert!(nested.walk(KEY_SLOTS_BASE + KEY_SLOTS_SIZE).is_none(), "nothing past the slots");
     }
 

@@ -11,6 +11,9 @@ expect=7649abac8119b246cee98e9b12e9197d
 echo "$key" | xxd -r -p > /tmp/nist-key
 pause=/tmp/many-keys.pause
 rm -f "$pause"
+# debugfs: key slots backed and the module's memory in KiB.
+stat() { awk -v want="$1" '{ for (i = 1; i < NF; i++) if ($i == want) print $(i + 1); exit }' /sys/kernel/debug/sevault/stats; }
+slots0=$(stat key_slots) memory0=$(stat memory_kib)
 sevault-kcheck setkey-stress --driver cbc-aes-sevault --count 20000 --rounds 1 --as-user 65534 --pause-file "$pause" &
 stress=$!
 i=0
@@ -21,9 +24,14 @@ if [ -e "$pause" ]; then
     got=$(echo "$plain" | xxd -r -p | kcapi-enc -e -c cbc-aes-sevault --iv "$iv" --keyfd 3 3</tmp/nist-key | xxd -p)
     echo "a fresh transform meanwhile (root, kcapi-enc): F.2.1 block 1 gave $got"
     [ "$got" = "$expect" ] || { echo "expected $expect"; status=1; }
-    slots=$(awk '{ for (i = 1; i < NF; i++) if ($i == "key_slots") print $(i + 1); exit }' /sys/kernel/debug/sevault/stats)
-    echo "key slots backed: $slots"
+    slots=$(stat key_slots) memory=$(stat memory_kib)
+    echo "key slots backed: $slots (before: $slots0); module memory: $memory KiB (before: $memory0)"
     [ "${slots:-0}" -ge 20000 ] || { echo "expected at least 20000 slots backed"; status=1; }
+    # Each block of 256 slots is 256 KiB; the nested page table of each 8 blocks (2 MiB of
+    # slots) 4 KiB, made with its first block.
+    tables() { echo $(( ($1 / 256 + 7) / 8 )); }
+    expected=$(( memory0 + (slots - slots0) / 256 * 256 + ($(tables "$slots") - $(tables "$slots0")) * 4 ))
+    [ "$memory" = "$expected" ] || { echo "expected $expected KiB: 256 per block and 4 per 8 blocks"; status=1; }
     rm -f "$pause"
 else
     echo "the 20 000 transforms were never all keyed"; status=1

@@ -2,7 +2,8 @@
 //!
 //! The vault's page tables map all [`KEY_SLOT_COUNT`] slots (one 1 GiB page); the shared
 //! nested tables back them a block of [`KEY_SLOTS_PER_BLOCK`] at a time (64 contiguous host
-//! pages), when a setkey finds every backed slot taken. So keyed transforms are bounded by
+//! pages), when a setkey finds every backed slot taken, and the nested page table of each
+//! 2 MiB of slots comes with its first block. So keyed transforms are bounded by
 //! memory (and the range's 2^17 slots), not by a constant; blocks stay until the module is
 //! unloaded. Under SEV only the launched blocks exist: the HV cannot add initialized private
 //! memory to a running SEV guest.
@@ -18,7 +19,9 @@ use sevault_abi::{KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT};
 use super::ffi;
 use crate::arena::PageRef;
 use crate::block_set::BlockSet;
-use crate::paging::{map_slot_block, Pages, SLOT_BLOCKS};
+use crate::paging::{
+    attach_slot_table, map_slot_block, PageTable, Pages, BLOCKS_PER_SLOT_TABLE, SLOT_BLOCKS, SLOT_TABLES,
+};
 
 /// Allocation order of a block (64 pages).
 pub const BLOCK_ORDER: u32 = 6;
@@ -34,6 +37,11 @@ static PHYS: [AtomicU64; SLOT_BLOCKS] = [const { AtomicU64::new(0) }; SLOT_BLOCK
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// The blocks, as requests are checked against them.
 static GUARDED: BlockSet<SLOT_BLOCKS> = BlockSet::new(KEY_SLOT_BLOCK_SIZE);
+/// Nested page table `t` of the slot range (blocks `t × BLOCKS_PER_SLOT_TABLE ..`): its
+/// kernel address, valid for `t < tables()`; made with the first block it maps.
+static TABLE_VIRT: [AtomicUsize; SLOT_TABLES] = [const { AtomicUsize::new(0) }; SLOT_TABLES];
+/// Those tables, as requests are checked against them.
+static GUARDED_TABLES: BlockSet<SLOT_TABLES> = BlockSet::new(PAGE_SIZE);
 
 /// Why a block could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +57,14 @@ pub fn blocks() -> usize {
     COUNT.load(Ordering::Acquire)
 }
 
-/// Backs one more block: allocates it (zeroed: empty, unlocked slots), maps it into the
-/// shared nested tables `npt_low`, publishes it.
+/// Nested page tables of the slot range made so far (blocks are backed in order).
+pub fn tables() -> usize {
+    blocks().div_ceil(BLOCKS_PER_SLOT_TABLE)
+}
+
+/// Backs one more block: allocates it (zeroed: empty, unlocked slots) and, when it is the
+/// first of its 2 MiB, the nested page table for them; maps it into the shared nested
+/// tables `npt_low`; publishes it.
 pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
     let mut phys = 0;
     // SAFETY: FFI; returns null or a zeroed block of 2^BLOCK_ORDER pages (GFP_ATOMIC where
@@ -59,11 +73,35 @@ pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
     if virt.is_null() {
         return Err(GrowError::NoMemory);
     }
+    // A page for the table, in case this block is the first of a new 2 MiB (known only
+    // under the lock; given back if not).
+    let mut table_phys = 0;
+    // SAFETY: FFI; as above, one page.
+    let table_virt = unsafe { ffi::sevault_pages_alloc_any(0, &mut table_phys) };
+    if table_virt.is_null() {
+        // SAFETY: allocated above with this order, never published.
+        unsafe { ffi::sevault_pages_free(virt, BLOCK_ORDER) };
+        return Err(GrowError::NoMemory);
+    }
     // SAFETY: FFI.
     let flags = unsafe { ffi::sevault_npt_lock() };
     let index = COUNT.load(Ordering::Relaxed);
-    // Guarded before the vault can reach it.
-    let added = index < SLOT_BLOCKS && GUARDED.insert(phys) && map_slot_block(npt_low, index, phys);
+    let table = index / BLOCKS_PER_SLOT_TABLE;
+    let new_table = index % BLOCKS_PER_SLOT_TABLE == 0;
+    // Guarded before the vault can reach them (the sets hold every block and table the
+    // range has room for).
+    let mut added = index < SLOT_BLOCKS && GUARDED.insert(phys);
+    if added && new_table {
+        added = GUARDED_TABLES.insert(table_phys) && attach_slot_table(npt_low, table, table_phys);
+        TABLE_VIRT[table % SLOT_TABLES].store(table_virt as usize, Ordering::Relaxed);
+    }
+    if added {
+        let table_virt = TABLE_VIRT[table % SLOT_TABLES].load(Ordering::Relaxed);
+        // SAFETY: the slot range's table `table`: a page of ours, made above or with an
+        // earlier block of its 2 MiB; written only under this lock (the vault's walks only
+        // read it).
+        added = map_slot_block(unsafe { &mut *(table_virt as *mut PageTable) }, index, phys);
+    }
     if added {
         VIRT[index].store(virt as usize, Ordering::Relaxed);
         PHYS[index].store(phys, Ordering::Relaxed);
@@ -71,6 +109,10 @@ pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
     }
     // SAFETY: pairs with the lock above.
     unsafe { ffi::sevault_npt_unlock(flags) };
+    if !(added && new_table) {
+        // SAFETY: allocated above as one page, not used as a table.
+        unsafe { ffi::sevault_pages_free(table_virt, 0) };
+    }
     if added {
         Ok(index)
     } else {
@@ -80,9 +122,9 @@ pub fn grow(npt_low: &mut impl Pages) -> Result<usize, GrowError> {
     }
 }
 
-/// Whether `phys .. phys + len` touches a backed slot block.
+/// Whether `phys .. phys + len` touches a backed slot block or one of their nested tables.
 pub fn overlaps(phys: u64, len: u64) -> bool {
-    GUARDED.overlaps(phys, len)
+    GUARDED.overlaps(phys, len) || GUARDED_TABLES.overlaps(phys, len)
 }
 
 /// The host page behind byte `offset` of the slot range, if its block is backed.
@@ -131,13 +173,18 @@ pub fn wipe_all() {
     }
 }
 
-/// Frees every block and forgets the slots (module exit: nothing runs).
+/// Frees every block and table and forgets the slots (module exit: nothing runs).
 pub fn free_all() {
+    for table in &TABLE_VIRT[..tables().min(SLOT_TABLES)] {
+        // SAFETY: a table made by `grow` (one page); nothing uses it any more.
+        unsafe { ffi::sevault_pages_free(table.load(Ordering::Relaxed) as *mut _, 0) };
+    }
     for block in 0..blocks() {
         // SAFETY: a published block allocated with BLOCK_ORDER; nothing uses it any more.
         unsafe { ffi::sevault_pages_free(VIRT[block].load(Ordering::Relaxed) as *mut _, BLOCK_ORDER) };
     }
     COUNT.store(0, Ordering::Release);
     GUARDED.clear();
+    GUARDED_TABLES.clear();
     IN_USE.iter().for_each(|w| w.store(0, Ordering::Relaxed));
 }

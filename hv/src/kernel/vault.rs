@@ -42,7 +42,7 @@ use crate::launch::{status, teardown, GuestTables, LaunchError, LaunchInput, Lau
 use crate::msr_protocol::{on_vmgexit, MsrAction};
 use crate::paging::{
     attach_compact_window, build_guest_page_tables, build_npt_low, guest_pt, map_vcpu_page, npt_low, CompactWindow,
-    PageTable, Pages,
+    PageTable, Pages, BLOCKS_PER_SLOT_TABLE,
 };
 use crate::sev::{self, SevCpu, SevMode, SevPlan};
 use crate::translate::{
@@ -661,7 +661,7 @@ pub fn announce() {
         "vault ready: {} vCPUs made of {} possible CPUs ({}), image {} bytes, NRIPS {}, TLB flush by ASID {}, memory \
          {total} KiB: {shared} KiB shared + {per_vcpu} KiB per vCPU (4 more while kvm_amd is loaded) + key slots {} KiB \
          with their nested tables {slot_tables} KiB ({SLOT_BLOCK_KIB} KiB more per {KEY_SLOTS_PER_BLOCK} keyed \
-         transforms beyond the first {LAUNCH_KEY_SLOTS}){}",
+         transforms beyond the first {LAUNCH_KEY_SLOTS}, and a 4 KiB nested table per {} of them){}",
         VCPUS_MADE.load(Ordering::Relaxed),
         state.nr_vcpus,
         if state.sev.is_some() {
@@ -673,6 +673,7 @@ pub fn announce() {
         if state.features.nrips { "yes" } else { "no (RIP advanced by the HV)" },
         if state.tlb.flush_by_asid { "yes" } else { "no (whole TLB)" },
         slots::blocks() * SLOT_BLOCK_KIB,
+        BLOCKS_PER_SLOT_TABLE * KEY_SLOTS_PER_BLOCK as usize,
         if kvm_amd { "; kvm_amd is loaded: every request ends with a TLB flush of the vault's ASID" } else { "" }
     );
 }
@@ -685,7 +686,8 @@ pub struct Memory {
     pub shared: usize,
     /// Per vCPU: its block and, under SEV-ES, the VMSA.
     pub per_vcpu: usize,
-    /// The nested page tables of the key-slot range.
+    /// The nested page tables of the key-slot range made so far (one per 2 MiB of slots
+    /// backed).
     pub slot_tables: usize,
     /// Everything: the above for every vCPU made, the key slots backed, the TLB-flush VMCBs.
     pub total: usize,
@@ -696,9 +698,9 @@ pub fn memory() -> Memory {
     let state = state();
     let es = state.is_some_and(|s| s.sev.is_some_and(|l| l.es));
     let per_vcpu = VCPU_KIB + usize::from(es) * 4;
-    let slot_tables = npt_low::PT_SLOTS_COUNT * 4;
+    let slot_tables = slots::tables() * 4;
     // The I/O and MSR permission maps are 3 + 2 pages.
-    let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4 - slot_tables;
+    let shared = (1 + guest_pt::COUNT + npt_low::COUNT + 5) * 4;
     let vcpus = VCPUS_MADE.load(Ordering::Relaxed) as usize;
     // The block as allocated: 2^order pages.
     let flush = if FLUSH_BLOCK_PAGES.load(Ordering::Acquire) == 0 {
