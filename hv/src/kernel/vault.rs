@@ -539,6 +539,11 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
 /// requests, maps them into the shared nested tables, then publishes it. `vmsa`: under
 /// SEV-ES its VMSA page (from the arena), else `NO_PAGE`.
 fn make_vcpu(state: &State, index: VcpuIndex, vmsa: PageRef) -> Result<(), i32> {
+    // Within the memory map's room (the guest page tables were built for `nr_vcpus`): then
+    // every data page below maps.
+    if index.get() >= state.nr_vcpus {
+        return Err(errno::EINVAL);
+    }
     let sev = state.sev;
     let mut phys = 0;
     // SAFETY: FFI; returns null or a zeroed block of 2^ORDER pages (process context).
@@ -601,21 +606,27 @@ fn make_vcpu(state: &State, index: VcpuIndex, vmsa: PageRef) -> Result<(), i32> 
     // SAFETY: FFI; serializes the writers of the shared nested tables (key-slot blocks too).
     let flags = unsafe { ffi::sevault_npt_lock() };
     // Guarded before the vault can reach it; a full set cannot happen (one block per index).
-    let mut made = VCPU_BLOCKS.insert(phys);
-    if made {
+    let guarded = VCPU_BLOCKS.insert(phys);
+    let mut mapped = guarded;
+    if guarded {
         let npt = &mut RefPages(&state.private.npt_low);
         for (gpa, page) in data_pages {
-            made &= map_vcpu_page(npt, state.nr_vcpus, gpa, page.phys);
+            // Cannot fail for an index within `nr_vcpus` (checked above).
+            mapped &= map_vcpu_page(npt, state.nr_vcpus, gpa, page.phys);
         }
         attach_compact_window(npt, index, vcpu.window_pt.phys);
     }
     // SAFETY: pairs with the lock above.
     unsafe { ffi::sevault_npt_unlock(flags) };
-    if !made {
-        // Only an index beyond the memory map's room could get here (`cpu_online` checks);
-        // a block left guarded after this would be harmless.
+    if !guarded {
+        // Nothing points at the block yet.
         // SAFETY: allocated above with this order, never published.
         unsafe { ffi::sevault_pages_free(virt, vcpu_block::ORDER) };
+        return Err(errno::ENOMEM);
+    }
+    if !mapped {
+        // Nested entries may name the block: it stays allocated and guarded (lost until
+        // the next boot) rather than be handed back while the vault could reach it.
         return Err(errno::EINVAL);
     }
     VCPUS_MADE.fetch_add(1, Ordering::Relaxed);
