@@ -25,6 +25,13 @@ pub struct PageRef {
 
 const PAGE: u64 = 4096;
 
+impl PageRef {
+    /// Page `i` of the contiguous run that starts here.
+    pub const fn page(self, i: usize) -> Self {
+        Self { virt: self.virt + i * PAGE as usize, phys: self.phys + i as u64 * PAGE }
+    }
+}
+
 /// Blocks kept sorted by physical address, with a bump pointer into the newest.
 #[derive(Debug)]
 pub struct Arena<const N: usize> {
@@ -86,7 +93,7 @@ impl<const N: usize> Arena<N> {
             return None;
         }
         self.current = Some((index, used + pages));
-        Some(PageRef { virt: block.virt + used * PAGE as usize, phys: block.phys + used as u64 * PAGE })
+        Some(PageRef { virt: block.virt, phys: block.phys }.page(used))
     }
 
     /// True when `[phys, phys + len)` overlaps any block.

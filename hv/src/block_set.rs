@@ -60,18 +60,10 @@ impl<const N: usize> BlockSet<N> {
                 core::hint::spin_loop();
                 continue;
             }
-            let count = self.count.load(Ordering::Acquire).min(N);
+            let starts = &self.starts[..self.count.load(Ordering::Acquire).min(N)];
             // The last block starting before `end` is the only candidate (blocks are disjoint).
-            let (mut lo, mut hi) = (0, count);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if self.starts[mid].load(Ordering::Relaxed) < end {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            let hit = lo > 0 && self.starts[lo - 1].load(Ordering::Relaxed).saturating_add(self.span) > phys;
+            let after = starts.partition_point(|start| start.load(Ordering::Relaxed) < end);
+            let hit = after > 0 && starts[after - 1].load(Ordering::Relaxed).saturating_add(self.span) > phys;
             fence(Ordering::Acquire);
             if self.sequence.load(Ordering::Relaxed) == before {
                 return hit;

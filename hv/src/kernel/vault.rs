@@ -471,7 +471,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
     // Contiguous, so that the builder sees one array of tables.
     let pt_block = State::take_pages(arena, guest_pt::COUNT)?;
     for (i, page) in p.guest_pt.iter_mut().enumerate() {
-        *page = PageRef { virt: pt_block.virt + i * PAGE_SIZE as usize, phys: pt_block.phys + i as u64 * PAGE_SIZE };
+        *page = pt_block.page(i);
     }
     for page in p.npt_low.iter_mut() {
         *page = State::take_pages(arena, 1)?;
@@ -495,15 +495,7 @@ fn build(features: SvmFeatures, nr: u32, sev: Option<SevLaunch>) -> Result<(), i
             *run = State::take_pages(&mut state.arena, (nr as usize - k * BLOCK_PAGES).min(BLOCK_PAGES))?;
         }
     }
-    let vmsa_of = |i: usize| {
-        let run = vmsa_runs[i / BLOCK_PAGES];
-        let j = i % BLOCK_PAGES;
-        if es {
-            PageRef { virt: run.virt + j * PAGE_SIZE as usize, phys: run.phys + j as u64 * PAGE_SIZE }
-        } else {
-            NO_PAGE
-        }
-    };
+    let vmsa_of = |i: usize| if es { vmsa_runs[i / BLOCK_PAGES].page(i % BLOCK_PAGES) } else { NO_PAGE };
     // A page for an SEV launch to stage contents in (not 4 KiB of kernel stack).
     let scratch = if sev.is_some() { Some(State::take_pages(&mut state.arena, 1)?) } else { None };
     let state: &State = state;
@@ -551,7 +543,7 @@ fn make_vcpu(state: &State, index: VcpuIndex, vmsa: PageRef) -> Result<(), i32> 
     if virt.is_null() {
         return Err(errno::ENOMEM);
     }
-    let page = |i: usize| PageRef { virt: virt as usize + i * PAGE_SIZE as usize, phys: phys + i as u64 * PAGE_SIZE };
+    let page = |i: usize| PageRef { virt: virt as usize, phys }.page(i);
     const {
         assert!(core::mem::size_of::<Vcpu>() <= PAGE_SIZE as usize);
         assert!(core::mem::align_of::<Vcpu>() <= PAGE_SIZE as usize);
@@ -737,9 +729,9 @@ static FLUSH_BLOCK_ORDER: AtomicU32 = AtomicU32::new(0);
 fn flush_vmcb(vcpu: VcpuIndex) -> Option<PageRef> {
     let pages = FLUSH_BLOCK_PAGES.load(Ordering::Acquire);
     let i = vcpu.get() as usize;
-    (i < pages).then(|| PageRef {
-        virt: FLUSH_BLOCK_VIRT.load(Ordering::Relaxed) + i * PAGE_SIZE as usize,
-        phys: FLUSH_BLOCK_PHYS.load(Ordering::Relaxed) + i as u64 * PAGE_SIZE,
+    (i < pages).then(|| {
+        PageRef { virt: FLUSH_BLOCK_VIRT.load(Ordering::Relaxed), phys: FLUSH_BLOCK_PHYS.load(Ordering::Relaxed) }
+            .page(i)
     })
 }
 
