@@ -62,12 +62,22 @@ pub enum Mode {
     Cbc = 2,
     /// Counter mode (NIST SP 800-38A §6.5): `Request::iv` is the first counter block, a
     /// 128-bit big-endian number incremented per block; `Response::iv_out` the counter after
-    /// the last (partial) block. Any length.
+    /// the last block. Whole blocks, as every mode: the HV does a partial last block as a
+    /// whole one in its bounce page and keeps the keystream's prefix (`hv::translate`).
     Ctr = 3,
-    /// XTS (IEEE 1619-2018, NIST SP 800-38E) with ciphertext stealing: `Request::iv` is the
-    /// data unit's tweak, `Request::tweak_block` the blocks of that unit done by earlier
-    /// requests; at least 16 bytes. `Response::iv_out` is zero: the tweak stays in the vault.
+    /// XTS (IEEE 1619-2018, NIST SP 800-38E): `Request::iv` is the data unit's tweak,
+    /// `Request::tweak_block` the blocks of that unit done by earlier requests.
+    /// `Response::iv_out` is zero: the tweak stays in the vault. Whole blocks: the HV does
+    /// ciphertext stealing as two one-block requests (`hv::translate`).
     Xts = 4,
+    /// CBC encryption of 2 to [`crate::MAX_STREAMS`] independent streams under one key
+    /// (`Op::Encrypt` only), whose blocks go through the AES unit together: CBC encryption is
+    /// serial within a stream, so one stream leaves most of the unit idle. Entries `0..n` are
+    /// the streams, one entry each and all of one length (whole blocks); entry `n`, of
+    /// `16 × n` bytes, holds their IVs on the way in and each stream's last ciphertext block
+    /// (its output IV) on the way out. `Request::iv` must be zero; `Response::iv_out` is
+    /// zero. The HV makes these from kernel CBC encryptions queued together (`hv::batch`).
+    CbcStreams = 5,
 }
 
 impl TryFrom<u32> for Mode {
@@ -78,6 +88,7 @@ impl TryFrom<u32> for Mode {
             2 => Ok(Self::Cbc),
             3 => Ok(Self::Ctr),
             4 => Ok(Self::Xts),
+            5 => Ok(Self::CbcStreams),
             other => Err(other),
         }
     }
@@ -551,7 +562,8 @@ mod tests {
         assert_eq!(Mode::try_from(2), Ok(Mode::Cbc));
         assert_eq!(Mode::try_from(3), Ok(Mode::Ctr));
         assert_eq!(Mode::try_from(4), Ok(Mode::Xts));
-        assert_eq!(Mode::try_from(5), Err(5));
+        assert_eq!(Mode::try_from(5), Ok(Mode::CbcStreams));
+        assert_eq!(Mode::try_from(6), Err(6));
         assert_eq!(Mode::try_from(0), Err(0));
         assert_eq!(KeyLen::try_from(24), Ok(KeyLen::Aes192));
         assert_eq!(KeyLen::try_from(20), Err(20));

@@ -29,7 +29,7 @@ pub use validate::{validate, KeySlotIndex, ValidRequest};
 /// `"SVLT"` in little-endian: written by the HV when it sets a comm block up.
 pub const ABI_MAGIC: u32 = u32::from_le_bytes(*b"SVLT");
 /// Bumped whenever a layout or a meaning in this crate changes.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 /// Most key bytes a set-key request carries: an XTS pair of AES-256 keys.
 pub const MAX_KEY_BYTES: usize = 64;
 /// AES block size in bytes.
@@ -39,6 +39,9 @@ pub const MAX_BATCH: usize = 16;
 /// Most scatter-list entries one batch can carry, all its requests together: bounded by the
 /// vault's stack, which holds the batch's private copy (one 4 KiB page in all).
 pub const MAX_ENTRIES: usize = 64;
+/// Most streams one [`Mode::CbcStreams`] request carries: one per AES register of the
+/// vault's 8-block round code.
+pub const MAX_STREAMS: usize = 8;
 /// Most bytes one request (one VMRUN) may process: bounds the time a vCPU runs per entry.
 /// Larger kernel requests are split by the HV and continue with the chained IV.
 pub const MAX_BYTES_PER_EXIT: u32 = 64 * 1024;

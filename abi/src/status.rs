@@ -28,7 +28,8 @@ pub enum Status {
     KeyLenMismatch = 9,
     /// Total length is zero.
     ZeroLength = 10,
-    /// Total length is not a multiple of the AES block size (ECB, CBC).
+    /// Total length is not a multiple of the AES block size (every mode: the HV does partial
+    /// blocks).
     UnalignedLength = 11,
     /// Total length exceeds [`crate::MAX_BYTES_PER_EXIT`].
     TooLarge = 12,
@@ -47,14 +48,15 @@ pub enum Status {
     /// Another vCPU holds the key slot (a set/clear racing a request on the same slot: an
     /// honest host never does that).
     SlotBusy = 18,
-    /// XTS data under one block (16 bytes), or a last entry without the whole XTS tail (the
-    /// last whole block and the partial one): ciphertext stealing needs them together.
-    XtsTooShort = 19,
-    /// An entry other than the last is not whole blocks.
-    UnalignedEntry = 20,
+    /// An entry is not whole blocks.
+    UnalignedEntry = 19,
     /// The batch's request count is zero or above [`crate::MAX_BATCH`] (a
     /// [`crate::BatchResponse`] status: no request ran).
-    BadBatchCount = 21,
+    BadBatchCount = 20,
+    /// A [`crate::Mode::CbcStreams`] request that is not an encryption, has not 1 to
+    /// [`crate::MAX_STREAMS`] streams, streams of different lengths, or an IV entry other
+    /// than 16 bytes per stream.
+    BadStreams = 21,
 }
 
 impl Status {
@@ -79,9 +81,9 @@ impl Status {
             Self::OutsideWindow => "address outside host window",
             Self::ReservedNotZero => "reserved field not zero",
             Self::SlotBusy => "key slot busy",
-            Self::XtsTooShort => "XTS data shorter than 16 bytes or its tail split",
             Self::UnalignedEntry => "entry not whole blocks",
             Self::BadBatchCount => "bad batch request count",
+            Self::BadStreams => "bad CBC streams",
         }
     }
 
@@ -105,9 +107,9 @@ impl Status {
         Self::OutsideWindow,
         Self::ReservedNotZero,
         Self::SlotBusy,
-        Self::XtsTooShort,
         Self::UnalignedEntry,
         Self::BadBatchCount,
+        Self::BadStreams,
     ];
 }
 
@@ -152,6 +154,7 @@ mod tests {
         }
         assert_eq!(Status::try_from(0), Err(UnknownStatus(0)));
         assert_eq!(Status::try_from(22), Err(UnknownStatus(22)));
+        assert_eq!(Status::try_from(21), Ok(Status::BadStreams));
         assert_eq!(Status::try_from(u32::MAX), Err(UnknownStatus(u32::MAX)));
     }
 }

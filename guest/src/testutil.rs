@@ -61,6 +61,7 @@ pub fn reference_crypt_from(
                     ctr::Ctr128BE::<$aes>::new_from_slices(key, &iv).unwrap().apply_keystream(&mut out);
                     out
                 }
+                (Mode::CbcStreams, _) => unreachable!("reference each stream as Mode::Cbc"),
                 (Mode::Xts, direction) => {
                     let half = key.len() / 2;
                     let xts = xts_mode::Xts128::new(
@@ -94,20 +95,19 @@ pub fn reference_crypt_from(
         }
         // NIST SP 800-38A §B.1: the counter advances by one per block, partial ones included.
         Mode::Ctr => u128::from_be_bytes(iv).wrapping_add(data.len().div_ceil(16) as u128).to_be_bytes(),
-        Mode::Ecb | Mode::Xts => [0; 16],
+        Mode::Ecb | Mode::Xts | Mode::CbcStreams => [0; 16],
     };
     (out, iv_out)
 }
 
-/// Splits `total` bytes into at most `max_pieces` pieces as the HV hands them to the vault:
-/// whole blocks in every piece but the last, which holds at least `tail_len` bytes (see
-/// `ValidEntries`), with a bias towards single blocks and single large pieces.
-pub fn random_block_splits(rng: &mut impl Rng, total: usize, tail_len: usize, max_pieces: usize) -> Vec<usize> {
+/// Splits `total` bytes (whole blocks) into at most `max_pieces` pieces of whole blocks, as
+/// the HV hands them to the vault (see `ValidEntries`), with a bias towards single blocks and
+/// single large pieces.
+pub fn random_block_splits(rng: &mut impl Rng, total: usize, max_pieces: usize) -> Vec<usize> {
     let mut pieces = Vec::new();
     let mut left = total;
-    // Whole-block pieces may take all but the last piece's share.
-    while left > tail_len.max(1) && pieces.len() + 1 < max_pieces && rng.gen_bool(0.7) {
-        let room = (left - tail_len) / 16;
+    while left > 16 && pieces.len() + 1 < max_pieces && rng.gen_bool(0.7) {
+        let room = left / 16;
         if room == 0 {
             break;
         }
@@ -199,7 +199,7 @@ pub struct VaultRun<'a> {
     pub tweak_block: u32,
     /// The input.
     pub data: &'a [u8],
-    /// Entry lengths (whole blocks but the last, which holds the tail).
+    /// Entry lengths (whole blocks).
     pub pieces: &'a [usize],
     /// Destination = source.
     pub in_place: bool,

@@ -202,25 +202,25 @@ mod tests {
         require_aes_ni();
         let mut h = Harness::new();
         let pair: Vec<u8> = (0..64u8).collect();
-        let plaintext: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
-        h.memory[512..612].copy_from_slice(&plaintext);
+        let plaintext: Vec<u8> = (0..96u8).map(|i| i.wrapping_mul(37)).collect();
+        h.memory[512..608].copy_from_slice(&plaintext);
         assert_eq!(h.call(&xts_key_op(5, &pair)).0, Status::Ok);
         let tweak = [0x11; 16];
-        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Xts, 5, 32, tweak, 512, 100));
+        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Xts, 5, 32, tweak, 512, 96));
         assert_eq!(status, Status::Ok);
-        assert_eq!(response.bytes_done, 100);
+        assert_eq!(response.bytes_done, 96);
         assert_eq!(response.iv_out, [0; 16], "the tweak stays in the vault");
         let op = RefOp { mode: Mode::Xts, direction: Direction::Encrypt };
-        assert_eq!(&h.memory[512..612], &reference_crypt(op, &pair, tweak, &plaintext).0[..]);
-        assert_eq!(h.call(&crypt(Op::Decrypt, Mode::Xts, 5, 32, tweak, 512, 100)).0, Status::Ok);
-        assert_eq!(&h.memory[512..612], &plaintext[..]);
+        assert_eq!(&h.memory[512..608], &reference_crypt(op, &pair, tweak, &plaintext).0[..]);
+        assert_eq!(h.call(&crypt(Op::Decrypt, Mode::Xts, 5, 32, tweak, 512, 96)).0, Status::Ok);
+        assert_eq!(&h.memory[512..608], &plaintext[..]);
         // CTR with the same slot index re-keyed to one AES key.
         assert_eq!(h.call(&key_op(Op::SetKey, 5, &pair[..24])).0, Status::Ok);
-        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Ctr, 5, 24, [0xFE; 16], 512, 100));
+        let (status, response) = h.call(&crypt(Op::Encrypt, Mode::Ctr, 5, 24, [0xFE; 16], 512, 96));
         assert_eq!(status, Status::Ok);
         let op = RefOp { mode: Mode::Ctr, direction: Direction::Encrypt };
         let (expected, expected_counter) = reference_crypt(op, &pair[..24], [0xFE; 16], &plaintext);
-        assert_eq!(&h.memory[512..612], &expected[..]);
+        assert_eq!(&h.memory[512..608], &expected[..]);
         assert_eq!(response.iv_out, expected_counter);
     }
 
@@ -285,6 +285,46 @@ mod tests {
         let (expected, counter) = reference_crypt(ctr, &key_a, [3; 16], &data[1024..1536]);
         assert_eq!((&h.memory[2048..2560], responses[3].iv_out), (&expected[..], counter));
         assert_eq!(&h.memory[1024..1536], &data[1024..1536], "out of place: the source stays");
+    }
+
+    #[test]
+    fn cbc_streams_through_the_comm_block() {
+        require_aes_ni();
+        let mut h = Harness::new();
+        let key = [0x5au8; 32];
+        assert_eq!(h.call(&key_op(Op::SetKey, 2, &key)).0, Status::Ok);
+        // Three streams of 256 bytes at 0, 512 (out of place to 1024) and 1536; their IVs at
+        // 2048, answered there with each stream's last ciphertext block.
+        let data: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
+        h.memory[..2048].copy_from_slice(&data);
+        let ivs: Vec<u8> = (0..48u8).collect();
+        h.memory[2048..2096].copy_from_slice(&ivs);
+        let mut b =
+            single(Request { entry_count: 4, ..crypt_request(Op::Encrypt, Mode::CbcStreams, 2, 32, [0; 16], 816) });
+        b.entries[0] = SgEntry { src: 0, dst: 0, len: 256, reserved_0x14: 0 };
+        b.entries[1] = SgEntry { src: 512, dst: 1024, len: 256, reserved_0x14: 0 };
+        b.entries[2] = SgEntry { src: 1536, dst: 1536, len: 256, reserved_0x14: 0 };
+        b.entries[3] = SgEntry { src: 2048, dst: 2048, len: 48, reserved_0x14: 0 };
+        let (status, response) = h.call(&b);
+        assert_eq!((status, response.bytes_done, response.iv_out), (Status::Ok, 816, [0; 16]));
+        let cbc = RefOp { mode: Mode::Cbc, direction: Direction::Encrypt };
+        for (k, (from, to)) in [(0, 0), (512, 1024), (1536, 1536)].into_iter().enumerate() {
+            let iv: [u8; 16] = ivs[16 * k..16 * k + 16].try_into().unwrap();
+            let (expected, expected_iv) = reference_crypt(cbc, &key, iv, &data[from..from + 256]);
+            assert_eq!(&h.memory[to..to + 256], &expected[..], "stream {k}");
+            assert_eq!(&h.memory[2048 + 16 * k..2064 + 16 * k], &expected_iv[..], "stream {k}'s output IV");
+        }
+        assert_eq!(&h.memory[512..768], &data[512..768], "out of place: the source stays");
+        // Refused before anything is written: a decryption, or IVs for two streams of three.
+        let before = h.memory.clone();
+        let mut decrypt = b;
+        decrypt.requests[0].op = Op::Decrypt as u32;
+        assert_eq!(h.call(&decrypt).0, Status::BadStreams);
+        let mut short = b;
+        short.entries[3].len = 32;
+        short.requests[0].total_len = 800;
+        assert_eq!(h.call(&short).0, Status::BadStreams);
+        assert_eq!(h.memory, before);
     }
 
     #[test]

@@ -1,14 +1,8 @@
-//! Walking a validated scatter-list through a [`BlockCipher`].
-//!
-//! Each entry's whole blocks go straight from host memory to host memory (no copy). A block
-//! that straddles entries — the kernel's self-tests split buffers unevenly — is gathered into
-//! a private 16-byte buffer, processed there and scattered back; it may span up to 16 entries
-//! of one byte each.
-use core::ptr;
+//! Walking a validated scatter-list through a [`BlockCipher`]: each entry's whole blocks go
+//! straight from host memory to host memory (no copy).
 
 use sevault_abi::validate::ValidEntries;
 use sevault_abi::AES_BLOCK;
-use zeroize::Zeroize;
 
 use crate::aes::BlockCipher;
 
@@ -34,15 +28,11 @@ impl HostWindow {
     }
 }
 
-/// Runs `cipher` over the entries (all their bytes: the request's total length).
-///
-/// Validation guarantees the shape: every entry but the last holds whole blocks, and the last
-/// one holds the tail ([`BlockCipher::tail_len`]: CTR's partial block, XTS's last whole block
-/// and the partial one after it) after its own whole blocks. Whole blocks go straight from
-/// host memory to host memory (no copy); the tail is copied into a private buffer, finished
-/// there and copied out — all reads before any write, so in-place works. (A block that
-/// straddles entries never reaches the vault: the HV bounces it through a page of its own,
-/// see `hv/src/translate.rs`.)
+/// Runs `cipher` over the entries (all their bytes: the request's total length), each
+/// entry's whole blocks straight from host memory to host memory (no copy). A CBC-streams
+/// request goes to [`BlockCipher::run_streams`] instead. (A block that straddles entries
+/// never reaches the vault: the HV bounces it through a page of its own; nor does a partial
+/// block: the HV does CTR's last one and XTS ciphertext stealing, see `hv/src/translate.rs`.)
 ///
 /// # Safety
 /// `window` must satisfy [`HostWindow::new`]'s contract; AES-NI must be present.
@@ -50,31 +40,16 @@ impl HostWindow {
 // into the request loop.
 #[inline(never)]
 pub unsafe fn process(entries: ValidEntries<'_>, window: &HostWindow, cipher: &mut BlockCipher<'_>) {
-    // (At most 31: the `min` only shows the compiler so, keeping panics out of the image.)
-    let tail_len = entries.tail_len().min(2 * AES_BLOCK);
-    let count = entries.as_slice().len();
-    for (index, entry) in entries.as_slice().iter().enumerate() {
-        let len = entry.len as usize - if index + 1 == count { tail_len } else { 0 };
-        let (src, dst) = (window.at(entry.src), window.at(entry.dst));
-        // SAFETY: `len <= entry.len`: inside the entry's validated ranges; src and dst of one
-        // entry are the same or disjoint (the kernel's in-place/out-of-place).
-        unsafe { cipher.run(src, dst, len / AES_BLOCK) };
-        if len < entry.len as usize {
-            let mut buffer = [0u8; 2 * AES_BLOCK];
-            for (i, byte) in buffer[..tail_len].iter_mut().enumerate() {
-                // SAFETY: `len + i < entry.len`: inside the entry. Volatile: host memory,
-                // each byte read once.
-                *byte = unsafe { ptr::read_volatile(src.add(len + i)) };
-            }
-            // (A CTR tail's keystream block also runs over the buffer's bytes after the
-            // tail, which stay here.)
-            cipher.finish(&mut buffer, tail_len);
-            for (i, byte) in buffer[..tail_len].iter().enumerate() {
-                // SAFETY: as above, each byte written once.
-                unsafe { ptr::write_volatile(dst.add(len + i), *byte) };
-            }
-            buffer.zeroize();
-        }
+    if cipher.is_streams() {
+        // SAFETY: a CBC-streams request's entries have the routine's shape (validated);
+        // the ranges are the window's, whose contract is the caller's.
+        unsafe { cipher.run_streams(entries.as_slice(), window.base) };
+        return;
+    }
+    for entry in entries.as_slice() {
+        // SAFETY: the entry's validated ranges, whole blocks; src and dst of one entry are
+        // the same or disjoint (the kernel's in-place/out-of-place).
+        unsafe { cipher.run(window.at(entry.src), window.at(entry.dst), entry.len as usize / AES_BLOCK) };
     }
 }
 
@@ -93,13 +68,11 @@ mod tests {
             let aes_len = [16, 24, 32][case / 4 % 3];
             let key: Vec<u8> = (0..aes_len << (mode == Mode::Xts) as usize).map(|_| rng.gen()).collect();
             let iv: [u8; 16] = rng.gen();
-            let partial = if matches!(mode, Mode::Ctr | Mode::Xts) { rng.gen_range(0..16) } else { 0 };
-            let total = 16 * rng.gen_range(1..=64) + partial;
-            let tail_len = sevault_abi::validate::tail_len(mode, total);
+            let total = 16 * rng.gen_range(1..=64);
             let plaintext: Vec<u8> = (0..total).map(|_| rng.gen()).collect();
             let in_place = rng.gen_bool(0.5);
             let direction = if rng.gen_bool(0.5) { Direction::Encrypt } else { Direction::Decrypt };
-            let pieces = random_block_splits(&mut rng, total, tail_len, MAX_ENTRIES);
+            let pieces = random_block_splits(&mut rng, total, MAX_ENTRIES);
             let op = RefOp { mode, direction };
             let result =
                 vault_run(&VaultRun { op, key: &key, iv, tweak_block: 0, data: &plaintext, pieces: &pieces, in_place });
@@ -119,7 +92,7 @@ mod tests {
             for direction in [Direction::Encrypt, Direction::Decrypt] {
                 let key: Vec<u8> = (0..32 << (mode == Mode::Xts) as usize).map(|_| rng.gen()).collect();
                 let iv: [u8; 16] = rng.gen();
-                let data: Vec<u8> = (0..16 * 9 + 5 * (mode != Mode::Cbc) as usize).map(|_| rng.gen()).collect();
+                let data: Vec<u8> = (0..16 * 9).map(|_| rng.gen()).collect();
                 let op = RefOp { mode, direction };
                 let (first, second) = data.split_at(16 * 6);
                 let run = |data: &[u8], iv, tweak_block| {
@@ -141,7 +114,7 @@ mod tests {
         let key: Vec<u8> = (0..64).map(|_| rng.gen()).collect();
         let iv: [u8; 16] = rng.gen();
         for first_block in [1, 7, 8, 127, 128, 4095, 4096] {
-            let data: Vec<u8> = (0..16 * 3 + 7).map(|_| rng.gen()).collect();
+            let data: Vec<u8> = (0..16 * 3).map(|_| rng.gen()).collect();
             let op = RefOp { mode: Mode::Xts, direction: Direction::Encrypt };
             let pieces = [16, data.len() - 16];
             let result = vault_run(&VaultRun {

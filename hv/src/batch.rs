@@ -228,7 +228,7 @@ pub fn read_answers<S: SegmentCursor, D: SegmentCursor>(
             continue;
         }
         tally.bytes += u64::from(response.bytes_done);
-        if let Some(translator) = call.chunk_of.as_ref() {
+        if let Some(translator) = call.chunk_of.as_mut() {
             if translator.scatter(bounce.area(k), memory).is_err() {
                 tally.errors += 1;
                 call.answer = Some(Err(CallError::Scatter));

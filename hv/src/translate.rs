@@ -1,15 +1,21 @@
 //! From a kernel request's scatterlists to the vault's per-exit entry lists.
 //!
 //! The source and destination scatterlists are walked together. The vault takes entries of
-//! whole blocks only, except the request's last, which also holds the mode's tail (CTR's
-//! partial block; XTS's last whole block and the partial one, for ciphertext stealing) — see
-//! `sevault_abi::validate::ValidEntries`. So an entry is the longest run that is contiguous
-//! in both lists, cut to whole blocks; a block that straddles runs is *bounced*: its 16
-//! bytes are gathered into the vCPU's bounce page, the vault gets an in-place entry there,
-//! and after the answer the HV scatters the result to the destination. The tail goes the
-//! same way when it is not contiguous. Keeping straddles out of the vault keeps its image
-//! within 4096 bytes (thesis-notes/memory-map.md); the data is the host's own, so bouncing
-//! it through host memory shows the host nothing new.
+//! whole blocks only (`sevault_abi::validate::ValidEntries`), so an entry is the longest run
+//! that is contiguous in both lists, cut to whole blocks; a block that straddles runs is
+//! *bounced*: its 16 bytes are gathered into the vCPU's bounce page, the vault gets an
+//! in-place entry there, and after the answer the HV scatters the result to the destination.
+//!
+//! A partial last block is the HV's too ([`Tail`]). CTR: it is bounced padded to a whole
+//! block, and only the keystream's prefix over its bytes goes out. XTS ciphertext stealing
+//! (IEEE 1619-2018 §5.3.2, §5.4.2): the last whole block goes alone through its tweak, the HV
+//! hands out the prefix of the result as the partial block's output and puts the partial
+//! input in front of the rest, and that mixed block goes through the other tweak — two
+//! one-block requests in two batches. Keeping straddles and partial blocks out of the vault
+//! keeps its image within 4096 bytes (thesis-notes/memory-map.md). What the host sees on the
+//! way is no more than it can ask the vault for: a keystream block is the encryption of a
+//! counter it chose, the stealing's intermediate block an XTS encryption (decryption) of a
+//! block it holds under a tweak index it could name.
 //!
 //! Entries go into a chunk until the chunk has as many entries as its batch has room for
 //! (`MAX_ENTRIES` in all), `MAX_BYTES_PER_EXIT` bytes, [`MAX_BOUNCES`] bounced blocks, or the
@@ -17,7 +23,7 @@
 //! request each, in a later batch) with the chained IV, or for XTS with the next tweak block
 //! index. The requests of one batch share its entry pool, its nested window and its bounce
 //! page ([`MAX_BATCH`] areas of [`BOUNCE_BYTES`]).
-use sevault_abi::validate::tail_len;
+use sevault_abi::validate::Direction;
 use sevault_abi::{Mode, SgEntry, AES_BLOCK, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES};
 
 use crate::paging::CompactWindow;
@@ -69,47 +75,62 @@ pub enum TranslateError {
     OutsideWindow,
 }
 
-/// What the request's length must be and where its tail goes.
+/// What the request's length must be and what becomes of a partial last block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TailRule {
-    /// ECB, CBC: whole blocks only, no tail.
+    /// ECB, CBC: whole blocks only.
     WholeBlocks,
-    /// CTR: any length; a partial last block is the tail.
+    /// CTR: any length; a partial last block is done padded.
     PartialBlock,
-    /// XTS: at least one block; with a partial last block, the tail is it and the whole
-    /// block before it.
-    Stealing,
+    /// XTS: at least one block; a partial last block is done by ciphertext stealing, whose
+    /// two steps take the tweaks in the order of `direction`.
+    Stealing(Direction),
 }
 
 impl TailRule {
-    /// The rule of `mode`.
-    pub fn of(mode: Mode) -> Self {
+    /// The rule of `mode` in `direction`.
+    pub fn of(mode: Mode, direction: Direction) -> Self {
         match mode {
-            Mode::Ecb | Mode::Cbc => Self::WholeBlocks,
+            Mode::Ecb | Mode::Cbc | Mode::CbcStreams => Self::WholeBlocks,
             Mode::Ctr => Self::PartialBlock,
-            Mode::Xts => Self::Stealing,
+            Mode::Xts => Self::Stealing(direction),
         }
     }
+}
 
-    /// The tail of a `len`-byte request (`sevault_abi::validate::tail_len`, the vault's
-    /// rule), or `None` if the mode cannot take `len` bytes.
-    pub fn tail_len(self, len: u64) -> Option<u32> {
-        let partial = len % AES_BLOCK as u64;
-        let mode = match self {
-            Self::WholeBlocks if partial != 0 => return None,
-            Self::Stealing if len < AES_BLOCK as u64 => return None,
-            Self::WholeBlocks => Mode::Ecb,
-            Self::PartialBlock => Mode::Ctr,
-            Self::Stealing => Mode::Xts,
+/// The request's partial last block, as far as it has gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// None left (or none at all).
+    Done,
+    /// CTR: this many bytes (1..=15) after the bulk, still to hand out.
+    Padded(u32),
+    /// XTS: stealing over the last whole block and the `partial` bytes after it. Step 1 (the
+    /// whole block alone through its own tweak when encrypting, the next one when
+    /// decrypting) still to hand out, or (`running`) handed out and not yet scattered.
+    Steal { partial: u32, direction: Direction, running: bool },
+    /// XTS: step 2 — `block`, the partial input followed by the rest of step 1's result,
+    /// through the other tweak — still to hand out, or (`running`) handed out.
+    Stolen { partial: u32, direction: Direction, block: [u8; AES_BLOCK], running: bool },
+}
+
+impl Tail {
+    /// The vault's bytes still to come: a padded block, or the stealing's one-block steps.
+    fn vault_bytes(self) -> u64 {
+        let blocks = match self {
+            Self::Done | Self::Stolen { running: true, .. } => 0,
+            Self::Padded(_) | Self::Stolen { .. } | Self::Steal { running: true, .. } => 1,
+            Self::Steal { .. } => 2,
         };
-        Some(tail_len(mode, partial as usize) as u32)
+        blocks * AES_BLOCK as u64
     }
 }
 
 /// Most blocks bounced per chunk (the records sit in the translator).
 pub const MAX_BOUNCES: usize = 14;
-/// Bytes of the bounce page a chunk can use: its blocks, then the tail (≤ 31 bytes). Each
-/// request of a batch has its own area of the vCPU's bounce page.
+/// Bytes of the bounce page a chunk can use: its blocks, then a padded CTR block (stealing's
+/// steps use the first block alone). Each request of a batch has its own area of the vCPU's
+/// bounce page.
 pub const BOUNCE_BYTES: usize = (MAX_BOUNCES + 2) * AES_BLOCK;
 const _: () = assert!(BOUNCE_BYTES * MAX_BATCH <= 4096, "a batch's bounce areas fit one page");
 
@@ -145,9 +166,10 @@ struct BounceRecord {
 pub struct ChunkInfo {
     /// Entries in it.
     pub count: usize,
-    /// Total bytes (whole blocks, plus the tail in the chunk that carries it).
+    /// Total bytes the vault processes (whole blocks: a padded CTR block counts 16).
     pub bytes: u32,
-    /// Blocks of the request before this chunk (XTS: the tweak block index).
+    /// XTS: the tweak block index of the chunk's first block (the blocks before it, but for
+    /// stealing's steps, which name their own).
     pub first_block: u32,
 }
 
@@ -180,9 +202,9 @@ pub struct Translator<S, D> {
     dst: D,
     /// Whole-block bytes not yet handed out.
     bulk: u64,
-    /// The tail's length, 0 once handed out (or if there is none).
-    tail: u32,
-    /// Bytes handed out so far.
+    /// The partial last block.
+    tail: Tail,
+    /// Bulk bytes handed out so far.
     done: u64,
     /// The destination where the current chunk starts, and the chunk's bounced ranges.
     chunk_dst: D,
@@ -193,12 +215,23 @@ pub struct Translator<S, D> {
 impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
     /// A translator for `len` bytes from `src` to `dst` under `rule`.
     pub fn new(src: S, dst: D, len: u64, rule: TailRule) -> Result<Self, TranslateError> {
-        let tail = rule.tail_len(len).ok_or(TranslateError::UnalignedLength)?;
+        let partial = (len % AES_BLOCK as u64) as u32;
+        if matches!(rule, TailRule::Stealing(_)) && len < AES_BLOCK as u64 {
+            return Err(TranslateError::UnalignedLength);
+        }
+        let (bulk, tail) = match rule {
+            _ if partial == 0 => (len, Tail::Done),
+            TailRule::WholeBlocks => return Err(TranslateError::UnalignedLength),
+            TailRule::PartialBlock => (len - u64::from(partial), Tail::Padded(partial)),
+            TailRule::Stealing(direction) => {
+                (len - u64::from(partial) - AES_BLOCK as u64, Tail::Steal { partial, direction, running: false })
+            }
+        };
         Ok(Self {
             chunk_dst: dst.clone(),
             src,
             dst,
-            bulk: len - u64::from(tail),
+            bulk,
             tail,
             done: 0,
             bounces: [BounceRecord::default(); MAX_BOUNCES + 1],
@@ -206,9 +239,10 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         })
     }
 
-    /// Bytes not yet handed out.
+    /// The vault's bytes not yet handed out (a padded block counts 16, stealing's steps 16
+    /// each).
     pub fn remaining(&self) -> u64 {
-        self.bulk + u64::from(self.tail)
+        self.bulk + self.tail.vault_bytes()
     }
 
     /// The next chunk, `None` when done: at most `max_entries` entries (and `MAX_ENTRIES`),
@@ -231,11 +265,16 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         let max_entries = max_entries.min(MAX_ENTRIES);
         self.chunk_dst = self.dst.clone();
         self.bounce_count = 0;
+        if self.bulk == 0 {
+            if let Some(info) = self.stealing_step(admission, max_entries, bounce, memory, &mut emit)? {
+                return Ok(Some(info));
+            }
+        }
         let first_block = (self.done / AES_BLOCK as u64) as u32;
         let mut chunk = ChunkInfo { count: 0, bytes: 0, first_block };
-        // Room for the tail when this chunk can end the bulk (the vault takes at most
+        // Room for a padded block when this chunk can end the bulk (the vault takes at most
         // MAX_BYTES_PER_EXIT in all).
-        let cap = MAX_BYTES_PER_EXIT - if self.tail > 0 { 2 * AES_BLOCK as u32 } else { 0 };
+        let cap = MAX_BYTES_PER_EXIT - if let Tail::Padded(_) = self.tail { AES_BLOCK as u32 } else { 0 };
         while chunk.count < max_entries {
             let remaining_bulk = self.bulk.min(u64::from(cap - chunk.bytes)) as u32;
             let piece = if remaining_bulk >= AES_BLOCK as u32 {
@@ -245,12 +284,8 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
                 } else {
                     Piece::Bounced(AES_BLOCK as u32)
                 }
-            } else if self.bulk == 0 && self.tail > 0 {
-                if self.common_run()? >= self.tail {
-                    Piece::Direct(self.tail)
-                } else {
-                    Piece::Bounced(self.tail)
-                }
+            } else if let (0, Tail::Padded(partial)) = (self.bulk, self.tail) {
+                Piece::Padded(partial)
             } else {
                 break;
             };
@@ -260,25 +295,31 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
                     let (Some(s), Some(d)) = (s, d) else { return Err(TranslateError::ShortScatterlist) };
                     SgEntry { src: s.phys, dst: d.phys, len, reserved_0x14: 0 }
                 }
-                Piece::Bounced(len) => {
+                Piece::Bounced(_) | Piece::Padded(_) => {
                     if self.bounce_count == MAX_BOUNCES && self.bulk > 0 {
                         break;
                     }
-                    // Blocks from the start of the area, the tail after the last block slot.
+                    // Blocks from the start of the area, the padded block after the last slot.
                     let at = if self.bulk > 0 { self.bounce_count * AES_BLOCK } else { MAX_BOUNCES * AES_BLOCK };
                     let phys = bounce.phys + at as u64;
-                    SgEntry { src: phys, dst: phys, len, reserved_0x14: 0 }
+                    SgEntry { src: phys, dst: phys, len: AES_BLOCK as u32, reserved_0x14: 0 }
                 }
             };
             if !admission.admit(&entry)? {
                 break;
             }
-            let len = entry.len;
-            if let Piece::Bounced(_) = piece {
+            // The request's bytes the entry stands for: a padded block only its own.
+            let len = match piece {
+                Piece::Direct(len) | Piece::Bounced(len) | Piece::Padded(len) => len,
+            };
+            if let Piece::Bounced(_) | Piece::Padded(_) = piece {
                 let at = (entry.src - bounce.phys) as usize;
-                // SAFETY: `at + len <= BOUNCE_BYTES`: inside the area `bounce` names.
-                let area = unsafe { core::slice::from_raw_parts_mut(bounce.virt.add(at), len as usize) };
-                gather(&mut self.src.clone(), memory, area)?;
+                // SAFETY: `at + 16 <= BOUNCE_BYTES`: inside the area `bounce` names.
+                let area = unsafe { core::slice::from_raw_parts_mut(bounce.virt.add(at), AES_BLOCK) };
+                // A padded block's bytes after the request's: zeros (the keystream over them
+                // stays in the bounce page).
+                area.fill(0);
+                gather(&mut self.src.clone(), memory, &mut area[..len as usize])?;
                 self.bounces[self.bounce_count] = BounceRecord { offset: chunk.bytes, at: at as u16, len: len as u16 };
                 self.bounce_count += 1;
             }
@@ -287,12 +328,13 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
             if self.bulk > 0 {
                 self.bulk -= u64::from(len);
             } else {
-                self.tail = 0;
+                self.tail = Tail::Done;
             }
             emit(chunk.count, &entry);
             chunk.count += 1;
-            chunk.bytes += len;
-            if self.bulk == 0 && self.tail == 0 {
+            chunk.bytes += entry.len;
+            // The bulk is out and no padded block follows: stealing goes on in chunks of its own.
+            if self.bulk == 0 && !matches!(self.tail, Tail::Padded(_)) {
                 break;
             }
         }
@@ -303,9 +345,79 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         Ok(Some(chunk))
     }
 
+    /// Stealing's next step as a chunk of its own, once the bulk is out: one bounced block
+    /// with the tweak index of the step (`None` when the tail is no stealing step to hand
+    /// out). Step 1 takes the last whole block; step 2 the block step 1's scatter made.
+    fn stealing_step<A: Admission>(
+        &mut self,
+        admission: &mut A,
+        max_entries: usize,
+        bounce: Bounce,
+        memory: &impl HostMemory,
+        emit: &mut impl FnMut(usize, &SgEntry),
+    ) -> Result<Option<ChunkInfo>, TranslateError> {
+        let base = (self.done / AES_BLOCK as u64) as u32;
+        // Encryption: the whole block through tweak `base`, the mixed one through `base + 1`;
+        // decryption the other way round (IEEE 1619-2018 §5.3.2, §5.4.2).
+        let (first_block, block) = match self.tail {
+            Tail::Steal { direction, running: false, .. } => (base + (direction == Direction::Decrypt) as u32, None),
+            Tail::Stolen { direction, block, running: false, .. } => {
+                (base + (direction == Direction::Encrypt) as u32, Some(block))
+            }
+            _ => return Ok(None),
+        };
+        let entry = SgEntry { src: bounce.phys, dst: bounce.phys, len: AES_BLOCK as u32, reserved_0x14: 0 };
+        if max_entries == 0 || !admission.admit(&entry)? {
+            return Err(TranslateError::NoProgress);
+        }
+        // SAFETY: the area's first block, inside the area `bounce` names.
+        let area = unsafe { core::slice::from_raw_parts_mut(bounce.virt, AES_BLOCK) };
+        match (block, &mut self.tail) {
+            // Step 1: the last whole block, from the source, which then points at the partial
+            // block (the destination stays at the whole one, for step 2).
+            (None, Tail::Steal { running, .. }) => {
+                gather(&mut self.src, memory, area)?;
+                *running = true;
+            }
+            (_, Tail::Stolen { block, running, .. }) => {
+                area.copy_from_slice(block);
+                *running = true;
+            }
+            _ => return Ok(None),
+        }
+        emit(0, &entry);
+        Ok(Some(ChunkInfo { count: 1, bytes: AES_BLOCK as u32, first_block }))
+    }
+
     /// After the vault answered the last chunk: copies its bounced results from `bounce` to
-    /// their destinations.
-    pub fn scatter(&self, bounce: Bounce, memory: &impl HostMemory) -> Result<(), TranslateError> {
+    /// their destinations. After stealing's step 1: the prefix of its result goes out as the
+    /// partial block's output, and the partial input with the rest of the result becomes step
+    /// 2's block; after step 2 its result goes out as the last whole block's.
+    pub fn scatter(&mut self, bounce: Bounce, memory: &impl HostMemory) -> Result<(), TranslateError> {
+        let mut result = [0u8; AES_BLOCK];
+        if matches!(self.tail, Tail::Steal { running: true, .. } | Tail::Stolen { running: true, .. }) {
+            // SAFETY: the step's block is the area's first (`stealing_step`).
+            result.copy_from_slice(unsafe { core::slice::from_raw_parts(bounce.virt, AES_BLOCK) });
+        }
+        match self.tail {
+            Tail::Steal { partial, direction, running: true } => {
+                let mut block = result;
+                // All reads before the writes: the partial block may be in place.
+                gather(&mut self.src, memory, &mut block[..partial as usize])?;
+                let mut out = self.dst.clone();
+                advance(&mut out, AES_BLOCK as u32)?;
+                scatter(&mut out, memory, &result[..partial as usize])?;
+                self.tail = Tail::Stolen { partial, direction, block, running: false };
+                return Ok(());
+            }
+            Tail::Stolen { partial, running: true, .. } => {
+                scatter(&mut self.dst, memory, &result)?;
+                advance(&mut self.dst, partial)?;
+                self.tail = Tail::Done;
+                return Ok(());
+            }
+            _ => {}
+        }
         for record in &self.bounces[..self.bounce_count] {
             let mut dst = self.chunk_dst.clone();
             advance(&mut dst, record.offset)?;
@@ -345,8 +457,10 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
 enum Piece {
     /// Straight from the lists: this many bytes of the common run.
     Direct(u32),
-    /// Through the bounce area: this many bytes gathered from the lists.
+    /// Through the bounce area: this many bytes (one block) gathered from the lists.
     Bounced(u32),
+    /// CTR's partial last block: this many bytes gathered, padded to a block with zeros.
+    Padded(u32),
 }
 
 /// Consumes `n` bytes, across segments.

@@ -61,6 +61,7 @@ impl Cell {
             Mode::Cbc => "CBC",
             Mode::Ctr => "CTR",
             Mode::Xts => "XTS",
+            Mode::CbcStreams => "CBC streams",
         }
     }
 

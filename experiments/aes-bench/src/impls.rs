@@ -143,6 +143,9 @@ pub fn rustcrypto(cell: Cell, key: &[u8], iv: &[u8; 16]) -> Result<InPlace, Erro
                     let mut c = ctr::Ctr128BE::<$aes>::new_from_slices(key, iv).map_err(invalid)?;
                     Box::new(move |buf: &mut [u8]| c.apply_keystream(buf))
                 }
+                (Mode::CbcStreams, _) => {
+                    return Err(Error::RustCrypto(format!("{}: streams are measured apart", cell.label())))
+                }
                 (Mode::Xts, direction) => {
                     let half = key.len() / 2;
                     let data = <$aes>::new_from_slice(&key[..half]).map_err(invalid)?;

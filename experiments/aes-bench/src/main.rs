@@ -18,6 +18,7 @@ mod machine;
 mod measure;
 mod openssl;
 mod report;
+mod streams;
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -163,6 +164,13 @@ fn run() -> Result<(), Error> {
         rows.push(row);
     }
 
+    println!("\nMulti-stream CBC encryption (the vault's streams routine, 4 KiB per stream):");
+    let streams = streams::measure(&method)?;
+    for row in &streams {
+        let [key, count, single, all, speedup, target, met] = row.columns();
+        println!("{key} {count} streams: {all} GB/s vs 1 stream {single} GB/s = {speedup} (target {target}: {met})");
+    }
+
     let report = Report {
         schema: report::SCHEMA,
         command,
@@ -171,6 +179,7 @@ fn run() -> Result<(), Error> {
         method,
         machine,
         rows,
+        streams,
     };
     println!("\n{}", report.text_table());
     if let Some(path) = &options.out_md {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use sevault_abi::comm::{CommBlock, CommBlockPtr, Header, Request};
 use sevault_abi::memory_map::VcpuIndex;
+use sevault_abi::validate::Direction;
 use sevault_abi::{Mode, Op, MAX_ENTRIES};
 use sevault_hv::arena::{Arena, Block};
 use sevault_hv::paging::{CompactWindow, PageTable};
@@ -136,9 +137,13 @@ pub fn measure(len: u64, placement: Placement, iterations: u32, rounds: u32, tsc
     let mut sequence = 0u64;
     let mut chunks = 0;
     let mut one_request = || -> Result<u64, String> {
-        let mut translator =
-            Translator::new(SliceCursor::new(&src), SliceCursor::new(&dst), len, TailRule::of(Mode::Xts))
-                .map_err(|e| format!("the HV refuses a {len}-byte request: {e:?}"))?;
+        let mut translator = Translator::new(
+            SliceCursor::new(&src),
+            SliceCursor::new(&dst),
+            len,
+            TailRule::of(Mode::Xts, Direction::Encrypt),
+        )
+        .map_err(|e| format!("the HV refuses a {len}-byte request: {e:?}"))?;
         let mut chunks = 0;
         loop {
             let mut admission = WindowAdmission { forbidden, plan: CompactWindow::new(vcpu) };

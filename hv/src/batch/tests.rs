@@ -161,9 +161,13 @@ fn batches_of_random_requests_match_rustcrypto() {
             .iter()
             .map(|c| {
                 let total = c.plaintext.len() as u64;
-                let translator =
-                    Translator::new(SliceCursor::new(&c.src), SliceCursor::new(&c.dst), total, TailRule::of(c.op.mode))
-                        .unwrap();
+                let translator = Translator::new(
+                    SliceCursor::new(&c.src),
+                    SliceCursor::new(&c.dst),
+                    total,
+                    TailRule::of(c.op.mode, c.op.direction),
+                )
+                .unwrap();
                 let op = if c.op.direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt };
                 let key_len = if c.op.mode == Mode::Xts { 32 } else { [16, 24, 32][c.slot as usize] };
                 let request = Request {
@@ -230,9 +234,15 @@ fn a_refused_request_fails_alone_and_a_key_call_goes_alone() {
         key_len: 16,
         ..Request::default()
     };
-    let mut ta = Translator::new(SliceCursor::new(&a), SliceCursor::new(&a), 64, TailRule::of(Mode::Ecb)).unwrap();
-    let mut tb = Translator::new(SliceCursor::new(&b), SliceCursor::new(&b), 64, TailRule::of(Mode::Ecb)).unwrap();
-    let mut tc = Translator::new(SliceCursor::new(&c), SliceCursor::new(&c), 64, TailRule::of(Mode::Ecb)).unwrap();
+    let mut ta =
+        Translator::new(SliceCursor::new(&a), SliceCursor::new(&a), 64, TailRule::of(Mode::Ecb, Direction::Encrypt))
+            .unwrap();
+    let mut tb =
+        Translator::new(SliceCursor::new(&b), SliceCursor::new(&b), 64, TailRule::of(Mode::Ecb, Direction::Encrypt))
+            .unwrap();
+    let mut tc =
+        Translator::new(SliceCursor::new(&c), SliceCursor::new(&c), 64, TailRule::of(Mode::Ecb, Direction::Encrypt))
+            .unwrap();
     let key = [9u8; 16];
     let set = Request::set_key(2, 16, false);
     // A key call after a crypt call waits for a batch of its own.

@@ -20,6 +20,7 @@ use sevault_abi::memory_map::{
     VcpuIndex, COMM_BLOCKS_BASE, GHCBS_BASE, IMAGE_BASE, IMAGE_MAX_SIZE, KEY_SLOTS_BASE, KEY_SLOTS_SIZE,
     KEY_SLOT_BLOCK_SIZE, PAGE_SIZE, PAGE_TABLES_BASE, SPIN_GPA,
 };
+use sevault_abi::validate::Direction;
 use sevault_abi::{
     Mode, Op, SlotKey, Status, HYPERCALL_REQUEST_DONE, KEY_SLOTS_PER_BLOCK, KEY_SLOT_COUNT, LAUNCH_KEY_SLOTS,
     MAX_BATCH, MAX_VCPUS,
@@ -1695,7 +1696,7 @@ fn prepare(job: &Job) -> Result<Option<JobScratch>, i32> {
         SgCursor { sg: request.src, offset: 0, remaining: request.len },
         SgCursor { sg: request.dst, offset: 0, remaining: request.len },
         request.len,
-        TailRule::of(mode),
+        TailRule::of(mode, if job.decrypt != 0 { Direction::Decrypt } else { Direction::Encrypt }),
     )
     .map_err(|_| errno::EINVAL)?;
     let slot_key = SlotKey::from_raw(key.key).ok_or(errno::ENOKEY)?;
