@@ -526,14 +526,14 @@ static int stats_show(struct seq_file *m, void *v)
 		   sevault_rust_generation(), sevault_rust_rebuilds(), sevault_rust_tlb_flushes(),
 		   sevault_rust_kvm_amd(), sevault_rust_key_slots(), max_batch ? sevault_max_batch() : 0,
 		   sevault_rust_memory_kib());
-	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used batches\n");
+	seq_puts(m, "cpu requests bytes vmruns exits_vmmcall exits_vmgexit exits_nmi exits_intr exits_other machine_checks tlb_flush_failures errors vmcb_repairs emulation_recoveries stack_used batches streamed\n");
 	for_each_possible_cpu(cpu) {
 		if (!sevault_rust_stats(cpu, &s))
 			continue;
-		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu,
+		seq_printf(m, "%u %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n", cpu,
 			   s.requests, s.bytes, s.vmruns, s.exits_vmmcall, s.exits_vmgexit, s.exits_nmi,
 			   s.exits_intr, s.exits_other, s.machine_checks, s.tlb_flush_failures, s.errors,
-			   s.vmcb_repairs, s.emulation_recoveries, s.stack_used, s.batches);
+			   s.vmcb_repairs, s.emulation_recoveries, s.stack_used, s.batches, s.streamed);
 	}
 	return 0;
 }

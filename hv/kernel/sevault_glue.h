@@ -40,6 +40,7 @@ struct sevault_stats {
 	u64 emulation_recoveries;
 	u64 stack_used;		/* bytes of its stack the vault has used (plain SVM) */
 	u64 batches;		/* comm blocks of requests served */
+	u64 streamed;		/* requests served as a stream of a CBC-streams request */
 };
 
 /* One queued crypto request of a batch (the per-CPU worker's). */

@@ -171,6 +171,8 @@ pub struct ChunkInfo {
     /// XTS: the tweak block index of the chunk's first block (the blocks before it, but for
     /// stealing's steps, which name their own).
     pub first_block: u32,
+    /// Entries of the chunk in the bounce area (a CBC-streams stream must have none).
+    pub bounced: usize,
 }
 
 /// One vault request's worth of entries, collected (host tests; the kernel writes entries
@@ -271,7 +273,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
             }
         }
         let first_block = (self.done / AES_BLOCK as u64) as u32;
-        let mut chunk = ChunkInfo { count: 0, bytes: 0, first_block };
+        let mut chunk = ChunkInfo { count: 0, bytes: 0, first_block, bounced: 0 };
         // Room for a padded block when this chunk can end the bulk (the vault takes at most
         // MAX_BYTES_PER_EXIT in all).
         let cap = MAX_BYTES_PER_EXIT - if let Tail::Padded(_) = self.tail { AES_BLOCK as u32 } else { 0 };
@@ -342,6 +344,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
             return Err(TranslateError::NoProgress);
         }
         self.done += u64::from(chunk.bytes);
+        chunk.bounced = self.bounce_count;
         Ok(Some(chunk))
     }
 
@@ -386,7 +389,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
             _ => return Ok(None),
         }
         emit(0, &entry);
-        Ok(Some(ChunkInfo { count: 1, bytes: AES_BLOCK as u32, first_block }))
+        Ok(Some(ChunkInfo { count: 1, bytes: AES_BLOCK as u32, first_block, bounced: 1 }))
     }
 
     /// After the vault answered the last chunk: copies its bounced results from `bounce` to

@@ -253,7 +253,7 @@ fn a_refused_request_fails_alone_and_a_key_call_goes_alone() {
         Call::new(request(1), &[], Some(&mut tc)),
     ];
     let posted = vm.round(&mut calls, MAX_BATCH, &mut AtMost(112));
-    assert_eq!(posted.calls(), [0, 1, 3]);
+    assert_eq!(posted.calls().collect::<Vec<_>>(), [0, 1, 3]);
     assert_eq!(posted.first_chunks, 3);
     assert!(matches!(calls[0].answer, Some(Ok(Answer { status: Status::Ok, bytes_done: 64, .. }))));
     assert!(matches!(calls[1].answer, Some(Ok(Answer { status: Status::NoKey, bytes_done: 0, .. }))));
@@ -263,7 +263,99 @@ fn a_refused_request_fails_alone_and_a_key_call_goes_alone() {
     let ecb = RefOp { mode: Mode::Ecb, direction: Direction::Encrypt };
     assert_eq!(memory.bytes(&a), reference_crypt(ecb, &[7; 16], [0; 16], &data).0);
     let posted = vm.round(&mut calls, MAX_BATCH, &mut AtMost(112));
-    assert_eq!(posted.calls(), [2]);
+    assert_eq!(posted.calls().collect::<Vec<_>>(), [2]);
     assert!(matches!(calls[2].answer, Some(Ok(Answer { status: Status::Ok, .. }))));
     assert_eq!(KeyLen::try_from(16), Ok(KeyLen::Aes128));
+}
+
+/// dm-crypt's shape: many CBC encryptions of one key, a sector each. Those of one key and
+/// length whose chunk is one direct entry go as the streams of CBC-streams requests (at most
+/// `MAX_STREAMS` each); the others — another key, another length, a split list, a decryption
+/// — go alone, in between. Every output and output IV against RustCrypto.
+#[test]
+fn cbc_encryptions_of_one_key_go_as_streams() {
+    require_aes_ni();
+    let memory = Memory::new(MEMORY_SIZE);
+    let mut vm = Vm::new(&memory);
+    let (key_a, key_b) = ([0x11u8; 32], [0x22u8; 16]);
+    vm.set_key(0, &key_a, false);
+    vm.set_key(1, &key_b, false);
+    let mut rng = SmallRng::seed_from_u64(0x57ea);
+    // (slot, bytes, split into two segments, decrypt)
+    let shapes: [(u32, u32, bool, bool); MAX_BATCH] = [
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (1, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 512, false, false),
+        (0, 512, false, false),
+        (0, 4096, true, false),
+        (0, 4096, false, true),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+        (0, 4096, false, false),
+    ];
+    let cases: Vec<Case> = shapes
+        .iter()
+        .enumerate()
+        .map(|(j, &(slot, bytes, split, decrypt))| {
+            let at = FIRST_REGION + j as u64 * 0x4000;
+            let src = if split {
+                vec![Segment { phys: at, len: 1024 }, Segment { phys: at + 0x2000, len: bytes - 1024 }]
+            } else {
+                vec![Segment { phys: at, len: bytes }]
+            };
+            let plaintext: Vec<u8> = (0..bytes).map(|_| rng.gen()).collect();
+            let iv: [u8; 16] = rng.gen();
+            let direction = if decrypt { Direction::Decrypt } else { Direction::Encrypt };
+            let op = RefOp { mode: Mode::Cbc, direction };
+            let key: &[u8] = if slot == 0 { &key_a } else { &key_b };
+            let (expected, expected_iv) = reference_crypt(op, key, iv, &plaintext);
+            Case { op, slot, iv, dst: src.clone(), src, plaintext, expected, expected_iv }
+        })
+        .collect();
+    for case in &cases {
+        memory.fill(&case.src, &case.plaintext);
+    }
+    let mut translators: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            let rule = TailRule::of(Mode::Cbc, c.op.direction);
+            Translator::new(SliceCursor::new(&c.src), SliceCursor::new(&c.dst), c.plaintext.len() as u64, rule).unwrap()
+        })
+        .collect();
+    let mut calls: Vec<Call<'_, _, _>> = cases
+        .iter()
+        .zip(translators.iter_mut())
+        .map(|(c, t)| {
+            let op = if c.op.direction == Direction::Encrypt { Op::Encrypt } else { Op::Decrypt };
+            let key_len = if c.slot == 0 { 32 } else { 16 };
+            let request = Request {
+                op: op as u32,
+                mode: Mode::Cbc as u32,
+                key_slot: c.slot,
+                key_len,
+                iv: c.iv,
+                ..Request::default()
+            };
+            Call::new(request, &[], Some(t))
+        })
+        .collect();
+    let posted = vm.round(&mut calls, MAX_BATCH, &mut AtMost(112));
+    // Seven requests: streams {0, 1, 2}; 3 (key B ends them); 4 (its streams end at 5's
+    // other length); streams {5, 6}; 7 (two entries); 8 (a decryption); streams {9..=15}.
+    assert_eq!(posted.call_count(), MAX_BATCH);
+    assert_eq!(posted.streamed, 3 + 2 + 7, "streams of {{0, 1, 2}}, {{5, 6}}, {{9..=15}}");
+    assert_eq!(posted.count(), 1 + 1 + 1 + 1 + 1 + 1 + 1, "{posted:?}");
+    for (j, (case, call)) in cases.iter().zip(&calls).enumerate() {
+        let answer = call.answer.unwrap().unwrap();
+        assert_eq!((answer.status, answer.bytes_done), (Status::Ok, case.plaintext.len() as u32), "call {j}");
+        assert_eq!(memory.bytes(&case.dst), case.expected, "call {j}");
+        assert_eq!(answer.iv_out, case.expected_iv, "call {j}: output IV");
+    }
 }

@@ -85,6 +85,9 @@ pub struct Stats {
     /// Batches served (one comm block of requests each; a batch takes several VMRUNs when
     /// host events interrupt it).
     pub batches: u64,
+    /// Requests served as a stream of a CBC-streams request (CBC encryptions of one key run
+    /// through the AES unit together; `crate::batch::post`).
+    pub streamed: u64,
 }
 
 extern "C" {

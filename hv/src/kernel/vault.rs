@@ -1530,6 +1530,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         })
     };
     vcpu.stats.requests += posted.first_chunks;
+    vcpu.stats.streamed += posted.streamed;
     if posted.count() == 0 {
         vcpu.clear_window();
         return;
@@ -1561,7 +1562,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
         Ok(()) => batch::check_answer(comm, &header, &posted).err().map(|status| Fault::Answer { status }),
     };
     if let Some(fault) = fault {
-        vcpu.stats.errors += posted.count() as u64;
+        vcpu.stats.errors += posted.call_count() as u64;
         drop(in_vault);
         rebuild(state, cpu, fault);
         vcpu.sync_generation();
@@ -1572,7 +1573,7 @@ fn call_on_this_cpu(state: &State, calls: &mut [Call<'_>]) {
     // Cannot happen while rebuilds quiesce the vault; kept as a check that the output of a
     // request never outlives the keys it was computed with.
     if GENERATION.load(Ordering::Acquire) != generation {
-        vcpu.stats.errors += posted.count() as u64;
+        vcpu.stats.errors += posted.call_count() as u64;
         batch::fail(calls, &posted, CallError::StaleKeys);
         return;
     }
