@@ -15,7 +15,9 @@
 use sevault_abi::comm::{CommBlockPtr, Header, Request};
 use sevault_abi::{Mode, Op, SgEntry, Status, AES_BLOCK, MAX_BATCH, MAX_BYTES_PER_EXIT, MAX_ENTRIES, MAX_STREAMS};
 
-use crate::translate::{Admission, Bounce, ChunkInfo, HostMemory, SegmentCursor, TranslateError, Translator};
+use crate::translate::{
+    Admission, Bounce, ChunkInfo, HostMemory, SegmentCursor, TranslateError, Translator, BOUNCE_BYTES,
+};
 
 /// The vault's answer to one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +217,9 @@ impl Streams {
         0
     }
 }
+
+// The IVs of a CBC-streams request fit its bounce area.
+const _: () = assert!(AES_BLOCK * MAX_STREAMS <= BOUNCE_BYTES);
 
 fn is_cbc_encryption(request: &Request) -> bool {
     request.op == Op::Encrypt as u32 && request.mode == Mode::Cbc as u32

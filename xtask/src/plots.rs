@@ -27,6 +27,13 @@ pub fn all(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A chart against any x (`sevault_plots::chart`) into `experiments/results/<file>`.
+fn draw_chart(root: &Path, file: &str, title: &str, x: &str, y: &str, series: &[Series]) -> Result<String> {
+    let path = root.join(RESULTS).join(file);
+    sevault_plots::chart(&path, title, x, y, series).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(path.display().to_string())
+}
+
 fn draw(root: &Path, file: &str, title: &str, y: &str, series: &[Series]) -> Result<String> {
     let path = root.join(RESULTS).join(file);
     against_size(&path, title, y, series).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -61,6 +68,30 @@ pub fn aes_bench(root: &Path) -> Result<Vec<String>> {
         }
         let title = format!("bench-aes (host): the vault's AES code / OpenSSL AES-NI, AES-{bits}");
         written.push(draw(root, &format!("aes-bench-aes{bits}.svg"), &title, "vault / OpenSSL", &series)?);
+    }
+    // Multi-stream CBC encryption: all streams' throughput over the single stream's.
+    let streams = doc["streams"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !streams.is_empty() {
+        let mut series: Vec<Series> = [128u64, 256]
+            .iter()
+            .map(|&bits| Series {
+                label: format!("AES-{bits}: N streams / 1 stream"),
+                points: streams
+                    .iter()
+                    .filter(|r| r["key_bits"].as_u64() == Some(bits))
+                    .filter_map(|r| Some((r["streams"].as_f64()?, r["speedup"].as_f64()?)))
+                    .collect(),
+            })
+            .collect();
+        series.push(Series { label: "target: 3× at 4 streams".into(), points: vec![(1.0, 3.0), (8.0, 3.0)] });
+        written.push(draw_chart(
+            root,
+            "aes-bench-cbc-streams.svg",
+            "bench-aes (host): CBC encryption of N independent 4 KiB streams together (the vault's streams routine)",
+            "streams",
+            "throughput / one stream's",
+            &series,
+        )?);
     }
     Ok(written)
 }
@@ -188,16 +219,14 @@ pub fn dmcrypt_bench(root: &Path) -> Result<Vec<String>> {
         Series { label: "VMRUNs per request".into(), points: depth.iter().map(|d| (d.0, d.1)).collect() },
         Series { label: "requests per batch / 16".into(), points: depth.iter().map(|d| (d.0, d.2 / 16.0)).collect() },
     ];
-    let path = root.join(RESULTS).join("dmcrypt-depth.svg");
-    sevault_plots::chart(
-        &path,
+    written.push(draw_chart(
+        root,
+        "dmcrypt-depth.svg",
         "bench-dmcrypt (QEMU TCG): the vault's batching against fio's queue depth (max_batch 16, 4 KiB sectors, random writes)",
         "fio iodepth per job (two jobs)",
         "per request / per batch",
         &depth_series,
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    written.push(path.display().to_string());
+    )?);
     for (file, title, y, series) in [
         (
             "dmcrypt-batching.svg",
@@ -212,10 +241,7 @@ pub fn dmcrypt_bench(root: &Path) -> Result<Vec<String>> {
             &vmruns,
         ),
     ] {
-        let path = root.join(RESULTS).join(file);
-        sevault_plots::chart(&path, title, "max_batch (requests per VMRUN at most)", y, series)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        written.push(path.display().to_string());
+        written.push(draw_chart(root, file, title, "max_batch (requests per VMRUN at most)", y, series)?);
     }
     Ok(written)
 }
