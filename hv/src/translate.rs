@@ -362,11 +362,9 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         let base = (self.done / AES_BLOCK as u64) as u32;
         // Encryption: the whole block through tweak `base`, the mixed one through `base + 1`;
         // decryption the other way round (IEEE 1619-2018 §5.3.2, §5.4.2).
-        let (first_block, block) = match self.tail {
-            Tail::Steal { direction, running: false, .. } => (base + (direction == Direction::Decrypt) as u32, None),
-            Tail::Stolen { direction, block, running: false, .. } => {
-                (base + (direction == Direction::Encrypt) as u32, Some(block))
-            }
+        let first_block = match self.tail {
+            Tail::Steal { direction, running: false, .. } => base + (direction == Direction::Decrypt) as u32,
+            Tail::Stolen { direction, running: false, .. } => base + (direction == Direction::Encrypt) as u32,
             _ => return Ok(None),
         };
         let entry = SgEntry { src: bounce.phys, dst: bounce.phys, len: AES_BLOCK as u32, reserved_0x14: 0 };
@@ -375,18 +373,19 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
         }
         // SAFETY: the area's first block, inside the area `bounce` names.
         let area = unsafe { core::slice::from_raw_parts_mut(bounce.virt, AES_BLOCK) };
-        match (block, &mut self.tail) {
+        match &mut self.tail {
             // Step 1: the last whole block, from the source, which then points at the partial
             // block (the destination stays at the whole one, for step 2).
-            (None, Tail::Steal { running, .. }) => {
+            Tail::Steal { running, .. } => {
                 gather(&mut self.src, memory, area)?;
                 *running = true;
             }
-            (_, Tail::Stolen { block, running, .. }) => {
+            Tail::Stolen { block, running, .. } => {
                 area.copy_from_slice(block);
                 *running = true;
             }
-            _ => return Ok(None),
+            // Excluded by the match above.
+            Tail::Done | Tail::Padded(_) => return Ok(None),
         }
         emit(0, &entry);
         Ok(Some(ChunkInfo { count: 1, bytes: AES_BLOCK as u32, first_block, bounced: 1 }))
@@ -397,13 +396,16 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
     /// partial block's output, and the partial input with the rest of the result becomes step
     /// 2's block; after step 2 its result goes out as the last whole block's.
     pub fn scatter(&mut self, bounce: Bounce, memory: &impl HostMemory) -> Result<(), TranslateError> {
-        let mut result = [0u8; AES_BLOCK];
-        if matches!(self.tail, Tail::Steal { running: true, .. } | Tail::Stolen { running: true, .. }) {
-            // SAFETY: the step's block is the area's first (`stealing_step`).
+        // A stealing step's result: the area's first block (`stealing_step`).
+        let step_result = || -> [u8; AES_BLOCK] {
+            let mut result = [0; AES_BLOCK];
+            // SAFETY: the area's first block, inside the area `bounce` names; a plain copy.
             result.copy_from_slice(unsafe { core::slice::from_raw_parts(bounce.virt, AES_BLOCK) });
-        }
+            result
+        };
         match self.tail {
             Tail::Steal { partial, direction, running: true } => {
+                let result = step_result();
                 let mut block = result;
                 // All reads before the writes: the partial block may be in place.
                 gather(&mut self.src, memory, &mut block[..partial as usize])?;
@@ -414,7 +416,7 @@ impl<S: SegmentCursor, D: SegmentCursor> Translator<S, D> {
                 return Ok(());
             }
             Tail::Stolen { partial, running: true, .. } => {
-                scatter(&mut self.dst, memory, &result)?;
+                scatter(&mut self.dst, memory, &step_result())?;
                 advance(&mut self.dst, partial)?;
                 self.tail = Tail::Done;
                 return Ok(());
